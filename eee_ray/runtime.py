@@ -1,0 +1,72 @@
+"""Where the work runs and where it is recorded: Ray (cluster or local) and MLflow (server or local sqlite)."""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+
+def init_ray(num_cpus: int | None = None, num_gpus: int | None = None) -> None:
+    """Connect to ``RAY_ADDRESS`` when set (``ray job submit`` sets it), else start a local Ray.
+
+    A Ray that is already initialised in this process (a test session, a job driver) is reused as is.
+    """
+    import ray
+
+    if ray.is_initialized():
+        return
+    address = os.environ.get("RAY_ADDRESS")
+    if address:
+        ray.init(address=address, log_to_driver=True)
+        return
+    kwargs: dict = {"include_dashboard": False, "log_to_driver": True}
+    if num_cpus is not None:
+        kwargs["num_cpus"] = num_cpus
+    if num_gpus is not None:
+        kwargs["num_gpus"] = num_gpus
+    ray.init(**kwargs)
+
+
+def tracking_uri(workdir: str | Path) -> str:
+    """``MLFLOW_TRACKING_URI`` when set, else an absolute sqlite store in ``workdir`` (MLflow 3 refuses ./mlruns)."""
+    env = os.environ.get("MLFLOW_TRACKING_URI")
+    if env:
+        return env
+    db = Path(workdir).resolve() / "mlflow.db"
+    db.parent.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{db}"
+
+
+def setup_mlflow(workdir: str | Path, experiment: str) -> tuple[str, str]:
+    """Point MLflow at the store and make sure ``experiment`` exists with artifacts under ``workdir``.
+
+    Returns ``(tracking_uri, experiment_id)``; pass both to Ray workers, which must call
+    ``mlflow.set_tracking_uri`` themselves.
+    """
+    import mlflow
+
+    uri = tracking_uri(workdir)
+    mlflow.set_tracking_uri(uri)
+    exp = mlflow.get_experiment_by_name(experiment)
+    if exp is None:
+        artifacts = None
+        if uri.startswith("sqlite:"):
+            artifacts = (Path(workdir).resolve() / "mlartifacts").as_uri()
+        exp_id = mlflow.create_experiment(experiment, artifact_location=artifacts)
+    else:
+        exp_id = exp.experiment_id
+    mlflow.set_experiment(experiment_id=exp_id)
+    return uri, exp_id
+
+
+def mlflow_ui_command(uri: str) -> str:
+    """The exact command a user runs to browse the runs (bound to loopback)."""
+    return f"mlflow ui --backend-store-uri {uri} --host 127.0.0.1 --port 5000"
+
+
+def setup_logging(verbose: bool = False) -> None:
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
