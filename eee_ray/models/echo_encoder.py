@@ -1,0 +1,56 @@
+"""The echo encoder (paper section 3.3.2): a ViT over 3D tubelets of each sub-clip, then a temporal Transformer.
+
+Only valid (unpadded) sub-clips go through the ViT, which is where almost all the compute is; padded positions get a
+zero vector and are masked in the temporal stage, which is an ``ECGEncoder`` over the ViT features.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from eee_ray.models.ecg_encoder import ECGEncoder, transformer_stack
+
+PIXEL_MEAN, PIXEL_STD = 0.5, 0.25  # uint8 grey levels / 255 -> roughly zero mean, unit spread
+
+
+class TubeletViT(nn.Module):
+    """(N, F, H, W) sub-clips (C = 1) -> (N, D_vit) [CLS] vectors."""
+
+    def __init__(self, frames: int = 8, image_size: int = 112, tubelet: tuple[int, int, int] = (2, 16, 16),
+                 d_vit: int = 64, n_layers: int = 2, n_heads: int = 4, d_ff: int = 128, dropout: float = 0.1):
+        super().__init__()
+        tf, th, tw = tubelet
+        if frames % tf or image_size % th or image_size % tw:
+            raise ValueError(f"tubelet {tubelet} must divide the sub-clip {frames}x{image_size}x{image_size}")
+        n_patches = (frames // tf) * (image_size // th) * (image_size // tw)
+        self.embed = nn.Conv3d(1, d_vit, kernel_size=tubelet, stride=tubelet)
+        self.cls = nn.Parameter(torch.zeros(1, 1, d_vit))
+        self.pos = nn.Parameter(torch.zeros(1, n_patches + 1, d_vit))
+        nn.init.normal_(self.cls, std=0.02)
+        nn.init.normal_(self.pos, std=0.02)
+        self.blocks = transformer_stack(d_vit, n_layers, n_heads, d_ff, dropout)
+        self.norm = nn.LayerNorm(d_vit)
+
+    def forward(self, clips: torch.Tensor) -> torch.Tensor:
+        x = (clips.float() / 255.0 - PIXEL_MEAN) / PIXEL_STD
+        x = self.embed(x.unsqueeze(1)).flatten(2).transpose(1, 2)  # (N, patches, D)
+        x = torch.cat([self.cls.expand(x.shape[0], -1, -1), x], dim=1) + self.pos
+        return self.norm(self.blocks(x))[:, 0]
+
+
+class EchoEncoder(nn.Module):
+    """(B, T, F, H, W) sub-clips + (B, T) padding mask -> [CLS] (B, D) and tokens (B, T, D)."""
+
+    def __init__(self, vit: TubeletViT, temporal: ECGEncoder):
+        super().__init__()
+        self.vit, self.temporal = vit, temporal
+        self.d_embed = temporal.d_embed
+
+    def forward(self, clips: torch.Tensor, pad_mask: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        b, t = clips.shape[:2]
+        valid = torch.ones(b, t, dtype=torch.bool, device=clips.device) if pad_mask is None else ~pad_mask.bool()
+        feats = self.vit(clips[valid])
+        seq = feats.new_zeros(b, t, feats.shape[-1])
+        seq[valid] = feats
+        return self.temporal(seq, pad_mask)
