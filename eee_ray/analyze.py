@@ -1,0 +1,337 @@
+"""Figures of a finished benchmark (SPEC S8, paper section 4.5): LDA grid, ROC curves, per-label AUROC heat map.
+
+Reads each trial's ``test_outputs.npz`` (record-averaged penultimate embeddings, labels, scores) and ``meta.json``
+under ``<benchmark>/trials/``; writes PNGs and CSVs to the output folder and logs them to an MLflow run "analysis".
+
+LDA classes for multi-label records: every record gets the *rarest* of its positive labels among the plotted
+categories (the most specific finding wins, so a small category is not swallowed by a common one); records with no
+positive among them are left out. The projection is fitted on all plotted records (as in the paper); to tell real
+separation from LDA's over-fitting of high-dimensional embeddings, each panel also reports the 5-fold cross-validated
+balanced accuracy of the same (shrinkage) LDA used as a classifier.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from eee_ray.errors import UserError
+from eee_ray.io import atomic_write, atomic_write_text
+
+log = logging.getLogger(__name__)
+
+STRATEGY_NAMES = {"finetune": "fine-tune", "fine_tune": "fine-tune", "linear_probe": "linear probe",
+                  "linear": "linear probe", "probe": "linear probe"}
+MODEL_NAMES = {"xresnet1d50": "XResNet1D50", "s4": "S4", "st_mem": "ST-MEM", "eee": "EEE",
+               "eee_random": "EEE random init"}  # also the row order of every figure (the paper's)
+
+
+@dataclass
+class AnalyzeConfig:
+    """Where to read and write, which categories to plot, and the thresholds of the LDA panels."""
+
+    benchmark: str = ""
+    output: str = ""  # default: <benchmark>/analysis
+    categories: list[str] = field(default_factory=list)  # labels to plot; default: the most frequent ones
+    max_categories: int = 5  # how many frequent labels to plot when ``categories`` is empty
+    min_records_per_category: int = 5  # smaller LDA classes are dropped (too few points to fit or see)
+    cv_folds: int = 5  # folds of the cross-validated LDA accuracy shown on each panel
+    seed: int = 0
+    mlflow_experiment: str = "eee-benchmark"
+    mlflow_workdir: str = ""  # default: the benchmark folder (where its MLflow store lives)
+
+
+@dataclass
+class Trial:
+    """One benchmark trial's test outputs and identity."""
+
+    name: str
+    model: str
+    strategy: str
+    leads: list[str]
+    label_names: list[str]
+    record_id: np.ndarray
+    embedding: np.ndarray
+    y_true: np.ndarray
+    y_score: np.ndarray
+
+    @property
+    def lead_config(self) -> str:
+        return f"Lead {self.leads[0]}" if len(self.leads) == 1 else f"{len(self.leads)} leads"
+
+    @property
+    def row(self) -> str:
+        """The figure row: the model, plus the strategy for the models that have two (EEE)."""
+        name = MODEL_NAMES.get(self.model, self.model)
+        return f"{name} ({STRATEGY_NAMES.get(self.strategy, self.strategy)})" if self.model.startswith("eee") else name
+
+    @property
+    def order(self) -> tuple:
+        known = list(MODEL_NAMES)
+        return (known.index(self.model) if self.model in known else len(known), self.model, self.strategy != "finetune",
+                self.strategy, len(self.leads) > 1, self.leads)
+
+
+def load_trials(benchmark: Path) -> list[Trial]:
+    """Every trial folder with both ``meta.json`` and ``test_outputs.npz``, in a stable order."""
+    trials_dir = benchmark / "trials"
+    if not trials_dir.is_dir():
+        raise UserError(f"no trials/ folder in {benchmark}: is this the output folder of `eee-ray benchmark`?")
+    trials = []
+    for d in sorted(p for p in trials_dir.iterdir() if p.is_dir()):
+        meta_path, npz_path = d / "meta.json", d / "test_outputs.npz"
+        if not (meta_path.is_file() and npz_path.is_file()):
+            log.warning("skipping %s: no meta.json or test_outputs.npz (trial not finished?)", d.name)
+            continue
+        meta = json.loads(meta_path.read_text())
+        with np.load(npz_path, allow_pickle=False) as z:
+            trials.append(Trial(name=d.name, model=meta["model"], strategy=meta.get("strategy", "finetune"),
+                                leads=list(meta["leads"]), label_names=list(meta["label_names"]),
+                                record_id=z["record_id"].astype(str), embedding=z["embedding"].astype(np.float64),
+                                y_true=z["y_true"].astype(np.int8), y_score=z["y_score"].astype(np.float64)))
+    if not trials:
+        raise UserError(f"no finished trials (meta.json + test_outputs.npz) under {trials_dir}")
+    return sorted(trials, key=lambda t: t.order)
+
+
+def choose_categories(trials: list[Trial], cfg: AnalyzeConfig) -> list[str]:
+    """The user's categories, else the ``max_categories`` labels with most positives in the test sets."""
+    names = trials[0].label_names
+    if cfg.categories:
+        unknown = [c for c in cfg.categories if c not in names]
+        if unknown:
+            raise UserError(f"unknown categories {unknown}; the benchmark's labels are: {', '.join(names)}")
+        return list(cfg.categories)
+    counts = pd.Series(0, index=names)
+    for t in trials:
+        counts += pd.Series(t.y_true.sum(axis=0), index=t.label_names).reindex(names, fill_value=0)
+    return [c for c in counts.sort_values(ascending=False, kind="stable").index[: cfg.max_categories]
+            if counts[c] > 0]
+
+
+def assign_classes(y_true: np.ndarray, label_names: list[str], categories: list[str]) -> np.ndarray:
+    """One class per record: the rarest positive category (most specific); '' where none is positive."""
+    idx = [label_names.index(c) for c in categories]
+    y = y_true[:, idx].astype(bool)
+    prevalence = y.sum(axis=0)
+    order = np.argsort(prevalence, kind="stable")  # rarest first
+    out = np.full(len(y), "", dtype=object)
+    for j in order[::-1]:  # assign commonest first, rarer ones overwrite
+        out[y[:, j]] = categories[j]
+    return out
+
+
+@dataclass
+class LdaPanel:
+    """The 1-D or 2-D LDA coordinates of one trial and how well its classes separate."""
+
+    coords: np.ndarray
+    classes: np.ndarray
+    cv_balanced_accuracy: float
+    chance: float
+
+
+def lda_panel(trial: Trial, categories: list[str], cfg: AnalyzeConfig) -> LdaPanel | None:
+    """Standardise, fit shrinkage LDA on the plotted records, project; None when fewer than two classes remain."""
+    from sklearn.discriminant_analysis import LinearDiscriminantAnalysis
+    from sklearn.model_selection import StratifiedKFold, cross_val_score
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    classes = assign_classes(trial.y_true, trial.label_names, categories)
+    keep = classes != ""
+    values, counts = np.unique(classes[keep], return_counts=True)
+    big = set(values[counts >= cfg.min_records_per_category])
+    keep &= np.isin(classes, list(big))
+    if len(big) < 2:
+        return None
+    x, y = trial.embedding[keep], classes[keep]
+
+    def make():
+        return make_pipeline(StandardScaler(), LinearDiscriminantAnalysis(solver="eigen", shrinkage="auto"))
+
+    pipe = make().fit(x, y)
+    coords = pipe.transform(x)[:, :2]
+    folds = min(cfg.cv_folds, int(pd.Series(y).value_counts().min()))
+    cv = StratifiedKFold(n_splits=folds, shuffle=True, random_state=cfg.seed)
+    acc = float(np.mean(cross_val_score(make(), x, y, cv=cv, scoring="balanced_accuracy")))
+    return LdaPanel(coords=coords, classes=y, cv_balanced_accuracy=acc, chance=1.0 / len(big))
+
+
+def _grid(trials: list[Trial]) -> tuple[list[str], list[str], dict[tuple[str, str], Trial]]:
+    rows = list(dict.fromkeys(t.row for t in trials))
+    cols = sorted(dict.fromkeys(t.lead_config for t in trials), key=lambda c: (not c.startswith("Lead"), c))
+    return rows, cols, {(t.row, t.lead_config): t for t in trials}
+
+
+def plot_lda_grid(trials: list[Trial], categories: list[str], cfg: AnalyzeConfig, path: Path) -> pd.DataFrame:
+    """Figure 3: rows = model (and strategy), columns = lead configuration; returns the per-panel summary."""
+    import matplotlib.pyplot as plt
+
+    rows, cols, cell = _grid(trials)
+    colors = {c: plt.get_cmap("tab10")(i % 10) for i, c in enumerate(categories)}
+    fig, axes = plt.subplots(len(rows), len(cols), figsize=(4.2 * len(cols) + 1.8, 3.6 * len(rows)), squeeze=False)
+    summary, plotted = [], []
+    for i, r in enumerate(rows):
+        for j, c in enumerate(cols):
+            ax = axes[i][j]
+            ax.set_xticks([]), ax.set_yticks([])
+            if i == 0:
+                ax.set_title(c, fontsize=13, fontweight="bold", pad=18)
+            if j == 0:
+                ax.set_ylabel(r, fontsize=12, fontweight="bold")
+            t = cell.get((r, c))
+            panel = lda_panel(t, categories, cfg) if t is not None else None
+            if panel is None:
+                ax.text(0.5, 0.5, "not run" if t is None else "fewer than 2 categories\nwith enough records",
+                        ha="center", va="center", transform=ax.transAxes, color="0.4")
+                continue
+            rng = np.random.default_rng(cfg.seed)
+            for cat in categories:
+                m = panel.classes == cat
+                if not m.any():
+                    continue
+                xy = panel.coords[m]
+                y2 = xy[:, 1] if xy.shape[1] > 1 else rng.uniform(-1, 1, m.sum())  # 2 classes: LD1 + jitter
+                ax.scatter(xy[:, 0], y2, s=14, alpha=0.7, color=colors[cat], edgecolors="none")
+            ax.set_xlabel("LD1", fontsize=9)
+            if j > 0:
+                ax.set_ylabel("LD2" if panel.coords.shape[1] > 1 else "jitter", fontsize=9)
+            ax.text(0.02, 1.01, f"{cfg.cv_folds}-fold LDA bal. acc. {panel.cv_balanced_accuracy:.2f} (chance {panel.chance:.2f}), "
+                    f"n={len(panel.classes)}", transform=ax.transAxes, fontsize=8, va="bottom")
+            plotted.append(panel.classes)
+            summary.append({"trial": t.name, "model": t.model, "strategy": t.strategy, "leads": c,
+                            "n_records": len(panel.classes), "n_classes": len(set(panel.classes)),
+                            "cv_balanced_accuracy": panel.cv_balanced_accuracy, "chance": panel.chance})
+    shown = [c for c in categories if any(c in set(panel_classes) for panel_classes in plotted)]
+    handles = [plt.Line2D([], [], marker="o", linestyle="", color=colors[c], label=c) for c in shown]
+    fig.legend(handles=handles, title="category (rarest positive)", loc="center right", frameon=False)
+    fig.suptitle("LDA of record-averaged penultimate embeddings (test set)", fontsize=14, y=0.995)
+    fig.tight_layout(rect=(0, 0, 1 - 1.6 / fig.get_figwidth(), 0.98))
+    _save_fig(fig, path)
+    return pd.DataFrame(summary)
+
+
+def _roc_curves(y_true: np.ndarray, y_score: np.ndarray) -> dict[str, tuple[np.ndarray, np.ndarray, float]]:
+    """Macro (per-label TPR averaged on a common FPR grid) and micro ROC, over labels with both classes present."""
+    from sklearn.metrics import roc_auc_score, roc_curve
+
+    ok = (y_true.min(axis=0) == 0) & (y_true.max(axis=0) == 1)
+    yt, ys = y_true[:, ok], y_score[:, ok]
+    grid = np.linspace(0, 1, 201)
+    tprs = []
+    for k in range(yt.shape[1]):
+        fpr, tpr, _ = roc_curve(yt[:, k], ys[:, k])
+        tprs.append(np.interp(grid, fpr, tpr))
+    macro_auc = float(roc_auc_score(yt, ys, average="macro"))
+    fpr, tpr, _ = roc_curve(yt.ravel(), ys.ravel())
+    micro_auc = float(roc_auc_score(yt, ys, average="micro"))
+    return {"macro": (grid, np.mean(tprs, axis=0), macro_auc), "micro": (fpr, tpr, micro_auc)}
+
+
+def plot_roc(trials: list[Trial], path: Path) -> None:
+    """Columns = lead configuration, rows = macro / micro average; one curve per model (and strategy)."""
+    import matplotlib.pyplot as plt
+
+    rows, cols, cell = _grid(trials)
+    fig, axes = plt.subplots(2, len(cols), figsize=(5.2 * len(cols), 9.5), squeeze=False)
+    colors = {r: plt.get_cmap("tab10")(i % 10) for i, r in enumerate(rows)}
+    for j, c in enumerate(cols):
+        for r in rows:
+            t = cell.get((r, c))
+            if t is None:
+                continue
+            curves = _roc_curves(t.y_true, t.y_score)
+            for i, avg in enumerate(("macro", "micro")):
+                x, y, auc = curves[avg]
+                axes[i][j].plot(x, y, color=colors[r], lw=1.8, label=f"{r}  AUC {auc:.3f}")
+        for i, avg in enumerate(("macro", "micro")):
+            ax = axes[i][j]
+            ax.plot([0, 1], [0, 1], ls=":", color="0.5", lw=1)
+            ax.set(xlim=(0, 1), ylim=(0, 1.01), xlabel="false positive rate", ylabel="true positive rate",
+                   title=f"{c}: {avg}-average ROC")
+            ax.legend(loc="lower right", fontsize=8)
+    fig.suptitle("ROC curves on the test set", fontsize=14)
+    fig.tight_layout()
+    _save_fig(fig, path)
+
+
+def per_label_auroc(trials: list[Trial]) -> pd.DataFrame:
+    """Rows = trial (model, strategy, leads), columns = labels; NaN where a label has one class in the test set."""
+    from sklearn.metrics import roc_auc_score
+
+    out = {}
+    for t in trials:
+        row = {}
+        for k, name in enumerate(t.label_names):
+            yk = t.y_true[:, k]
+            row[name] = float(roc_auc_score(yk, t.y_score[:, k])) if 0 < yk.sum() < len(yk) else np.nan
+        out[f"{t.row}, {t.lead_config}"] = row
+    return pd.DataFrame.from_dict(out, orient="index")
+
+
+def plot_heatmap(table: pd.DataFrame, path: Path) -> None:
+    import matplotlib.pyplot as plt
+
+    n_r, n_c = table.shape
+    fig, ax = plt.subplots(figsize=(max(6.0, 0.75 * n_c + 4.5), max(3.0, 0.45 * n_r + 2.0)))
+    im = ax.imshow(table.to_numpy(dtype=float), cmap="RdYlGn", vmin=0.5, vmax=1.0, aspect="auto")
+    ax.set_xticks(range(n_c), table.columns, rotation=45 if n_c > 6 else 0, ha="right" if n_c > 6 else "center")
+    ax.set_yticks(range(n_r), table.index)
+    if n_r * n_c <= 600:
+        for (i, j), v in np.ndenumerate(table.to_numpy(dtype=float)):
+            dark = not np.isnan(v) and (v < 0.6 or v > 0.93)
+            ax.text(j, i, "n/a" if np.isnan(v) else f"{v:.2f}", ha="center", va="center", fontsize=8,
+                    color="white" if dark else "black")
+    fig.colorbar(im, ax=ax, label="AUROC (test set)", fraction=0.04)
+    ax.set_title("Per-label AUROC (model, lead configuration) x label")
+    fig.tight_layout()
+    _save_fig(fig, path)
+
+
+def _save_fig(fig, path: Path) -> None:
+    import matplotlib.pyplot as plt
+
+    atomic_write(path, lambda p: fig.savefig(p, dpi=110, format="png"))
+    plt.close(fig)
+
+
+def run_analysis(cfg: AnalyzeConfig) -> Path:
+    """All figures and tables of one benchmark, logged to MLflow; returns the output folder."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import mlflow
+
+    from eee_ray.config import save, to_dict
+    from eee_ray.runtime import setup_mlflow
+
+    bench = Path(cfg.benchmark)
+    if not bench.is_dir():
+        raise UserError(f"benchmark folder not found: {bench}")
+    out = Path(cfg.output) if cfg.output else bench / "analysis"
+    trials = load_trials(bench)
+    categories = choose_categories(trials, cfg)
+    log.info("analysing %d trials; LDA categories: %s", len(trials), ", ".join(categories))
+
+    lda = plot_lda_grid(trials, categories, cfg, out / "lda_grid.png")
+    plot_roc(trials, out / "roc_curves.png")
+    table = per_label_auroc(trials)
+    plot_heatmap(table, out / "per_label_auroc_heatmap.png")
+    atomic_write_text(out / "lda_summary.csv", lda.to_csv(index=False))
+    atomic_write_text(out / "per_label_auroc.csv", table.to_csv(index_label="trial"))
+    save(cfg, out / "config.yaml")
+
+    setup_mlflow(cfg.mlflow_workdir or bench, cfg.mlflow_experiment)
+    with mlflow.start_run(run_name="analysis"):
+        mlflow.set_tag("stage", "analysis")
+        mlflow.log_params({**{k: str(v) for k, v in to_dict(cfg).items()}, "lda_categories": ",".join(categories)})
+        for rec in lda.to_dict("records"):
+            mlflow.log_metric(f"lda_cv_bal_acc.{rec['trial']}", rec["cv_balanced_accuracy"])
+        mlflow.log_artifacts(str(out), artifact_path="analysis")
+    return out

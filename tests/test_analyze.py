@@ -1,0 +1,88 @@
+"""`eee-ray analyze` on a benchmark folder with known ground truth: one model whose embeddings carry the categories,
+one whose embeddings are noise. The LDA summary must tell them apart, the AUROC table must equal sklearn's on the
+trial outputs, and the figures and the MLflow run "analysis" must exist."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.metrics import roc_auc_score
+
+from eee_ray.analyze import assign_classes
+from eee_ray.cli import main
+
+LABELS = ["HF", "AORTIC", "PERICARD", "PULM", "RARE"]
+
+
+def _write_trial(bench: Path, model: str, leads: list[str], strategy: str, informative: bool,
+                 rng: np.random.Generator) -> None:
+    n, dim = 160, 48
+    y = np.zeros((n, len(LABELS)), np.uint8)
+    primary = rng.integers(0, 4, n)
+    y[np.arange(n), primary] = 1
+    y[rng.random(n) < 0.15, 0] = 1  # multi-label records: HF on top of another category
+    y[:2, 4] = 1  # a category with too few records to plot
+    centres = rng.normal(0, 3.0, (4, dim))
+    emb = rng.normal(0, 1.0, (n, dim)) + (centres[primary] if informative else 0.0)
+    score = np.clip(y * (0.35 if informative else 0.0) + rng.random(y.shape) * 0.65, 0, 1)
+    d = bench / "trials" / f"{model}__{'II' if len(leads) == 1 else 'all'}__{strategy}"
+    d.mkdir(parents=True)
+    (d / "meta.json").write_text(json.dumps({"model": model, "leads": leads, "strategy": strategy,
+                                             "label_names": LABELS, "window": 250, "sample_rate": 100}))
+    np.savez(d / "test_outputs.npz", record_id=np.array([f"r{i}" for i in range(n)]),
+             embedding=emb.astype(np.float32), y_true=y, y_score=score.astype(np.float32))
+
+
+@pytest.fixture(scope="module")
+def bench(tmp_path_factory) -> Path:
+    bench = tmp_path_factory.mktemp("bench")
+    rng = np.random.default_rng(0)
+    for leads in (["II"], ["I", "II", "III", "aVR", "aVL", "aVF", "V1", "V2", "V3", "V4", "V5", "V6"]):
+        _write_trial(bench, "eee", leads, "finetune", True, rng)
+        _write_trial(bench, "eee", leads, "linear_probe", True, rng)
+        _write_trial(bench, "xresnet1d50", leads, "finetune", False, rng)
+    return bench
+
+
+def test_rarest_positive_wins():
+    y = np.array([[1, 1, 0], [1, 0, 0], [0, 0, 0], [1, 0, 1], [1, 0, 0]], np.uint8)
+    # prevalence: A=4, B=1, C=1 -> B and C beat A; a record with none is left out ('')
+    assert list(assign_classes(y, ["A", "B", "C"], ["A", "B", "C"])) == ["B", "A", "", "C", "A"]
+
+
+def test_analyze_end_to_end(bench, tmp_path, monkeypatch):
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    out = tmp_path / "analysis"
+    assert main(["analyze", "--benchmark", str(bench), "--output", str(out)]) == 0
+    for name in ("lda_grid.png", "roc_curves.png", "per_label_auroc_heatmap.png", "config.yaml"):
+        assert (out / name).stat().st_size > 1000 or name == "config.yaml", name
+
+    lda = pd.read_csv(out / "lda_summary.csv").set_index("trial")
+    assert len(lda) == 6
+    assert (lda["n_classes"] == 4).all()  # RARE (2 records) dropped, HF kept
+    good = lda[lda["model"] == "eee"]["cv_balanced_accuracy"]
+    noise = lda[lda["model"] == "xresnet1d50"]["cv_balanced_accuracy"]
+    assert good.min() > 0.9, good
+    assert noise.max() < 0.45, noise  # chance is 0.25
+
+    table = pd.read_csv(out / "per_label_auroc.csv", index_col="trial")
+    assert table.shape == (6, len(LABELS))
+    z = np.load(bench / "trials" / "eee__II__finetune" / "test_outputs.npz")
+    expected = roc_auc_score(z["y_true"][:, 1], z["y_score"][:, 1])
+    assert table.loc["EEE (fine-tune), Lead II", "AORTIC"] == pytest.approx(expected)
+
+    mlflow.set_tracking_uri(f"sqlite:///{bench.resolve() / 'mlflow.db'}")
+    runs = mlflow.search_runs(experiment_names=["eee-benchmark"], filter_string="tags.mlflow.runName = 'analysis'")
+    assert len(runs) == 1
+    arts = {a.path for a in mlflow.MlflowClient().list_artifacts(runs.run_id[0], "analysis")}
+    assert "analysis/lda_grid.png" in arts and "analysis/per_label_auroc_heatmap.png" in arts
+
+
+def test_analyze_refuses_a_folder_without_trials(tmp_path, capsys):
+    assert main(["analyze", "--benchmark", str(tmp_path)]) == 2
+    assert "no trials/ folder" in capsys.readouterr().err
