@@ -1,0 +1,136 @@
+"""ECG-echo training pairs (paper section 3.2, SPEC S4): ``clips/`` -> tokens, sub-clips, masks, IDs, shifts.
+
+One sample is one clip. Its ECG (100 Hz, strip pixels) is z-scored per clip and cut into whole tokens of 0.5 s (50
+samples); token t covers [t/2, (t+1)/2) s, and its echo sub-clip is the F = 8 frames nearest to F evenly spaced
+instants of that span, resized to H = W (112 by default). Samples keep their own length T; ``collate`` pads a batch
+to its longest T and builds the padding mask. ``misalign`` draws M_shift per batch, so every epoch sees fresh shifts.
+The split is by patient: no patient is in both the training and the held-out set.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import torch
+
+from eee_ray.errors import UserError
+
+# How ECG values are scaled before tokenisation; stored in every pretrained encoder file.
+NORMALIZATION: dict[str, Any] = {
+    "method": "per_clip_zscore",
+    "center": "median",
+    "scale": "std",
+    "eps": 1e-6,
+    "applies_to": "each clip (pretraining) / each window (downstream), per lead, before cutting 50-sample tokens",
+}
+
+
+@dataclass
+class PairsConfig:
+    """Token and sub-clip geometry (SPEC S4 defaults)."""
+
+    token_len: int = 50          # D_ecg: samples per ECG token (0.5 s at 100 Hz)
+    sample_rate: int = 100       # Hz of the ingested ``ecg`` column
+    frames_per_token: int = 8    # F: echo frames per sub-clip
+    image_size: int = 112        # H = W of the sub-clips (224 allowed)
+    max_tokens: int = 16         # T_max: longer clips keep their first T_max tokens
+
+
+def normalize_ecg(x: np.ndarray) -> np.ndarray:
+    """Per-clip z-score around the median: trace pixels and millivolts end up on the same unit-free scale."""
+    x = np.asarray(x, dtype=np.float32)
+    return ((x - np.median(x)) / max(float(x.std()), NORMALIZATION["eps"])).astype(np.float32)
+
+
+def clip_to_sample(row: dict[str, Any], cfg: PairsConfig) -> list[dict[str, Any]]:
+    """One ``clips/`` row -> ``[sample]``, or ``[]`` when the clip is shorter than one token."""
+    ecg = np.asarray(row["ecg"], dtype=np.float32)
+    echo = np.asarray(row["echo"])
+    n_frames = echo.shape[0]
+    dt = float(row["frame_time_ms"]) / 1000.0
+    token_s = cfg.token_len / cfg.sample_rate
+    n_tokens = min(len(ecg) // cfg.token_len, int(n_frames * dt / token_s + 1e-6), cfg.max_tokens)
+    if n_tokens < 1:
+        return []
+    tokens = normalize_ecg(ecg)[: n_tokens * cfg.token_len].reshape(n_tokens, cfg.token_len)
+    instants = (np.arange(n_tokens)[:, None] + (np.arange(cfg.frames_per_token)[None, :] + 0.5)
+                / cfg.frames_per_token) * token_s
+    idx = np.clip(np.floor(instants / dt).astype(int), 0, n_frames - 1)
+    size = (cfg.image_size, cfg.image_size)
+    frames = {int(i): cv2.resize(echo[i], size, interpolation=cv2.INTER_AREA) for i in np.unique(idx)}
+    sub = np.stack([[frames[int(i)] for i in r] for r in idx]).astype(np.uint8)
+    return [{"ecg": tokens, "echo": sub, "n_tokens": n_tokens, "subject_id": int(row["subject_id"]),
+             "study_id": int(row["study_id"]), "path": str(row["path"])}]
+
+
+def build_pairs(clips, cfg: PairsConfig):
+    """Ray Data: a dataset of ``clips/`` rows -> a dataset of samples (one per clip long enough for a token)."""
+    return clips.flat_map(functools.partial(clip_to_sample, cfg=cfg))
+
+
+def split_patients(subject_ids: list[int], heldout_fraction: float, seed: int) -> set[int]:
+    """Held-out patients: a seeded share (at least one, never all) of the distinct ``subject_ids``."""
+    ids = sorted(set(int(s) for s in subject_ids))
+    if len(ids) < 2:
+        raise UserError(f"need clips of at least 2 patients to hold some out, found {len(ids)}")
+    n = min(len(ids) - 1, max(1, round(heldout_fraction * len(ids))))
+    return set(np.random.default_rng(seed).choice(ids, size=n, replace=False).tolist())
+
+
+def load_pairs(clips_dir: str | Path, cfg: PairsConfig, heldout_fraction: float, seed: int):
+    """Read ``clips/`` (the folder or its parent), build samples, split by patient; both sets materialised."""
+    from eee_ray.ingest import read_clips
+
+    path = Path(clips_dir)
+    if (path / "clips").is_dir():
+        path = path / "clips"
+    if not path.is_dir() or not any(path.glob("*.parquet")):
+        raise UserError(f"no clips Parquet found in {clips_dir} (run `eee-ray ingest` first)")
+    pairs = build_pairs(read_clips(str(path)), cfg).materialize()
+    subjects = [r["subject_id"] for r in pairs.select_columns(["subject_id"]).take_all()]
+    heldout = split_patients(subjects, heldout_fraction, seed)
+    train = pairs.filter(lambda r: r["subject_id"] not in heldout).materialize()
+    held = pairs.filter(lambda r: r["subject_id"] in heldout).materialize()
+    return train, held, sorted(heldout)
+
+
+TRAIN_COLUMNS = ["ecg", "echo", "n_tokens", "subject_id", "study_id"]
+
+
+def collate(batch: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
+    """A numpy batch of samples of varying T -> tensors padded to the batch's longest T, plus ``pad_mask``."""
+    lengths = np.asarray(batch["n_tokens"], dtype=np.int64)
+    ecg_list, echo_list = list(batch["ecg"]), list(batch["echo"])
+    b, t = len(lengths), int(lengths.max())
+    ecg = np.zeros((b, t, *np.asarray(ecg_list[0]).shape[1:]), dtype=np.float32)
+    echo = np.zeros((b, t, *np.asarray(echo_list[0]).shape[1:]), dtype=np.uint8)
+    for i, (e, v, n) in enumerate(zip(ecg_list, echo_list, lengths)):
+        ecg[i, :n] = np.asarray(e)[:n]
+        echo[i, :n] = np.asarray(v)[:n]
+    return {"ecg": torch.from_numpy(ecg), "echo": torch.from_numpy(echo),
+            "pad_mask": torch.from_numpy(np.arange(t)[None, :] >= lengths[:, None]),
+            "subject_id": torch.from_numpy(np.array(batch["subject_id"], dtype=np.int64)),
+            "study_id": torch.from_numpy(np.array(batch["study_id"], dtype=np.int64))}
+
+
+def misalign(ecg: torch.Tensor, pad_mask: torch.Tensor, p_shift: float,
+             generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """Shift the valid ECG tokens of a ``p_shift`` share of samples (cyclically, by 1..T-1 tokens) against the echo.
+
+    Returns the new ECG tokens and ``M_shift`` (1 = shifted). Samples of a single token cannot be shifted.
+    """
+    b, t = pad_mask.shape
+    n = (~pad_mask).sum(1)
+    draw = torch.rand(b, generator=generator) < p_shift
+    m_shift = draw & (n >= 2)
+    shift = (torch.rand(b, generator=generator) * (n - 1).clamp(min=1)).long() + 1
+    shift = torch.where(m_shift, shift, torch.zeros_like(shift))
+    pos = torch.arange(t).unsqueeze(0)
+    src = torch.where(pad_mask, pos, (pos + shift.unsqueeze(1)) % n.clamp(min=1).unsqueeze(1))
+    out = torch.gather(ecg, 1, src.unsqueeze(-1).expand_as(ecg))
+    return out, m_shift.long()
