@@ -19,6 +19,7 @@ from typing import Any, Mapping
 import torch
 from torch import nn
 
+from eee_ray.errors import UserError
 from eee_ray.models.base import DownstreamModel
 from eee_ray.models.ecg_encoder import ECGEncoder
 
@@ -32,18 +33,33 @@ class EEEClassifierConfig:
     strategy: str = "finetune"
 
 
-ENCODER_PRESETS: dict[str, dict[str, Any]] = {
-    "paper": dict(d_in=50, d_embed=256, n_layers=4, n_heads=8, d_ff=1024, dropout=0.1, max_tokens=64),
-    "tiny": dict(d_in=50, d_embed=32, n_layers=2, n_heads=4, d_ff=64, dropout=0.1, max_tokens=16),
-}
+NORMALIZATION_KEYS = ("mean", "std")
+
+
+def encoder_preset(name: str) -> dict[str, Any]:
+    """ECGEncoder kwargs of a pretraining preset, so the no-checkpoint and random controls match what pretrains."""
+    from eee_ray.models.eee import PRESETS
+
+    if name not in PRESETS:
+        raise UserError(f"unknown preset {name!r} for EEE; known: {', '.join(sorted(PRESETS))}")
+    cfg = PRESETS[name]
+    return dict(d_in=cfg.token_len, d_embed=cfg.d_embed, n_layers=cfg.n_layers, n_heads=cfg.n_heads, d_ff=cfg.d_ff,
+                dropout=cfg.dropout, max_tokens=cfg.max_tokens)
 
 
 class Standardize(nn.Module):
-    """Applies the pretraining checkpoint's input normalisation, ``(x - mean) / std``, to every sample."""
+    """Applies the pretraining checkpoint's input normalisation ``{"mean": m, "std": s}``: ``(x - m) / s``.
+
+    Unknown keys are refused: a normalisation this code does not understand must not be silently skipped.
+    """
 
     def __init__(self, normalization: Mapping[str, Any] | None):
         super().__init__()
         norm = dict(normalization or {})
+        unknown = sorted(set(norm) - set(NORMALIZATION_KEYS))
+        if unknown:
+            raise UserError(f"unsupported ECG normalization key(s) {', '.join(unknown)}; "
+                            f"known: {', '.join(NORMALIZATION_KEYS)}")
         self.register_buffer("mean", torch.as_tensor(float(norm.get("mean", 0.0))))
         self.register_buffer("std", torch.as_tensor(float(norm.get("std", 1.0))))
 

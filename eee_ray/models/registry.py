@@ -47,12 +47,13 @@ def build_model(name: str, n_leads: int, n_classes: int, preset: str = "paper", 
         raise UserError(f"model {name!r} needs n_leads >= 1 and n_classes >= 1, got {n_leads} and {n_classes}")
     model = _REGISTRY[name](n_leads, n_classes, preset, **kwargs)
     model.spec = {"name": name, "n_leads": n_leads, "n_classes": n_classes, "preset": preset,
-                  "kwargs": getattr(model, "spec_kwargs", kwargs)}
+                  **getattr(model, "spec_kwargs", kwargs)}
     return model
 
 
 def model_spec(model: nn.Module) -> dict[str, Any]:
-    """``build_model(**model_spec(m))`` rebuilds the architecture of ``m`` (weights come from its state_dict)."""
+    """``{"name", "n_leads", "n_classes", "preset", **kwargs}``, JSON-friendly: ``build_model(**model_spec(m))``
+    rebuilds the architecture of ``m`` (its weights come from its state_dict)."""
     spec = getattr(model, "spec", None)
     if spec is None:
         raise ValueError(f"{type(model).__name__} was not built by build_model, it has no spec")
@@ -117,10 +118,7 @@ def _build_eee(n_leads: int, n_classes: int, preset: str, pretrained: str | None
         encoder_config, normalization = dict(ckpt["config"]), ckpt.get("normalization")
         encoder = load_pretrained(pretrained) if load_weights else ECGEncoder(**encoder_config)
     else:
-        if encoder_config is None:
-            if preset not in eee.ENCODER_PRESETS:
-                raise UserError(f"unknown preset {preset!r} for EEE; known: {', '.join(sorted(eee.ENCODER_PRESETS))}")
-            encoder_config = dict(eee.ENCODER_PRESETS[preset])
+        encoder_config = encoder_config or eee.encoder_preset(preset)
         encoder = ECGEncoder(**encoder_config)
     model = eee.EEEClassifier(n_leads, n_classes, encoder, normalization, eee.EEEClassifierConfig(strategy=strategy))
     model.spec_kwargs = {"strategy": strategy, "encoder_config": encoder_config, "normalization": normalization}
