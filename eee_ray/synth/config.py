@@ -1,0 +1,65 @@
+"""The synthetic data set's knobs (SPEC S2.4): sizes, cine geometry and defect rate, all fixed by one seed."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass
+class SynthConfig:
+    """Sizes and geometry of the synthetic MIMIC-like data set; every random choice derives from ``seed``.
+
+    Ranges are inclusive ``(min, max)`` pairs drawn per patient, study or cine. ``ecg_patients`` = 0 means
+    ``4 * patients``: the downstream ECG tree holds the echo patients plus ECG-only patients, so that its 20 folds
+    have enough records to benchmark on.
+    """
+
+    seed: int = 0
+    patients: int = 40                 # patients with echo studies (the first ones of the ECG tree too)
+    ecg_patients: int = 0              # patients in the ECG tree; 0 -> 4 * patients
+    studies_min: int = 2               # echo studies per patient
+    studies_max: int = 3
+    cines_min: int = 1                 # cines (DICOM files) per echo study
+    cines_max: int = 3
+    rows: int = 480                    # cine frame geometry
+    cols: int = 640
+    frames_min: int = 24               # frames per cine
+    frames_max: int = 48
+    frame_time_min_ms: float = 30.0    # FrameTime per cine (uniform in this range, rounded to 0.1 ms)
+    frame_time_max_ms: float = 42.0
+    ecg_records_min: int = 4           # 10 s 12-lead ECG records per patient
+    ecg_records_max: int = 8
+    defect_fraction: float = 0.05      # share of cine slots turned into defects (at least one of each kind)
+    strip_fraction: float = 0.30       # bottom share of the frame that holds the ECG strip
+    jpeg_quality: int = 90             # Pillow JPEG quality of the cine frames
+    nstdb_path: str = ""               # optional MIT-BIH NSTDB noise (HDF5 with bw/em/ma); empty -> modelled noise
+
+    def __post_init__(self) -> None:
+        from eee_ray.errors import UserError
+
+        checks = [
+            (self.patients >= 1, "patients must be >= 1"),
+            (self.ecg_patients == 0 or self.ecg_patients >= self.patients,
+             "ecg_patients must be 0 (auto) or >= patients"),
+            (1 <= self.studies_min <= self.studies_max, "need 1 <= studies_min <= studies_max"),
+            (1 <= self.cines_min <= self.cines_max, "need 1 <= cines_min <= cines_max"),
+            (2 <= self.frames_min <= self.frames_max <= 120, "need 2 <= frames_min <= frames_max <= 120"),
+            (0 < self.frame_time_min_ms <= self.frame_time_max_ms, "need 0 < frame_time_min_ms <= frame_time_max_ms"),
+            (1 <= self.ecg_records_min <= self.ecg_records_max, "need 1 <= ecg_records_min <= ecg_records_max"),
+            (0.0 <= self.defect_fraction < 0.5, "defect_fraction must be in [0, 0.5)"),
+            (0.1 <= self.strip_fraction <= 0.5, "strip_fraction must be in [0.1, 0.5]"),
+            (self.rows >= 120 and self.cols >= 160, "frames must be at least 120 x 160 pixels"),
+            (1 <= self.jpeg_quality <= 100, "jpeg_quality must be in 1..100"),
+        ]
+        for ok, msg in checks:
+            if not ok:
+                raise UserError(f"SynthConfig: {msg}")
+
+    @property
+    def n_ecg_patients(self) -> int:
+        return self.ecg_patients or 4 * self.patients
+
+    @property
+    def strip_y0(self) -> int:
+        """First row of the ECG strip (SPEC S3: bottom 30% of the frame)."""
+        return int(self.rows * (1.0 - self.strip_fraction))

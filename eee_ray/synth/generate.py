@@ -1,0 +1,238 @@
+"""Generate the synthetic MIMIC-like data set (SPEC S2.4): echo tree, ECG tree, label CSVs and ground truth.
+
+Everything derives from ``cfg.seed`` through independent random streams (patients, echo, ECG), so the output is
+byte-identical for the same config and no wall clock is read.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+from tqdm import tqdm
+
+from eee_ray.config import save, to_dict
+from eee_ray.errors import UserError
+from eee_ray.io import atomic_write, atomic_write_bytes, atomic_write_text
+from eee_ray.synth.config import SynthConfig
+from eee_ray.synth.dicom_writer import write_us_multiframe
+from eee_ray.synth.echo import Anatomy, CineRenderer, contraction
+from eee_ray.synth.ecg_records import record_rel_path, write_record
+from eee_ray.synth.labels import CCSR_DEFAULT, LATENTS, Patient, assign_folds, make_patients, record_codes
+from eee_ray.synth.physiology import FS, LEAD_NAMES, RECORD_SECONDS, Morphology, NoiseBank, ecg_leads, \
+    heart_rate_bpm, patient_morphology
+from eee_ray.synth.strip import column_signal, draw_strip
+
+MARKER = "synth.json"
+DEFECTS = ("clipped", "gap", "no_trace", "too_many_frames", "not_dicom")
+EXPECTED_REASON = {"none": None, "clipped": "ecg_amplitude_clipped", "gap": "ecg_discontinuous",
+                   "no_trace": "no_ecg_trace", "too_many_frames": "too_many_frames", "not_dicom": "not_dicom"}
+TINY_ROWS, TINY_COLS = 120, 160   # geometry of the (never fully decoded) too_many_frames cines
+EPOCH = dt.datetime(2110, 1, 1)   # MIMIC shifts dates into the 22nd century
+LEAD_II = LEAD_NAMES.index("II")
+
+
+@dataclass
+class CineSlot:
+    subject_id: int
+    study_id: int
+    index: int
+    when: dt.datetime
+    defect: str = "none"
+
+    @property
+    def rel_path(self) -> str:
+        s = str(self.subject_id)
+        return f"files/p{s[:2]}/p{s}/s{self.study_id}/{self.study_id}_{self.index:04d}.dcm"
+
+
+def _unique_ids(rng: np.random.Generator, n: int, lo: int) -> list[int]:
+    """``n`` distinct 8-digit ids in [lo, lo + 10**7)."""
+    return [int(v) + lo for v in rng.choice(10_000_000, size=n, replace=False)]
+
+
+def _fmt(t: dt.datetime) -> str:
+    return t.strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _prepare_out(out: Path, overwrite: bool) -> None:
+    """Refuse a non-empty folder unless it is a previous synth output (or ``overwrite``); clear our subtrees."""
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--out {out} exists and is not a folder")
+    if out.is_dir() and any(out.iterdir()) and not (out / MARKER).is_file() and not overwrite:
+        raise UserError(f"--out {out} is not empty and not a previous synth output; choose another folder or "
+                        "pass --overwrite")
+    for sub in ("echo", "ecg", "truth"):
+        if (out / sub).exists():
+            shutil.rmtree(out / sub)
+    out.mkdir(parents=True, exist_ok=True)
+
+
+def _plan_cines(rng: np.random.Generator, cfg: SynthConfig, patients: list[Patient]) -> tuple[list, list]:
+    """Echo studies and cine slots per echo patient, with the defect kinds assigned to a few slots."""
+    studies, slots = [], []
+    n_studies = [int(rng.integers(cfg.studies_min, cfg.studies_max + 1)) for _ in range(cfg.patients)]
+    study_ids = iter(_unique_ids(rng, sum(n_studies), 90_000_000))
+    for p, ns in zip(patients[:cfg.patients], n_studies):
+        when = EPOCH + dt.timedelta(days=int(rng.integers(0, 365 * 70)))
+        for k in range(ns):
+            when = when + dt.timedelta(days=int(rng.integers(20, 900)), seconds=int(rng.integers(0, 86400)))
+            sid = next(study_ids)
+            studies.append({"study_id": sid, "subject_id": p.subject_id, "study_datetime": _fmt(when),
+                            "note_id": f"{p.subject_id}-EC-{k + 1}"})
+            for i in range(int(rng.integers(cfg.cines_min, cfg.cines_max + 1))):
+                slots.append(CineSlot(p.subject_id, sid, i + 1, when + dt.timedelta(seconds=75 * i + 30)))
+    per_kind = max(1, int(round(cfg.defect_fraction * len(slots) / len(DEFECTS))))
+    chosen = rng.permutation(len(slots))[:per_kind * len(DEFECTS)]
+    for j, idx in enumerate(chosen):
+        slots[idx].defect = DEFECTS[j % len(DEFECTS)]
+    return studies, slots
+
+
+def _cine(cfg: SynthConfig, rng: np.random.Generator, slot: CineSlot, patient: Patient, morph: Morphology,
+          noise: NoiseBank, echo_root: Path) -> dict:
+    """Render and write one cine (or defect file); return its truth row."""
+    row = {"path": slot.rel_path, "subject_id": slot.subject_id, "study_id": slot.study_id, "defect": slot.defect,
+           "expected_reason": EXPECTED_REASON[slot.defect], "n_frames": None, "frame_time_ms": None, "rows": None,
+           "cols": None, "strip_y0": None, "trace_x0": None, "trace_x1": None, "trace_y": None, "ecg_100hz": None,
+           "heart_rate_bpm": None}
+    target = echo_root / slot.rel_path
+    if slot.defect == "not_dicom":
+        atomic_write_bytes(target, b"synthetic defect: this .dcm file is not DICOM\n" + rng.bytes(512))
+        return row
+    tiny = slot.defect == "too_many_frames"
+    rows, cols = (TINY_ROWS, TINY_COLS) if tiny else (cfg.rows, cfg.cols)
+    n_frames = int(rng.integers(121, 131)) if tiny else int(rng.integers(cfg.frames_min, cfg.frames_max + 1))
+    frame_time = round(float(rng.uniform(cfg.frame_time_min_ms, cfg.frame_time_max_ms)), 1)
+    duration = n_frames * frame_time / 1000.0
+    strip_y0 = int(rows * (1.0 - cfg.strip_fraction))
+    hr = float(np.clip(morph.heart_rate + rng.normal(0.0, 4.0), 45.0, 120.0))
+    leads, peaks = ecg_leads(rng, morph, hr, duration, noise=noise)
+    lead_ii = leads[:, LEAD_II]
+    x0 = int(cols * rng.uniform(0.05, 0.09))
+    x1 = int(cols * rng.uniform(0.92, 0.97))
+    strip, truth = draw_strip(rows - strip_y0, cols, column_signal(lead_ii, FS, duration, x1 - x0 + 1), x0, rng,
+                              slot.defect)
+    anatomy = Anatomy.from_latents(patient.wall_thickness, patient.lv_size, patient.valve_jet)
+    depth_cm = int(rng.integers(14, 19))
+    texts = [f"SYN-US {int(rng.integers(1, 4))}  A4C", f"P4-2  {depth_cm} cm",
+             f"FR {round(1000 / frame_time)} Hz", "MI 1.1  TIS 0.4"]
+    renderer = CineRenderer(rows, cols, strip_y0, anatomy, rng, texts)
+    phase = contraction(np.arange(n_frames) * frame_time / 1000.0, peaks)
+    frames = np.stack([renderer.frame(float(c), k, strip) for k, c in enumerate(phase)])
+    s = str(slot.subject_id)
+    write_us_multiframe(
+        target, frames, frame_time, jpeg_quality=cfg.jpeg_quality,
+        PatientName=f"SYNTHETIC^PATIENT{s[-4:]}", PatientID=s, PatientBirthDate=f"2{s[-3:]}0101",
+        AccessionNumber=f"SA{slot.study_id}", StudyID=str(slot.study_id), InstanceNumber=str(slot.index),
+        StudyDate=slot.when.strftime("%Y%m%d"), StudyTime=slot.when.strftime("%H%M%S"),
+        ContentDate=slot.when.strftime("%Y%m%d"), ContentTime=slot.when.strftime("%H%M%S"),
+        StudyInstanceUID=f"2.25.{slot.study_id}{cfg.seed % 1000:03d}1",
+        SOPInstanceUID=f"2.25.{slot.study_id}{cfg.seed % 1000:03d}2{slot.index:04d}",
+        SeriesInstanceUID=f"2.25.{slot.study_id}{cfg.seed % 1000:03d}3{slot.index:04d}",
+    )
+    row.update(n_frames=n_frames, frame_time_ms=frame_time, rows=rows, cols=cols, strip_y0=strip_y0,
+               trace_x0=truth.x0, trace_x1=truth.x1,
+               trace_y=truth.trace_y if truth.x0 is not None else None,
+               ecg_100hz=column_signal(lead_ii, FS, duration, int(round(duration * 100))).astype(np.float32),
+               heart_rate_bpm=heart_rate_bpm(peaks))
+    return row
+
+
+CINE_SCHEMA = pa.schema([
+    ("path", pa.string()), ("subject_id", pa.int64()), ("study_id", pa.int64()), ("defect", pa.string()),
+    ("expected_reason", pa.string()), ("n_frames", pa.int32()), ("frame_time_ms", pa.float32()),
+    ("rows", pa.int32()), ("cols", pa.int32()), ("strip_y0", pa.int32()), ("trace_x0", pa.int32()),
+    ("trace_x1", pa.int32()), ("trace_y", pa.list_(pa.float32())), ("ecg_100hz", pa.list_(pa.float32())),
+    ("heart_rate_bpm", pa.float32()),
+])
+
+
+def _write_parquet(path: Path, table: pa.Table) -> None:
+    atomic_write(path, lambda p: pq.write_table(table, p, compression="zstd"))
+
+
+def _write_csv(path: Path, df: pd.DataFrame) -> None:
+    atomic_write_text(path, df.to_csv(index=False))
+
+
+def _ecg_tree(cfg: SynthConfig, rng: np.random.Generator, patients: list[Patient], morphs: list[Morphology],
+              noise: NoiseBank, ecg_root: Path) -> pd.DataFrame:
+    """Write the 10 s records of every patient; return one row per record (ids, time, path, codes, truth)."""
+    n_rec = [int(rng.integers(cfg.ecg_records_min, cfg.ecg_records_max + 1)) for _ in patients]
+    study_ids = iter(_unique_ids(rng, sum(n_rec), 40_000_000))
+    rows = []
+    for p, m, nr in tqdm(list(zip(patients, morphs, n_rec)), desc="synth ECG records", unit="patient",
+                         leave=False):
+        when = EPOCH + dt.timedelta(days=int(rng.integers(0, 365 * 70)))
+        for _ in range(nr):
+            when = when + dt.timedelta(days=int(rng.integers(1, 400)), seconds=int(rng.integers(0, 86400)))
+            sid = next(study_ids)
+            hr = float(np.clip(m.heart_rate + rng.normal(0.0, 5.0), 45.0, 125.0))
+            sig, peaks = ecg_leads(rng, m, hr, RECORD_SECONDS, noise=noise)
+            rel = record_rel_path(p.subject_id, sid)
+            write_record(ecg_root, rel, sig, when)
+            inside = peaks[(peaks >= 0) & (peaks < RECORD_SECONDS)]
+            rows.append({"subject_id": p.subject_id, "study_id": sid, "file_name": sid, "ecg_time": _fmt(when),
+                         "path": rel, "codes": record_codes(rng, p), "heart_rate_bpm": heart_rate_bpm(inside),
+                         "af": m.af})
+    return pd.DataFrame(rows)
+
+
+def generate(out: str | Path, cfg: SynthConfig, overwrite: bool = False) -> Path:
+    """Write the synthetic data set under ``out`` (echo/, ecg/, truth/) and return ``out``."""
+    out = Path(out)
+    _prepare_out(out, overwrite)
+    seeds = np.random.SeedSequence(cfg.seed).spawn(4)
+    rng_pat, rng_echo, rng_ecg, rng_fold = (np.random.default_rng(s) for s in seeds)
+    noise = NoiseBank(cfg.nstdb_path)
+
+    subject_ids = _unique_ids(rng_pat, cfg.n_ecg_patients, 10_000_000)
+    patients = make_patients(rng_pat, subject_ids, cfg.patients)
+    morphs = [patient_morphology(rng_pat, p.wall_thickness, p.lv_size, p.valve_jet, p.af) for p in patients]
+    by_id = {p.subject_id: (p, m) for p, m in zip(patients, morphs)}
+
+    echo_root = out / "echo"
+    studies, slots = _plan_cines(rng_echo, cfg, patients)
+    cine_rows = []
+    for slot in tqdm(slots, desc="synth echo cines", unit="cine", leave=False):
+        p, m = by_id[slot.subject_id]
+        cine_rows.append(_cine(cfg, rng_echo, slot, p, m, noise, echo_root))
+    _write_csv(echo_root / "echo-record-list.csv", pd.DataFrame(
+        [{"subject_id": s.subject_id, "study_id": s.study_id, "acquisition_datetime": _fmt(s.when),
+          "dicom_filepath": s.rel_path} for s in slots]))
+    _write_csv(echo_root / "echo-study-list.csv", pd.DataFrame(studies))
+
+    ecg_root = out / "ecg"
+    records = _ecg_tree(cfg, rng_ecg, patients, morphs, noise, ecg_root)
+    cir = [{c for c in p.cir_codes} for p in patients]
+    fold_of = dict(zip(subject_ids, assign_folds(rng_fold, cir, stratify=False)))
+    strat_of = dict(zip(subject_ids, assign_folds(rng_fold, cir, stratify=True)))
+    records["fold"] = records["subject_id"].map(fold_of).astype(int)
+    records["strat_fold"] = records["subject_id"].map(strat_of).astype(int)
+    records["all_diag_all"] = records["codes"].map(lambda cs: str(list(cs)))
+    _write_csv(ecg_root / "record_list.csv", records[["subject_id", "study_id", "file_name", "ecg_time", "path"]])
+    _write_csv(ecg_root / "records_w_diag_icd10.csv",
+               records[["subject_id", "study_id", "file_name", "ecg_time", "all_diag_all", "fold", "strat_fold"]])
+
+    truth = out / "truth"
+    _write_parquet(truth / "cines.parquet", pa.Table.from_pylist(cine_rows, schema=CINE_SCHEMA))
+    _write_parquet(truth / "patients.parquet", pa.Table.from_pylist([
+        {"subject_id": p.subject_id, **{k: getattr(p, k) for k in LATENTS}, "af": p.af, "has_echo": p.has_echo,
+         "heart_rate_bpm": m.heart_rate, "codes": p.codes, "cir_codes": p.cir_codes,
+         "cir_categories": p.cir_categories} for p, m in zip(patients, morphs)]))
+    rec = records.drop(columns=["all_diag_all"]).copy()
+    rec["cir_codes"] = rec["codes"].map(lambda cs: [c for c in cs if CCSR_DEFAULT[c].startswith("CIR")])
+    rec["cir_categories"] = rec["cir_codes"].map(lambda cs: sorted({CCSR_DEFAULT[c] for c in cs}))
+    _write_parquet(truth / "ecg_records.parquet", pa.Table.from_pandas(rec, preserve_index=False))
+    atomic_write_text(out / MARKER, json.dumps({"generator": "eee_ray.synth", "config": to_dict(cfg),
+                                                "cines": len(slots), "ecg_records": len(records)}, indent=1))
+    save(cfg, out / "config.yaml")
+    return out
