@@ -1,0 +1,255 @@
+"""The Ray Data ingest: a path list streamed through an actor pool whose actors read, decode and trace each file
+themselves (raw bytes never enter the object store) and write their batch's Parquet parts atomically.
+
+Exactly-once: a batch's parts are named by a hash of its paths, so a batch that Ray retries after a worker died
+overwrites its own parts; clips are written before the manifest (the manifest part is the commit mark), orphaned
+clips parts are dropped on the next run, and any path that still ends up in two parts is kept once (``reconcile``).
+Resume: paths already in the manifest are skipped.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import logging
+import os
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from eee_ray.config import save, to_dict
+from eee_ray.errors import UserError
+from eee_ray.ingest import schema as S
+from eee_ray.ingest.config import IngestConfig
+from eee_ray.ingest.discover import InputFile, discover
+from eee_ray.io import atomic_write, atomic_write_text
+
+log = logging.getLogger(__name__)
+PART = "part-{}.parquet"
+
+
+@dataclass
+class IngestSummary:
+    output: str
+    manifest_dir: str
+    clips_dir: str
+    discovered: int = 0
+    skipped: int = 0                        # already in the manifest (resume)
+    processed: int = 0                      # processed in this run
+    total: int = 0                          # rows in the manifest after this run
+    by_status: dict = field(default_factory=dict)
+    by_reason: dict = field(default_factory=dict)
+    qa_pngs: list = field(default_factory=list)
+
+
+def batch_name(paths: list[str]) -> str:
+    return PART.format(hashlib.sha1("\n".join(paths).encode()).hexdigest()[:20])
+
+
+def write_table(path: Path, table: pa.Table) -> None:
+    atomic_write(path, lambda p: pq.write_table(table, p))
+
+
+def clips_table(clips: list[dict]) -> pa.Table:
+    schema = S.clips_schema()
+    cols = {}
+    for f in schema:
+        vals = [c[f.name] for c in clips]
+        if f.name == "echo":
+            cols[f.name] = S.echo_array(vals)
+        elif f.name in ("ecg_px", "ecg"):
+            cols[f.name] = pa.array([np.asarray(v, np.float32) for v in vals], type=f.type)
+        else:
+            cols[f.name] = pa.array(vals, type=f.type)
+    return pa.table(cols, schema=schema)
+
+
+class IngestWorker:
+    """One Ray Data actor: processes a batch of paths and writes that batch's manifest/clips parts.
+
+    The config travels baked into a subclass (``worker_class``), not as constructor arguments in the object store,
+    so Ray can always restart a dead actor.
+    """
+
+    CFG: dict = {}
+
+    def __init__(self):
+        import cv2
+
+        from eee_ray.config import from_dict
+
+        cv2.setNumThreads(1)
+        logging.getLogger("pydicom").setLevel(logging.ERROR)  # charset complaints of odd files, once per file
+        self.cfg = from_dict(IngestConfig, self.CFG)
+        self.out = Path(self.cfg.output)
+
+    def __call__(self, batch: dict) -> dict:
+        from eee_ray.ingest.process import process_file
+
+        items = [InputFile(str(p), bytes(fs), _opt_int(sub), _opt_int(stu), str(pr) if pr else None)
+                 for p, fs, sub, stu, pr in zip(batch["path"], batch["fs"], batch["subject_id"], batch["study_id"],
+                                                batch["problem"])]
+        outcomes = [process_file(it, self.cfg) for it in items]
+        name = batch_name([it.path for it in items])
+        clips = [o.clip for o in outcomes if o.clip is not None]
+        if clips:
+            write_table(self.out / "clips" / name, clips_table(clips))
+        crash_once(self.cfg.crash_marker)
+        rows = [o.manifest for o in outcomes]
+        write_table(self.out / "manifest" / name, pa.Table.from_pylist(rows, schema=S.MANIFEST_SCHEMA))
+        return {"status": np.array([r["status"] for r in rows]),
+                "reason": np.array([r["reason"] or "" for r in rows])}
+
+
+def _id(v: int | None) -> int:
+    return NO_ID if v is None else v
+
+
+def worker_class(cfg: IngestConfig) -> type:
+    return type("IngestWorker", (IngestWorker,), {"CFG": to_dict(cfg)})
+
+
+def crash_once(marker: str) -> None:
+    """Fault injection for tests: the first worker to get here dies hard (between its clips and manifest writes)."""
+    if marker and not os.path.exists(marker):
+        Path(marker).touch()
+        os._exit(1)
+
+
+NO_ID = -1  # how an unknown ID travels through Ray Data (a null would turn the column into floats)
+
+
+def _opt_int(v) -> int | None:
+    return None if int(v) == NO_ID else int(v)
+
+
+def read_manifest_table(out: Path, columns: list[str] | None = None) -> pa.Table:
+    """All manifest parts (with a ``_part`` column naming the file each row came from)."""
+    parts = sorted((out / "manifest").glob("part-*.parquet"))
+    tables = []
+    for p in parts:
+        t = pq.read_table(p, columns=columns)
+        tables.append(t.append_column("_part", pa.array([p.name] * t.num_rows)))
+    if not tables:
+        schema = S.MANIFEST_SCHEMA if columns is None else pa.schema([S.MANIFEST_SCHEMA.field(c) for c in columns])
+        return schema.empty_table().append_column("_part", pa.array([], pa.string()))
+    return pa.concat_tables(tables)
+
+
+def tidy(out: Path) -> None:
+    """Drop temp files of interrupted writes and clips parts whose manifest part never got written."""
+    for sub in ("manifest", "clips"):
+        for tmp in (out / sub).glob(".*.tmp"):
+            tmp.unlink(missing_ok=True)
+    for clip in (out / "clips").glob("part-*.parquet"):
+        if not (out / "manifest" / clip.name).exists():
+            clip.unlink(missing_ok=True)
+
+
+def reconcile(out: Path) -> int:
+    """Keep each path once across parts (the first part by name wins); returns how many rows were dropped."""
+    t = read_manifest_table(out, ["path"])
+    if t.num_rows == 0:
+        return 0
+    df = t.to_pandas().sort_values(["path", "_part"])
+    dup = df[df.duplicated("path", keep="first")]
+    for part, grp in dup.groupby("_part"):
+        drop = set(grp["path"])
+        for sub in ("clips", "manifest"):  # manifest last: it is the commit mark
+            p = out / sub / part
+            if p.exists():
+                tab = pq.read_table(p)
+                keep = [x not in drop for x in tab.column("path").to_pylist()]
+                write_table(p, tab.filter(pa.array(keep)))
+    return len(dup)
+
+
+def _actor_pool(cfg: IngestConfig):
+    import ray
+    from ray.data import ActorPoolStrategy
+
+    total = int(ray.cluster_resources().get("CPU", 1))
+    workers = max(1, min(cfg.num_cpus or total, total))
+    return ActorPoolStrategy(size=workers), workers
+
+
+def run_pipeline(todo: list[InputFile], cfg: IngestConfig) -> Counter:
+    import ray
+
+    from eee_ray.runtime import init_ray
+
+    init_ray(cfg.num_cpus)
+    compute, workers = _actor_pool(cfg)
+    cpus = min(cfg.cpus_per_worker, max(int(ray.cluster_resources().get("CPU", 1)) / workers, 0.01))
+    items = [{"path": f.path, "fs": f.fs, "subject_id": _id(f.subject_id), "study_id": _id(f.study_id),
+              "problem": f.problem or ""} for f in todo]
+    blocks = max(1, min(len(items), -(-len(items) // cfg.batch_files)))
+    ds = ray.data.from_items(items, override_num_blocks=blocks)
+    # Ray Data's actor pools restart dead actors and retry their tasks by default (max_restarts=-1).
+    ds = ds.map_batches(worker_class(cfg), batch_size=cfg.batch_files, compute=compute, num_cpus=cpus,
+                        batch_format="numpy")
+    counts: Counter = Counter()
+    for batch in ds.iter_batches(batch_size=None, batch_format="numpy"):
+        counts.update(zip(batch["status"].tolist(), batch["reason"].tolist()))
+    return counts
+
+
+def run_ingest(cfg: IngestConfig) -> IngestSummary:
+    """SPEC S3: every input file becomes one manifest row; accepted ones also a clips row. Resumable."""
+    if not cfg.input or not cfg.output:
+        raise UserError("ingest needs both --input and --output")
+    inp, out = Path(cfg.input).resolve(), Path(cfg.output).resolve()
+    if out == inp:
+        raise UserError("--output must differ from --input")
+    for sub in ("manifest", "clips"):
+        (out / sub).mkdir(parents=True, exist_ok=True)
+    tidy(out)
+    reconcile(out)
+    files = discover(inp, out, cfg.limit)
+    done = set(read_manifest_table(out, ["path"]).column("path").to_pylist())
+    todo = [f for f in files if f.path not in done]
+    save(cfg, out / "config.yaml")
+    summary = IngestSummary(str(out), str(out / "manifest"), str(out / "clips"), discovered=len(files),
+                            skipped=len(files) - len(todo), processed=len(todo))
+    log.info("ingest: %d files found, %d already in the manifest, %d to process", len(files),
+             summary.skipped, len(todo))
+    if todo:
+        run_pipeline(todo, dataclasses.replace(cfg, input=str(inp), output=str(out)))
+    reconcile(out)
+    manifest = read_manifest_table(out, ["path", "status", "reason"])
+    summary.total = manifest.num_rows
+    summary.by_status = dict(Counter(manifest.column("status").to_pylist()))
+    summary.by_reason = dict(Counter(r for r in manifest.column("reason").to_pylist() if r))
+    if cfg.qa_samples > 0:
+        from eee_ray.ingest.qa import write_qa
+
+        summary.qa_pngs = write_qa(cfg, inp, out, files)
+    atomic_write_text(out / "summary.json", json.dumps(dataclasses.asdict(summary), indent=2))
+    return summary
+
+
+def read_manifest(output: str | Path):
+    """The manifest as a pandas DataFrame, each path once."""
+    t = read_manifest_table(Path(output))
+    df = t.drop_columns(["_part"]).to_pandas().drop_duplicates("path")
+    return df.sort_values("path").reset_index(drop=True)
+
+
+def read_clips(output_or_clips: str | Path):
+    """The accepted clips as a Ray Dataset; ``echo`` comes back as a numpy uint8 array (F, 224, 224) per row.
+
+    Accepts the ingest output folder or its ``clips/`` folder.
+    """
+    import ray
+
+    p = Path(output_or_clips)
+    clips = p / "clips" if (p / "clips").is_dir() else p
+    files = sorted(str(f) for f in clips.glob("part-*.parquet"))
+    if not files:
+        raise UserError(f"no clips found in {clips} (run `eee-ray ingest` first)")
+    return ray.data.read_parquet(files)
