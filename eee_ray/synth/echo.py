@@ -45,53 +45,60 @@ def contraction(t: np.ndarray, peaks: np.ndarray) -> np.ndarray:
 
 
 class CineRenderer:
-    """Renders the frames of one cine; static layers are built once, each frame redraws only the heart."""
+    """Renders the frames of one cine: the static layers (sector, speckle, text, dot, ECG strip) are composed once
+    per speckle pattern; each frame redraws only the box around the heart (at half resolution, then upsampled)."""
 
-    def __init__(self, rows: int, cols: int, strip_y0: int, anatomy: Anatomy, rng: np.random.Generator,
+    def __init__(self, strip: np.ndarray, echo_rows: int, anatomy: Anatomy, rng: np.random.Generator,
                  texts: list[str]) -> None:
-        self.rows, self.cols, self.h = rows, cols, strip_y0
         self.anat = anatomy
-        h, w = self.h, cols
+        h, w = echo_rows, strip.shape[1]
         yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
         apex_y = 0.03 * h
         tilt = np.radians(rng.normal(0.0, 4.0))
         depth = np.hypot(xx - w / 2, yy - apex_y)
-        angle = np.arctan2(xx - w / 2, yy - apex_y)
         half = np.radians(rng.uniform(36.0, 42.0))
-        self.fan = (depth < 0.97 * h) & (np.abs(angle) < half) & (depth > 0.02 * h)
+        fan = (depth < 0.97 * h) & (np.abs(np.arctan2(xx - w / 2, yy - apex_y)) < half) & (depth > 0.02 * h)
         # heart coordinates (units of h): long axis along the beam, slightly tilted
-        self.centre = (w / 2 + rng.normal(0, 0.02) * h, apex_y + rng.uniform(0.44, 0.50) * h)
-        dx, dy = (xx - self.centre[0]) / h, (yy - self.centre[1]) / h
+        cx, cy = w / 2 + rng.normal(0, 0.02) * h, apex_y + rng.uniform(0.44, 0.50) * h
+        dx, dy = (xx - cx) / h, (yy - cy) / h
         u = dx * np.cos(tilt) - dy * np.sin(tilt)           # across the ventricle
         v = dx * np.sin(tilt) + dy * np.cos(tilt)           # along it (positive = towards the valves)
         tissue = 55.0 + 25.0 * np.exp(-depth / (0.25 * h)) - 25.0 * (depth / h)
-        base = np.where(self.fan, tissue, 0.0).astype(np.float32)
+        base = np.where(fan, tissue, 0.0).astype(np.float32)
         speckle = [rng.rayleigh(0.8, (h, w)).astype(np.float32) for _ in range(3)]
         self.speckle = [0.5 * s + 0.5 * cv2.GaussianBlur(s, (3, 3), 0.7) for s in speckle]
-        self.background = [np.clip(base * s, 0, 255).astype(np.uint8) for s in self.speckle]
+        overlay = np.zeros((h, w, 3), np.uint8)
+        scale = max(0.35, h / 700)
+        for i, text in enumerate(texts):
+            cv2.putText(overlay, text, (int(0.015 * w), int((i + 1) * 0.055 * h) + 4), cv2.FONT_HERSHEY_SIMPLEX,
+                        scale, (200, 200, 200) if i == 0 else (140, 140, 140), 1, cv2.LINE_AA)
+        for k in range(1, 9):  # depth ticks along the right edge of the sector
+            y = int(apex_y + k * 0.11 * h)
+            if y < h - 4:
+                cv2.line(overlay, (int(0.93 * w), y), (int(0.93 * w) + 6, y), (170, 170, 170), 1)
+        cv2.circle(overlay, (int(w / 2 - 0.55 * h * np.sin(half)), int(apex_y + 0.08 * h)),
+                   max(3, int(0.012 * h)), TRACE_RGB, -1, cv2.LINE_8)
+        lit = overlay.any(axis=2)
+        self.backgrounds = []
+        for s in self.speckle:
+            top = np.repeat(np.clip(base * s, 0, 255).astype(np.uint8)[:, :, None], 3, axis=2)
+            top[lit] = overlay[lit]
+            self.backgrounds.append(np.concatenate([top, strip], axis=0))
         # only this box changes from frame to frame
         a = anatomy
         reach = (np.abs(u) < 1.3 * a.cavity_short + 2.5 * a.wall + 0.16) & \
             (v > -(a.cavity_long + 2.0 * a.wall + 0.03)) & (v < 0.16 * a.cavity_long + 0.3)
         ys, xs = np.nonzero(reach)
         self.box = (slice(int(ys.min()), int(ys.max()) + 1), slice(int(xs.min()), int(xs.max()) + 1))
-        self.u, self.v, self.base = u[self.box], v[self.box], base[self.box]
-        self.fan_box = self.fan[self.box]
-        self.overlay = np.zeros((h, w, 3), np.uint8)
-        scale = max(0.35, h / 700)
-        for i, text in enumerate(texts):
-            cv2.putText(self.overlay, text, (int(0.015 * w), int((i + 1) * 0.055 * h) + 4), cv2.FONT_HERSHEY_SIMPLEX,
-                        scale, (200, 200, 200) if i == 0 else (140, 140, 140), 1, cv2.LINE_AA)
-        for k in range(1, 9):  # depth ticks along the right edge of the sector
-            y = int(apex_y + k * 0.11 * h)
-            if y < h - 4:
-                cv2.line(self.overlay, (int(0.93 * w), y), (int(0.93 * w) + 6, y), (170, 170, 170), 1)
-        cv2.circle(self.overlay, (int(w / 2 - 0.55 * h * np.sin(half)), int(apex_y + 0.08 * h)),
-                   max(3, int(0.012 * h)), TRACE_RGB, -1, cv2.LINE_8)
-        self.overlay_mask = self.overlay.any(axis=2)
+        self.box_shape = (self.box[1].stop - self.box[1].start, self.box[0].stop - self.box[0].start)
+        self.u, self.v = u[self.box][::2, ::2], v[self.box][::2, ::2]
+        self.base = base[self.box][::2, ::2]
+        self.fan_box = fan[self.box][::2, ::2]
+        self.overlay_box = overlay[self.box]
+        self.lit_box = lit[self.box]
 
     def heart(self, c: float) -> np.ndarray:
-        """Echo intensity (before speckle) at contraction ``c`` (0 diastole .. 1 peak systole)."""
+        """Echo intensity (before speckle, half resolution) at contraction ``c`` (0 diastole .. 1 peak systole)."""
         a = self.anat
         short = a.cavity_short * (1.0 - a.shortening * c)
         long_ = a.cavity_long * (1.0 - 0.35 * a.shortening * c)
@@ -109,17 +116,18 @@ class CineRenderer:
         blood |= np.sqrt(((u + short + wall + 0.075) / 0.06) ** 2 + ((v + 0.02) / (0.75 * long_)) ** 2) < 1.0
         img[blood & ~myo] = 6.0
         if c > 0.2:  # mitral leaflets close in systole
-            leaf = (np.abs(v - base_v) < 0.006) & (np.abs(u) < short)
-            img[leaf] = 200.0
+            img[(np.abs(v - base_v) < 0.006) & (np.abs(u) < short)] = 200.0
         if a.jet > 0.05:  # valve jet: a bright plume into the atrium in systole, size/brightness from the latent
             jet = np.exp(-((u / (0.03 + 0.04 * a.jet)) ** 2 + ((v - base_v - 0.07) / (0.04 + 0.06 * a.jet)) ** 2))
             img += jet * (230.0 * a.jet * c)
         return img * self.fan_box
 
-    def frame(self, c: float, k: int, strip: np.ndarray) -> np.ndarray:
-        """One RGB frame: heart at contraction ``c`` with speckle pattern ``k``, overlay, and the strip."""
-        grey = self.background[k % 3].copy()
-        grey[self.box] = np.clip(self.heart(c) * self.speckle[k % 3][self.box], 0, 255).astype(np.uint8)
-        top = np.repeat(grey[:, :, None], 3, axis=2)
-        top[self.overlay_mask] = self.overlay[self.overlay_mask]
-        return np.concatenate([top, strip], axis=0)
+    def frame(self, c: float, k: int) -> np.ndarray:
+        """One RGB frame: the heart at contraction ``c`` over static layers with speckle pattern ``k``."""
+        out = self.backgrounds[k % 3].copy()
+        full = cv2.resize(self.heart(c), self.box_shape, interpolation=cv2.INTER_LINEAR)
+        grey = np.clip(full * self.speckle[k % 3][self.box], 0, 255).astype(np.uint8)
+        region = out[self.box]
+        region[:] = grey[:, :, None]
+        region[self.lit_box] = self.overlay_box[self.lit_box]
+        return out

@@ -124,9 +124,9 @@ def _cine(cfg: SynthConfig, rng: np.random.Generator, slot: CineSlot, patient: P
     depth_cm = int(rng.integers(14, 19))
     texts = [f"SYN-US {int(rng.integers(1, 4))}  A4C", f"P4-2  {depth_cm} cm",
              f"FR {round(1000 / frame_time)} Hz", "MI 1.1  TIS 0.4"]
-    renderer = CineRenderer(rows, cols, strip_y0, anatomy, rng, texts)
+    renderer = CineRenderer(strip, strip_y0, anatomy, rng, texts)
     phase = contraction(np.arange(n_frames) * frame_time / 1000.0, peaks)
-    frames = np.stack([renderer.frame(float(c), k, strip) for k, c in enumerate(phase)])
+    frames = np.stack([renderer.frame(float(c), k) for k, c in enumerate(phase)])
     s = str(slot.subject_id)
     write_us_multiframe(
         target, frames, frame_time, jpeg_quality=cfg.jpeg_quality,
