@@ -1,0 +1,111 @@
+"""The whole chain on the embedded default, one stage after another, in one work folder.
+
+Each stage writes under ``<workdir>/<stage>``; a stage whose output is complete is reused, never silently
+overwritten (``redo`` moves the old output aside first). All stages record into one MLflow store,
+``sqlite:///<workdir>/mlflow.db``, unless MLFLOW_TRACKING_URI says otherwise.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from eee_ray import config as cfgmod
+from eee_ray.runtime import init_ray, mlflow_ui_command, tracking_uri
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class DemoConfig:
+    workdir: str = "eee_workdir"
+    patients: int | None = None          # synthetic patients with echo; None: the synth default
+    seed: int = 0
+    pretrain_epochs: int | None = None   # None: DEMO_PRETRAIN_EPOCHS
+    benchmark_epochs: int | None = None  # None: DEMO_BENCHMARK_EPOCHS
+    num_cpus: int | None = None
+    redo: list[str] = field(default_factory=list)
+
+
+DEMO_PRETRAIN_EPOCHS = 8
+DEMO_BENCHMARK_EPOCHS = 4
+
+
+def _banner(i: int, name: str, text: str) -> None:
+    print(f"\n=== [{i}/5] {name}: {text}", flush=True)
+
+
+def _move_aside(path: Path) -> None:
+    if path.exists():
+        aside = path.with_name(f"{path.name}.old-{time.strftime('%Y%m%d-%H%M%S')}")
+        path.rename(aside)
+        print(f"    moved the previous {path.name}/ aside to {aside}")
+
+
+def _reuse(done: Path, name: str, redo: list[str], out: Path) -> bool:
+    if name in redo:
+        _move_aside(out)
+        return False
+    if done.exists():
+        print(f"    already done, reusing {out} (run with --redo {name} to run it again)")
+        return True
+    return False
+
+
+def run_demo(cfg: DemoConfig) -> Path:
+    from eee_ray.analyze import AnalyzeConfig, run_analysis
+    from eee_ray.benchmark import BenchmarkConfig, run_benchmark
+    from eee_ray.ingest import IngestConfig, run_ingest
+    from eee_ray.pretrain import PretrainConfig, run_pretrain
+    from eee_ray.synth import SynthConfig, generate
+
+    work = Path(cfg.workdir).resolve()
+    work.mkdir(parents=True, exist_ok=True)
+    cfgmod.save(cfg, work / "demo_config.yaml")
+    init_ray(cfg.num_cpus)
+    synth_dir, ingest_dir, pre_dir, bench_dir = (work / n for n in ("synth", "ingest", "pretrain", "benchmark"))
+    t0 = time.time()
+
+    _banner(1, "synth", f"synthetic MIMIC-like echo + ECG data -> {synth_dir}")
+    if not _reuse(synth_dir / "truth" / "cines.parquet", "synth", cfg.redo, synth_dir):
+        scfg = SynthConfig(seed=cfg.seed) if cfg.patients is None else SynthConfig(seed=cfg.seed, patients=cfg.patients)
+        generate(synth_dir, scfg)
+
+    _banner(2, "ingest", f"DICOM cines -> clips + traced ECG (Ray Data) -> {ingest_dir}")
+    if "ingest" in cfg.redo:
+        _move_aside(ingest_dir)
+    summary = run_ingest(IngestConfig(input=str(synth_dir / "echo"), output=str(ingest_dir)))
+    print(f"    {summary}")
+
+    _banner(3, "pretrain", f"ECG-Echo contrastive pretraining (Ray Train) -> {pre_dir}")
+    if not _reuse(pre_dir / "metrics.json", "pretrain", cfg.redo, pre_dir):
+        metrics = run_pretrain(PretrainConfig(
+            clips=str(ingest_dir), output=str(pre_dir), preset="tiny", workdir=str(work),
+            epochs=cfg.pretrain_epochs or DEMO_PRETRAIN_EPOCHS))
+        print(f"    held-out ECG->echo R@1 {metrics['ecg2echo_r1']:.3f}, echo->ECG R@1 {metrics['echo2ecg_r1']:.3f}, "
+              f"chance {metrics['chance_r1']:.3f}")
+
+    _banner(4, "benchmark", f"XResNet1D50, S4, ST-MEM, EEE x lead II / 12 leads (Ray Tune) -> {bench_dir}")
+    if not _reuse(bench_dir / "results.csv", "benchmark", cfg.redo, bench_dir):
+        run_benchmark(BenchmarkConfig(
+            dataset="synthetic", data=str(synth_dir), output=str(bench_dir), preset="tiny",
+            pretrained=str(pre_dir / "ecg_encoder.pt"), epochs=cfg.benchmark_epochs or DEMO_BENCHMARK_EPOCHS,
+            mlflow_workdir=str(work), seed=cfg.seed))
+
+    analysis_dir = bench_dir / "analysis"
+    _banner(5, "analyze", f"LDA grid, ROC curves, per-label AUROC -> {analysis_dir}")
+    if not _reuse(analysis_dir / "lda_grid.png", "analyze", cfg.redo, analysis_dir):
+        run_analysis(AnalyzeConfig(benchmark=str(bench_dir), output=str(analysis_dir), mlflow_workdir=str(work)))
+
+    print(f"\n=== done in {time.time() - t0:.0f} s\n")
+    results_md = bench_dir / "results.md"
+    if results_md.exists():
+        print(results_md.read_text())
+    print(f"plots:   {analysis_dir}")
+    for png in sorted(analysis_dir.glob("*.png")):
+        print(f"         {png.name}")
+    print(f"results: {bench_dir / 'results.csv'}")
+    print(f"MLflow:  {mlflow_ui_command(tracking_uri(work))}   (then open http://127.0.0.1:5000)")
+    return work
