@@ -132,6 +132,9 @@ def decode(ds, n_frames: int, roi_fraction: float, size: int, min_ratio: float) 
         frames = jpeg_frames(ds, n_frames)
         try:
             return decode_jpeg_frames(frames, int(ds.Rows), int(ds.Columns), roi_fraction, size, min_ratio)
-        except DecodeError:
-            pass  # e.g. a JPEG flavour libjpeg-turbo rejects; pydicom has the last word
+        except DecodeError as fast:  # e.g. a JPEG flavour libjpeg-turbo rejects; pydicom has the last word
+            try:
+                return decode_pydicom(ds, roi_fraction, size)
+            except DecodeError as general:
+                raise DecodeError(f"{fast}; {general}") from None
     return decode_pydicom(ds, roi_fraction, size)

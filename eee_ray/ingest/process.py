@@ -93,11 +93,13 @@ def check_header(ds, cfg: IngestConfig, row: dict) -> tuple[int | None, float | 
 
 
 def infer_frames(ds) -> int:
-    """Frame count when NumberOfFrames is missing: one per fragment (encapsulated) or from the data length."""
-    from pydicom.encaps import generate_fragments
+    """Frame count when NumberOfFrames is missing: the offset table's entries, else one frame per fragment
+    (encapsulated), or the pixel data's length over one frame's size (native)."""
+    from pydicom.encaps import parse_basic_offsets, parse_fragments
 
     if ds.file_meta.TransferSyntaxUID.is_encapsulated:
-        return max(sum(1 for _ in generate_fragments(ds.PixelData)), 1)
+        offsets = parse_basic_offsets(ds.PixelData)
+        return len(offsets) if offsets else max(parse_fragments(ds.PixelData)[0], 1)
     per = int(ds.Rows) * int(ds.Columns) * int(ds.get("SamplesPerPixel", 1)) * int(ds.get("BitsAllocated", 8)) // 8
     return max(len(ds.PixelData) // max(per, 1), 1)
 
@@ -164,7 +166,7 @@ def process_file(item: InputFile, cfg: IngestConfig, keep: bool = False) -> Outc
     try:
         _process(item, cfg, row, out, keep)
     except Rejected as r:
-        row.update(status=S.REJECTED, reason=r.reason, detail=r.detail)
+        row.update(status=S.REJECTED, reason=r.reason, detail=" ".join(r.detail.split())[:300])
         out.clip = None
     except MemoryError:
         row.update(status=S.REJECTED, reason=S.DECODE_ERROR, detail="out of memory while decoding")

@@ -28,7 +28,7 @@ class TraceConfig:
     edge_margin_px: int = 1              # rows at the strip's top/bottom edge that count as "touching"
     max_edge_columns: int = 2            # more traced columns touching an edge: ecg_amplitude_clipped
     max_gap_px: int = 4                  # a longer run of untraced columns inside the trace: ecg_discontinuous
-    max_jump_px: int = 6                 # a larger vertical break between neighbouring columns: ecg_discontinuous
+    max_jump_px: int = 6                 # a larger vertical break per column between traced columns: discontinuous
     max_outlier_fraction: float = 0.05   # more lit pixels off the trace: ecg_hsv_outliers
     chain_overlap_px: int = 3            # x-overlap tolerated between two trace components
     resample_hz: float = 100.0           # rate of the `ecg` column
@@ -117,16 +117,14 @@ def _runs(flags: np.ndarray) -> int:
 
 
 def _max_jump(trace: np.ndarray, cols: np.ndarray) -> int:
-    """Largest vertical distance between the lit-row intervals of neighbouring traced columns."""
+    """Largest vertical break between consecutive traced columns, per column of distance (small gaps included)."""
     h = trace.shape[0]
     rows = np.arange(h)[:, None]
     lit = trace[:, cols].astype(bool)
     top = np.where(lit, rows, h).min(axis=0)
     bot = np.where(lit, rows, -1).max(axis=0)
-    adjacent = np.diff(cols) == 1
     gap = np.maximum(top[1:] - bot[:-1], top[:-1] - bot[1:]) - 1
-    gap = np.where(adjacent, gap, 0)
-    return int(max(gap.max(initial=0), 0))
+    return int(np.ceil(max((gap / np.diff(cols)).max(initial=0), 0)))
 
 
 def trace_ecg(strip_rgb: np.ndarray, cfg: TraceConfig, trace_color: str = "paper") -> TraceResult:
