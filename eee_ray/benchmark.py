@@ -162,13 +162,14 @@ def _fit(model, data: ECGDataset, leads: list[str], cfg: BenchmarkConfig,
         raise UserError("the training split is empty")
     rng = np.random.default_rng(cfg.seed)
     opt = torch.optim.AdamW(param_groups(model, cfg.lr, cfg.weight_decay))
-    steps = max(1, cfg.epochs * math.ceil(len(x_tr) * cfg.crops_per_record / cfg.batch_size))
+    crops = cfg.crops_per_record if model.window < x_tr.shape[-1] else 1  # a whole-record window has one crop
+    steps = max(1, cfg.epochs * math.ceil(len(x_tr) * crops / cfg.batch_size))
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=[g["lr"] for g in opt.param_groups], total_steps=steps)
     loss_fn = torch.nn.BCEWithLogitsLoss()
     best_epoch, best_score, best_state, best_metrics = -1, -math.inf, None, {}
     for epoch in range(cfg.epochs):
         model.train()
-        order = rng.permutation(np.repeat(np.arange(len(x_tr)), cfg.crops_per_record))
+        order = rng.permutation(np.repeat(np.arange(len(x_tr)), crops))
         losses, scores, targets = [], [], []
         for i in range(0, len(order), cfg.batch_size):
             idx = order[i:i + cfg.batch_size]

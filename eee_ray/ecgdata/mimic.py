@@ -74,7 +74,7 @@ def read_mimic(data: str | Path, mapping: CCSRMapping, level: str, labels_csv: s
     code_col = next((c for c in CODE_COLUMNS if c in lab.columns), None)
     if code_col is None:
         raise UserError(f"labels CSV {lab_path} needs a code-list column ({', '.join(CODE_COLUMNS)})")
-    fold_col = next((c for c in ("fold", "strat_fold") if c in lab.columns), None)
+    fold_col = next((c for c in ("strat_fold", "fold") if c in lab.columns), None)
     lab = lab.drop_duplicates("study_id").set_index("study_id")
     notes: list[str] = [f"labels from {lab_path.name} column {code_col}, mapping {mapping.source}, level {level}"]
     if max_records:

@@ -81,7 +81,7 @@ def prepare_signal(sig: np.ndarray, fs: float, names: list[str], leads: list[str
     if missing:
         return None, f"missing lead(s) {','.join(missing)}"
     if not fs or fs < spec.min_source_rate:
-        return None, f"sampling rate {fs} Hz below {spec.min_source_rate:g} Hz"
+        return None, f"sampling rate {fs:g} Hz below {spec.min_source_rate:g} Hz"
     if sig.ndim != 2 or sig.shape[0] / fs < spec.duration_s - 1e-6:
         return None, f"record is {sig.shape[0] / fs:.2f} s, need {spec.duration_s:g} s"
     x = np.asarray(sig[: int(round(spec.duration_s * fs)), [index[lead.upper()] for lead in leads]], np.float64).T
