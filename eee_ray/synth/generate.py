@@ -112,6 +112,7 @@ def _cine(cfg: SynthConfig, rng: np.random.Generator, slot: CineSlot, patient: P
     n_frames = int(rng.integers(121, 131)) if tiny else int(rng.integers(cfg.frames_min, cfg.frames_max + 1))
     frame_time = round(float(rng.uniform(cfg.frame_time_min_ms, cfg.frame_time_max_ms)), 1)
     duration = n_frames * frame_time / 1000.0
+    n_100 = int(np.floor(n_frames * frame_time / 10.0 + 1e-6))   # 100 Hz samples at 0, 10, ... ms inside the clip
     strip_y0 = int(rows * (1.0 - cfg.strip_fraction))
     hr = float(np.clip(morph.heart_rate + rng.normal(0.0, 4.0), 45.0, 120.0))
     leads, peaks = ecg_leads(rng, morph, hr, duration, noise=noise)
@@ -141,14 +142,14 @@ def _cine(cfg: SynthConfig, rng: np.random.Generator, slot: CineSlot, patient: P
     row.update(n_frames=n_frames, frame_time_ms=frame_time, rows=rows, cols=cols, strip_y0=strip_y0,
                trace_x0=truth.x0, trace_x1=truth.x1,
                trace_y=truth.trace_y if truth.x0 is not None else None,
-               ecg_100hz=column_signal(lead_ii, FS, duration, int(round(duration * 100))).astype(np.float32),
+               ecg_100hz=column_signal(lead_ii, FS, n_100 / 100.0, n_100).astype(np.float32),
                heart_rate_bpm=heart_rate_bpm(peaks))
     return row
 
 
 CINE_SCHEMA = pa.schema([
     ("path", pa.string()), ("subject_id", pa.int64()), ("study_id", pa.int64()), ("defect", pa.string()),
-    ("expected_reason", pa.string()), ("n_frames", pa.int32()), ("frame_time_ms", pa.float32()),
+    ("expected_reason", pa.string()), ("n_frames", pa.int32()), ("frame_time_ms", pa.float64()),
     ("rows", pa.int32()), ("cols", pa.int32()), ("strip_y0", pa.int32()), ("trace_x0", pa.int32()),
     ("trace_x1", pa.int32()), ("trace_y", pa.list_(pa.float32())), ("ecg_100hz", pa.list_(pa.float32())),
     ("heart_rate_bpm", pa.float32()),

@@ -205,6 +205,12 @@ def ecg_leads(rng: np.random.Generator, morph: Morphology, hr: float, duration: 
     if muscle is None:
         muscle = _band_noise(rng, n, fs, 15.0, 100.0)[:, None] * rng.normal(1.0, 0.2, n_leads)[None, :]
     sig = sig + wander + morph.noise_mv * muscle + 0.004 * rng.normal(size=sig.shape)
+    # electrocardiographs record I and II and derive the other limb leads, so the identities hold on the noise too
+    lead = {name: sig[:, j] for j, name in enumerate(LEAD_NAMES)}
+    derived = {"III": lead["II"] - lead["I"], "aVR": -(lead["I"] + lead["II"]) / 2,
+               "aVF": lead["II"] - lead["I"] / 2, "aVL": lead["I"] - lead["II"] / 2}
+    for name, values in derived.items():
+        sig[:, LEAD_NAMES.index(name)] = values
     return sig, peaks
 
 
