@@ -20,15 +20,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from eee_ray.benchmark import DISPLAY, MODEL_STRATEGIES
 from eee_ray.errors import UserError
 from eee_ray.io import atomic_write, atomic_write_text
 
 log = logging.getLogger(__name__)
 
-STRATEGY_NAMES = {"finetune": "fine-tune", "fine_tune": "fine-tune", "linear_probe": "linear probe",
-                  "linear": "linear probe", "probe": "linear probe"}
-MODEL_NAMES = {"xresnet1d50": "XResNet1D50", "s4": "S4", "st_mem": "ST-MEM", "eee": "EEE",
-               "eee_random": "EEE random init"}  # also the row order of every figure (the paper's)
+STRATEGY_NAMES = {"scratch": "from scratch", "finetune": "fine-tune", "linear_probe": "linear probe"}
 
 
 @dataclass
@@ -67,12 +65,14 @@ class Trial:
     @property
     def row(self) -> str:
         """The figure row: the model, plus the strategy for the models that have two (EEE)."""
-        name = MODEL_NAMES.get(self.model, self.model)
-        return f"{name} ({STRATEGY_NAMES.get(self.strategy, self.strategy)})" if self.model.startswith("eee") else name
+        name = DISPLAY.get(self.model, self.model)
+        if len(MODEL_STRATEGIES.get(self.model, ())) < 2:
+            return name
+        return f"{name} ({STRATEGY_NAMES.get(self.strategy, self.strategy)})"
 
     @property
     def order(self) -> tuple:
-        known = list(MODEL_NAMES)
+        known = list(DISPLAY)  # the paper's order
         return (known.index(self.model) if self.model in known else len(known), self.model, self.strategy != "finetune",
                 self.strategy, len(self.leads) > 1, self.leads)
 

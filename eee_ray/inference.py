@@ -29,6 +29,7 @@ log = logging.getLogger(__name__)
 
 MODES = ("embed", "predict")
 WAVEFORM_COLUMNS = ("record_id", "signal", "fs", "lead_names")
+CHECKPOINT_ARTIFACTS = ("checkpoint", "trial")  # artifact folders of a run that may hold model.pt + meta.json
 SUMMARY_NAME = "_inference.json"  # leading underscore: Parquet readers skip it when reading the folder
 
 
@@ -78,18 +79,24 @@ def read_checkpoint(folder: str | Path) -> Checkpoint:
 
 
 def download_checkpoint(run_id: str, workdir: str | Path) -> Checkpoint:
-    """The ``checkpoint/`` artifact of an MLflow run, from ``MLFLOW_TRACKING_URI`` or the store in ``workdir``."""
+    """The checkpoint artifact (``checkpoint/``, or ``trial/`` as benchmark trials log it) of an MLflow run, from
+    ``MLFLOW_TRACKING_URI`` or the store in ``workdir``."""
     import mlflow
     from mlflow.exceptions import MlflowException
 
     from eee_ray.runtime import tracking_uri
 
     mlflow.set_tracking_uri(tracking_uri(workdir))
+    try:
+        present = {a.path for a in mlflow.MlflowClient().list_artifacts(run_id)}
+    except MlflowException as e:
+        raise UserError(f"cannot read MLflow run {run_id}: {str(e).splitlines()[0]}") from None
+    folder = next((a for a in CHECKPOINT_ARTIFACTS if a in present), None)
+    if folder is None:
+        raise UserError(f"MLflow run {run_id} has no {' or '.join(CHECKPOINT_ARTIFACTS)} artifact "
+                        f"(it has: {', '.join(sorted(present)) or 'nothing'})")
     with tempfile.TemporaryDirectory() as tmp:
-        try:
-            local = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path="checkpoint", dst_path=tmp)
-        except MlflowException as e:
-            raise UserError(f"cannot download checkpoint/ of MLflow run {run_id}: {str(e).splitlines()[0]}") from None
+        local = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=folder, dst_path=tmp)
         return read_checkpoint(local)
 
 

@@ -45,7 +45,7 @@ def bench(tmp_path_factory) -> Path:
     for leads in (["II"], ["I", "II", "III", "aVR", "aVL", "aVF", "V1", "V2", "V3", "V4", "V5", "V6"]):
         _write_trial(bench, "eee", leads, "finetune", True, rng)
         _write_trial(bench, "eee", leads, "linear_probe", True, rng)
-        _write_trial(bench, "xresnet1d50", leads, "finetune", False, rng)
+        _write_trial(bench, "xresnet1d50", leads, "scratch", False, rng)
     return bench
 
 

@@ -95,7 +95,7 @@ def test_embed_parquet_from_mlflow_run(case, ray_session, tmp_path, monkeypatch)
     mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
     exp = mlflow.create_experiment("eee-benchmark", artifact_location=(tmp_path / "art").as_uri())
     with mlflow.start_run(experiment_id=exp) as run:
-        mlflow.log_artifacts(str(ckpt), artifact_path="checkpoint")
+        mlflow.log_artifacts(str(ckpt), artifact_path="trial")  # as benchmark trials log it
 
     rows = []
     for name in ("rec100", "rec500"):
@@ -124,3 +124,20 @@ def test_predict_refuses_a_missing_checkpoint(tmp_path, capsys):
     assert main(["predict", "--input", str(tmp_path / "w"), "--output", str(tmp_path / "o"),
                  "--checkpoint", str(tmp_path / "nope")]) == 2
     assert "not a checkpoint folder" in capsys.readouterr().err
+
+
+def test_record_list_csv_resolves_paths_inside_its_folder(case, tmp_path):
+    from eee_ray.errors import UserError
+    from eee_ray.inference import wfdb_table
+
+    _, _, wf, _ = case
+    csv = wf / "record_list.csv"
+    csv.write_text("subject_id,study_id,path\n1,111,rec100\n2,222,sub/no_lead_ii\n")
+    table = wfdb_table(csv)
+    assert list(table["record_id"]) == ["111", "222"]
+    assert table["path"].tolist() == [str((wf / "rec100").resolve()), str((wf / "sub/no_lead_ii").resolve())]
+    bad = tmp_path / "record_list.csv"
+    bad.write_text("subject_id,study_id,path\n1,111,../../etc/passwd\n")
+    with pytest.raises(UserError, match="leave its folder"):
+        wfdb_table(bad)
+    csv.unlink()
