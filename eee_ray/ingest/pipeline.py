@@ -219,7 +219,8 @@ def run_ingest(cfg: IngestConfig) -> IngestSummary:
     log.info("ingest: %d files found, %d already in the manifest, %d to process", len(files),
              summary.skipped, len(todo))
     if todo:
-        run_pipeline(todo, dataclasses.replace(cfg, input=str(inp), output=str(out)))
+        counts = run_pipeline(todo, dataclasses.replace(cfg, input=str(inp), output=str(out)))
+        log.info("ingest: this run %s", ", ".join(f"{r or s}: {n}" for (s, r), n in counts.most_common()))
     reconcile(out)
     manifest = read_manifest_table(out, ["path", "status", "reason"])
     summary.total = manifest.num_rows

@@ -44,10 +44,10 @@ def frame_time_ms(ds) -> float | None:
     if ft not in (None, "") and float(ft) > 0:
         return float(ft)
     ftv = ds.get("FrameTimeVector")
-    if ftv:
-        v = [float(x) for x in (ftv if isinstance(ftv, (list, tuple)) or hasattr(ftv, "__iter__") else [ftv])]
-        v = v[1:] if len(v) > 1 else v
-        if v and np.mean(v) > 0:
+    if ftv not in (None, ""):
+        v = [float(x) for x in ftv] if hasattr(ftv, "__len__") and not isinstance(ftv, str) else [float(ftv)]
+        v = v[1:] if len(v) > 1 else v  # the first entry is 0 (time of frame 1)
+        if np.mean(v) > 0:
             return float(np.mean(v))
     for tag in ("CineRate", "RecommendedDisplayFrameRate"):
         rate = ds.get(tag)
@@ -56,7 +56,7 @@ def frame_time_ms(ds) -> float | None:
     return None
 
 
-def read_header(item: InputFile, fh):
+def read_header(fh):
     import pydicom
     from pydicom.errors import InvalidDicomError
 
@@ -118,7 +118,7 @@ def _process(item: InputFile, cfg: IngestConfig, row: dict, out: Outcome, keep: 
         size = os.fstat(fh.fileno()).st_size
         if size == 0:
             raise Rejected(S.NOT_DICOM, "empty file (0 bytes)")
-        hdr = read_header(item, fh)
+        hdr = read_header(fh)
         if row["subject_id"] is None:
             row["subject_id"] = _numeric_id(hdr, "PatientID")
         if row["study_id"] is None:

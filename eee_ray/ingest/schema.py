@@ -56,7 +56,7 @@ QUALITY_FIELDS: tuple[tuple[str, pa.DataType], ...] = (
     ("coverage", pa.float32()),           # traced columns / strip width
     ("edge_columns", pa.int32()),         # columns whose trace touches the strip's top or bottom edge
     ("max_gap_px", pa.int32()),           # longest run of untraced columns inside [trace_x0, trace_x1]
-    ("max_jump_px", pa.int32()),          # largest vertical break between neighbouring traced columns
+    ("max_jump_px", pa.int32()),          # largest vertical break per column between consecutive traced columns
     ("outlier_fraction", pa.float32()),   # lit pixels off the trace path / all lit pixels
 )
 

@@ -1,0 +1,154 @@
+"""Ingest throughput on the same generated files, in one run (issue 3, item 7).
+
+(a) naive: pydicom ``pixel_array`` of all frames, colour conversion, resize (one process);
+(b) decode-only: every frame through the fast decoder (libjpeg-turbo, DCT-downscaled grayscale), nothing else;
+(c) the full ingest (``run_ingest``: header filter, decode, resize, ECG tracing, Parquet) on 1 and on 2 Ray CPUs,
+    each in a fresh local Ray (start-up excluded, actor start-up included).
+
+Prints files/s and MB/s per core and the ratios against the targets, plus a projection for the full MIMIC-IV-ECHO
+(525,422 files, 1.8 TB) on a 16-core node. Usage:
+    python benchmarks/ingest_throughput.py [--patients 4] [--rows 708 --cols 1016] [--workdir DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+MIMIC_FILES, MIMIC_BYTES = 525_422, 1.8e12
+
+FULL = """
+import json, os, sys, time
+os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+import ray
+from eee_ray.ingest import IngestConfig, run_ingest
+n = int(sys.argv[1])
+ray.init(num_cpus=n, include_dashboard=False, log_to_driver=False)
+t = time.perf_counter()
+s = run_ingest(IngestConfig(input=sys.argv[2], output=sys.argv[3], num_cpus=n))
+print(json.dumps({"seconds": time.perf_counter() - t, "processed": s.processed, "by_status": s.by_status}))
+"""
+
+
+def dicoms(root: Path) -> list[Path]:
+    return sorted(p for p in root.rglob("*.dcm"))
+
+
+def read(f: Path):
+    """The dataset, or None for the synthetic set's non-DICOM defect (skipped by (a) and (b))."""
+    import pydicom
+    from pydicom.errors import InvalidDicomError
+
+    try:
+        return pydicom.dcmread(f)
+    except InvalidDicomError:
+        return None
+
+
+def naive(files: list[Path], size: int = 224, roi: float = 0.3) -> int:
+    frames = 0
+    for f in files:
+        ds = read(f)
+        if ds is None or int(ds.get("NumberOfFrames", 1)) > 120:
+            continue
+        for rgb in ds.pixel_array:
+            gray = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
+            cv2.resize(gray[: int(gray.shape[0] * (1 - roi))], (size, size), interpolation=cv2.INTER_AREA)
+            frames += 1
+    return frames
+
+
+def decode_only(files: list[Path], size: int = 224, roi: float = 0.3) -> int:
+    from eee_ray.ingest.decode import _REDUCED, jpeg_frames, reduction
+
+    frames = 0
+    for f in files:
+        ds = read(f)
+        n = int(ds.get("NumberOfFrames", 1)) if ds is not None else 0
+        if ds is None or n > 120:
+            continue
+        flag = _REDUCED.get(reduction(int(ds.Rows), int(ds.Columns), roi, size, 0.9), cv2.IMREAD_GRAYSCALE)
+        for buf in jpeg_frames(ds, n):
+            cv2.imdecode(np.frombuffer(buf, np.uint8), flag)
+            frames += 1
+    return frames
+
+
+def timed(fn, *args) -> float:
+    t = time.perf_counter()
+    fn(*args)
+    return time.perf_counter() - t
+
+
+def full(n_cpus: int, inp: Path, out: Path) -> dict:
+    res = subprocess.run([sys.executable, "-c", FULL, str(n_cpus), str(inp), str(out)], capture_output=True,
+                         text=True, check=True)
+    return json.loads(res.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--patients", type=int, default=4, help="synthetic patients (about 5 cines each)")
+    ap.add_argument("--rows", type=int, default=708, help="frame height (MIMIC-IV-ECHO cines: 708 x 1016)")
+    ap.add_argument("--cols", type=int, default=1016)
+    ap.add_argument("--workdir", default=None, help="keep the generated files here (default: a temp folder)")
+    args = ap.parse_args()
+    import cv2 as _cv2
+
+    _cv2.setNumThreads(1)  # one core per measurement, like one Ray actor
+    from eee_ray.synth import SynthConfig, generate
+
+    work = Path(args.workdir or tempfile.mkdtemp(prefix="eee_ingest_bench_"))
+    data = work / "synth"
+    if not (data / "echo").is_dir():
+        generate(data, SynthConfig(seed=1, patients=args.patients, rows=args.rows, cols=args.cols), overwrite=True)
+    files = dicoms(data / "echo")
+    mb = sum(f.stat().st_size for f in files) / 1e6
+    n = len(files)
+    print(f"{n} files, {mb:.1f} MB, {args.rows}x{args.cols} frames", flush=True)
+
+    rows = []
+    t = timed(naive, files)
+    rows.append(("(a) naive pydicom pixel_array + colour + resize", 1, t))
+    t = timed(decode_only, files)
+    rows.append(("(b) decode-only, fast decoder", 1, t))
+    for cpus in (1, 2):
+        out = work / f"out_{cpus}"
+        if out.exists():
+            import shutil
+
+            shutil.rmtree(out)
+        r = full(cpus, data / "echo", out)
+        rows.append((f"(c) full ingest, {cpus} Ray CPU{'s' if cpus > 1 else ''}", cpus, r["seconds"]))
+
+    print(f"\n| pipeline | cores | seconds | files/s | MB/s | files/s per core | MB/s per core |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
+    per_core = {}
+    for name, cores, secs in rows:
+        per_core[name[:3] + str(cores)] = mb / secs / cores
+        print(f"| {name} | {cores} | {secs:.2f} | {n / secs:.2f} | {mb / secs:.1f} | {n / secs / cores:.2f} | "
+              f"{mb / secs / cores:.1f} |")
+    a, b, c1, c2 = per_core["(a)1"], per_core["(b)1"], per_core["(c)1"], per_core["(c)2"]
+    print("\n| ratio | measured | target |")
+    print("|---|---:|---|")
+    print(f"| full ingest per core / naive | {c1 / a:.1f}x | >= 10x |")
+    print(f"| decode-only / full ingest (per core) | {b / c1:.2f}x | <= 1.5x |")
+    print(f"| full ingest 2 CPUs / 1 CPU (throughput) | {2 * c2 / c1:.2f}x | >= 1.7x |")
+    eff = min(2 * c2 / c1 / 2, 1.0)
+    node = 16 * c1 * eff
+    hours = MIMIC_BYTES / (node * 1e6) / 3600
+    print(f"\nProjection, full MIMIC-IV-ECHO ({MIMIC_FILES:,} files, 1.8 TB) on one 16-core node: "
+          f"{c1:.1f} MB/s per core x 16 x {eff:.2f} parallel efficiency = {node:.0f} MB/s -> {hours:.1f} h "
+          f"(disk/network permitting; files/s: {MIMIC_FILES / (hours * 3600):.0f})")
+
+
+if __name__ == "__main__":
+    main()
