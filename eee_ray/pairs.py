@@ -17,6 +17,7 @@ from typing import Any
 import cv2
 import numpy as np
 import torch
+from ray.data.collate_fn import NumpyBatchCollateFn
 
 from eee_ray.errors import UserError
 
@@ -39,6 +40,9 @@ class PairsConfig:
     frames_per_token: int = 8    # F: echo frames per sub-clip
     image_size: int = 112        # H = W of the sub-clips (224 allowed)
     max_tokens: int = 16         # T_max: longer clips keep their first T_max tokens
+
+
+TRAIN_COLUMNS = ["ecg", "echo", "n_tokens", "subject_id", "study_id"]
 
 
 def normalize_ecg(x: np.ndarray) -> np.ndarray:
@@ -83,23 +87,15 @@ def split_patients(subject_ids: list[int], heldout_fraction: float, seed: int) -
 
 
 def load_pairs(clips_dir: str | Path, cfg: PairsConfig, heldout_fraction: float, seed: int):
-    """Read ``clips/`` (the folder or its parent), build samples, split by patient; both sets materialised."""
+    """Read ``clips/`` (the ingest output or its clips folder), build samples, split by patient; both materialised."""
     from eee_ray.ingest import read_clips
 
-    path = Path(clips_dir)
-    if (path / "clips").is_dir():
-        path = path / "clips"
-    if not path.is_dir() or not any(path.glob("*.parquet")):
-        raise UserError(f"no clips Parquet found in {clips_dir} (run `eee-ray ingest` first)")
-    pairs = build_pairs(read_clips(str(path)), cfg).materialize()
+    pairs = build_pairs(read_clips(clips_dir), cfg).select_columns(TRAIN_COLUMNS).materialize()
     subjects = [r["subject_id"] for r in pairs.select_columns(["subject_id"]).take_all()]
     heldout = split_patients(subjects, heldout_fraction, seed)
     train = pairs.filter(lambda r: r["subject_id"] not in heldout).materialize()
     held = pairs.filter(lambda r: r["subject_id"] in heldout).materialize()
     return train, held, sorted(heldout)
-
-
-TRAIN_COLUMNS = ["ecg", "echo", "n_tokens", "subject_id", "study_id"]
 
 
 def collate(batch: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
@@ -116,6 +112,13 @@ def collate(batch: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
             "pad_mask": torch.from_numpy(np.arange(t)[None, :] >= lengths[:, None]),
             "subject_id": torch.from_numpy(np.array(batch["subject_id"], dtype=np.int64)),
             "study_id": torch.from_numpy(np.array(batch["study_id"], dtype=np.int64))}
+
+
+class Collate(NumpyBatchCollateFn):
+    """``collate`` as the callable class that ``iter_torch_batches(collate_fn=...)`` expects in Ray >= 2.47."""
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
+        return collate(batch)
 
 
 def misalign(ecg: torch.Tensor, pad_mask: torch.Tensor, p_shift: float,

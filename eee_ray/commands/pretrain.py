@@ -1,0 +1,47 @@
+"""``eee-ray pretrain``: ECG-echo contrastive pretraining on the ingested clips (Ray Train + MLflow)."""
+
+from __future__ import annotations
+
+import argparse
+
+from eee_ray.config import resolve
+
+
+# CLI option (dest) -> PretrainConfig field; options left out keep the YAML/dataclass value
+FIELDS = {"clips": "clips", "output": "output", "epochs": "epochs", "workers": "workers", "preset": "preset",
+          "resume": "resume", "batch_size": "batch_size", "lr": "lr", "seed": "seed", "gpu": "use_gpu",
+          "workdir": "workdir"}
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.argument_default = argparse.SUPPRESS  # "not given" stays distinguishable from a default
+    p.add_argument("--clips", help="ingest output folder (holding clips/) or the clips/ folder itself")
+    p.add_argument("--output", help="folder for checkpoints, ecg_encoder.pt, metrics.json, retrieval.png")
+    p.add_argument("--epochs", type=int, help="training epochs (default 10)")
+    p.add_argument("--workers", type=int, help="Ray Train workers, data parallel (default 1)")
+    p.add_argument("--preset", choices=["tiny", "paper"], help="model size: tiny (CPU) or paper (GPU) (default tiny)")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the run already in --output from its last checkpoint")
+    p.add_argument("--batch-size", type=int, help="clips per worker and step (default 16)")
+    p.add_argument("--lr", type=float, help="AdamW learning rate (default 1e-3)")
+    p.add_argument("--seed", type=int, help="seed of the patient split, shifts and initialisation (default 0)")
+    p.add_argument("--gpu", action="store_true", help="one GPU per worker (NCCL)")
+    p.add_argument("--image-size", type=int, help="echo sub-clip height = width (default 112; 224 allowed)")
+    p.add_argument("--workdir", help="where the local MLflow store lives (default: the parent of --output)")
+    p.add_argument("--config", help="YAML file with PretrainConfig fields (CLI options win)")
+
+
+def run(args: argparse.Namespace) -> int:
+    from eee_ray.pretrain import PretrainConfig, run_pretrain
+    from eee_ray.runtime import mlflow_ui_command
+
+    given = vars(args)
+    cfg = resolve(PretrainConfig, given.get("config"), {f: given[o] for o, f in FIELDS.items() if o in given})
+    if "image_size" in given:
+        cfg.pairs.image_size = given["image_size"]
+    m = run_pretrain(cfg)
+    print(f"pretrained {m['epochs']} epochs on {m['train_clips']} clips; held-out ({m['heldout_clips']} clips) "
+          f"Recall@1 ECG->echo {m['ecg2echo_r1']:.3f}, echo->ECG {m['echo2ecg_r1']:.3f}, chance {m['chance_r1']:.3f}")
+    print(f"encoder: {cfg.output}/ecg_encoder.pt  metrics: {cfg.output}/metrics.json")
+    print(f"MLflow run {m['mlflow_run_id']}: {mlflow_ui_command(m['mlflow_tracking_uri'])}")
+    return 0

@@ -1,0 +1,336 @@
+"""ECG-echo contrastive pretraining under Ray Train (paper sections 3.2-3.4, SPEC S4-S6, S8 retrieval).
+
+The driver builds the pairs with Ray Data (materialised, split by patient), creates one MLflow run and fits a
+``TorchTrainer``. Each worker streams its shard of the training pairs, draws fresh misalignments per batch, gathers
+the aligned features of all workers so the contrastive negatives span the global batch, and reports a checkpoint
+(model, optimizer, config, epoch, history) every epoch. Rank 0 evaluates held-out retrieval after each epoch and is the
+only one that logs to MLflow. A worker failure restarts the group from the last checkpoint (``FailureConfig``);
+``resume`` continues a stopped run in the same output folder. At the end the driver writes ``ecg_encoder.pt`` (the
+hand-over to the downstream benchmark), ``metrics.json`` and the retrieval figure.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from eee_ray.config import from_dict, save, to_dict
+from eee_ray.errors import UserError
+from eee_ray.io import atomic_torch_save, atomic_write_text
+from eee_ray.losses import LossConfig, pretraining_losses, weighted_total
+from eee_ray.models.ecg_encoder import save_pretrained
+from eee_ray.models.eee import EEEModel, ModelConfig, preset
+from eee_ray.pairs import NORMALIZATION, Collate, PairsConfig, load_pairs, misalign
+from eee_ray.retrieval import embed, plot_retrieval, recall_curve, retrieval_metrics
+
+log = logging.getLogger(__name__)
+
+RUN_NAME = "pretrain"
+CHECKPOINT_FILE = "checkpoint.pt"
+FAILURE_MARKER = ".injected_failure"
+LOSS_KEYS = ("total", "token", "sid", "pid", "align")
+
+
+@dataclass
+class PretrainConfig:
+    """Everything one pretraining run depends on (SPEC S4-S6 defaults)."""
+
+    clips: str = ""                     # ingest output (the folder holding clips/, or clips/ itself)
+    output: str = ""                    # checkpoints, ecg_encoder.pt, metrics.json, retrieval.png
+    epochs: int = 10
+    workers: int = 1                    # Ray Train workers (data parallel)
+    preset: str = "tiny"                # model size: tiny (CPU) | paper (GPU)
+    resume: bool = False                # continue the run already in ``output``
+    lr: float = 1e-3
+    weight_decay: float = 0.05
+    grad_clip: float = 1.0
+    batch_size: int = 16                # per worker; the contrastive matrix spans workers x batch_size clips
+    seed: int = 0
+    p_shift: float = 0.3                # share of samples whose ECG is shifted against the echo (M_shift = 1)
+    heldout_fraction: float = 0.25      # share of patients held out for retrieval
+    loss: LossConfig = field(default_factory=LossConfig)
+    pairs: PairsConfig = field(default_factory=PairsConfig)
+    use_gpu: bool = False               # one GPU per worker, NCCL; else gloo on CPU
+    cpus_per_worker: float = 0.0        # 0 = auto: 1, or less so that all workers fit beside one free CPU
+    max_failures: int = 3               # worker-group restarts from the last checkpoint
+    mlflow_experiment: str = "eee-pretrain"
+    workdir: str = ""                   # MLflow store (sqlite) location; empty = the parent of ``output``
+    inject_failure_epoch: int = 0       # testing hook: one worker exits once at the start of this epoch (0 = off)
+
+
+def model_config(cfg: PretrainConfig) -> ModelConfig:
+    """The preset, with the input geometry taken from the pairs config."""
+    p = cfg.pairs
+    return preset(cfg.preset, token_len=p.token_len, max_tokens=p.max_tokens, frames=p.frames_per_token,
+                  image_size=p.image_size)
+
+
+def validate(cfg: PretrainConfig) -> None:
+    checks = [(bool(cfg.clips), "--clips is required"), (bool(cfg.output), "--output is required"),
+              (cfg.epochs >= 1, "epochs must be >= 1"), (cfg.workers >= 1, "workers must be >= 1"),
+              (cfg.batch_size >= 2, "batch size must be >= 2"), (0.0 <= cfg.p_shift < 1.0, "p_shift must be in [0, 1)"),
+              (0.0 < cfg.heldout_fraction < 1.0, "heldout fraction must be in (0, 1)"), (cfg.lr > 0, "lr must be > 0")]
+    for ok, msg in checks:
+        if not ok:
+            raise UserError(msg)
+    if not Path(cfg.clips).is_dir():
+        raise UserError(f"clips folder not found: {cfg.clips} (run `eee-ray ingest` first)")
+    model_config(cfg)  # unknown preset -> UserError
+
+
+# ----------------------------------------------------------------------------------------------- worker side
+
+
+def gather_with_grad(x: torch.Tensor) -> torch.Tensor:
+    """Concatenate ``x`` (rows may differ per worker) from every worker; gradients flow through the local rows."""
+    import torch.distributed as dist
+
+    rank, world = dist.get_rank(), dist.get_world_size()
+    n = torch.tensor([x.shape[0]], device=x.device)
+    sizes = [torch.zeros_like(n) for _ in range(world)]
+    dist.all_gather(sizes, n)
+    counts = [int(s) for s in sizes]
+    padded = torch.zeros((max(counts), *x.shape[1:]), dtype=x.dtype, device=x.device)
+    padded[: x.shape[0]] = x.detach()
+    parts = [torch.empty_like(padded) for _ in range(world)]
+    dist.all_gather(parts, padded)
+    return torch.cat([x if r == rank else parts[r][: counts[r]] for r in range(world)])
+
+
+def _maybe_fail(cfg: PretrainConfig, epoch: int, rank: int, world: int) -> None:
+    """Testing hook: the highest rank up to 1 dies once (a marker file remembers it) at ``inject_failure_epoch``."""
+    if epoch != cfg.inject_failure_epoch or rank != min(1, world - 1):
+        return
+    marker = Path(cfg.output) / FAILURE_MARKER
+    if marker.exists():
+        return
+    atomic_write_text(marker, f"rank {rank} exited at the start of epoch {epoch}\n")
+    log.warning("injected failure: rank %d exits at epoch %d", rank, epoch)
+    os._exit(1)
+
+
+def _load_state(model: EEEModel) -> dict[str, Any] | None:
+    """The last reported checkpoint of this run (after a restart or on resume), loaded into ``model``."""
+    import ray.train
+
+    ckpt = ray.train.get_checkpoint()
+    if ckpt is None:
+        return None
+    with ckpt.as_directory() as d:
+        state = torch.load(Path(d) / CHECKPOINT_FILE, map_location="cpu", weights_only=True)
+    model.load_state_dict(state["model"])
+    return state
+
+
+def _log_mlflow(client, run_id: str, metrics: dict[str, float], step: int) -> None:
+    from mlflow.entities import Metric
+
+    now = int(time.time() * 1000)
+    client.log_batch(run_id, metrics=[Metric(k, float(v), now, step) for k, v in metrics.items()])
+
+
+def train_loop(loop: dict[str, Any]) -> None:
+    """The Ray Train worker function."""
+    import ray.train
+    import ray.train.torch
+    from mlflow.tracking import MlflowClient
+
+    cfg = from_dict(PretrainConfig, loop["cfg"])
+    mcfg = from_dict(ModelConfig, loop["model"])
+    ctx = ray.train.get_context()
+    rank, world = ctx.get_world_rank(), ctx.get_world_size()
+    torch.set_num_threads(loop["threads"])
+    torch.manual_seed(cfg.seed)
+    device = ray.train.torch.get_device()
+
+    model = EEEModel(mcfg)
+    state = _load_state(model)
+    history: list[dict[str, float]] = list(state["history"]) if state else []
+    resumed_at: list[int] = list(state["resumed_at"]) + [state["epoch"]] if state else []
+    start = state["epoch"] if state else 0
+    ddp = ray.train.torch.prepare_model(model)
+    opt = torch.optim.AdamW(ddp.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    if state:
+        opt.load_state_dict(state["optimizer"])
+    client = MlflowClient(loop["tracking_uri"]) if rank == 0 else None
+    gather = gather_with_grad if world > 1 else None
+    amp = torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda")
+    shard = ray.train.get_dataset_shard("train")
+    step = start * loop["steps_per_epoch"]
+
+    for epoch in range(start + 1, cfg.epochs + 1):
+        _maybe_fail(cfg, epoch, rank, world)
+        gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + epoch * 1_009 + rank)
+        sums = dict.fromkeys(LOSS_KEYS, 0.0)
+        batches = 0
+        ddp.train()
+        for b in shard.iter_torch_batches(batch_size=loop["batch_size"], collate_fn=Collate(), drop_last=True,
+                                          local_shuffle_buffer_size=4 * loop["batch_size"],
+                                          local_shuffle_seed=cfg.seed + epoch):
+            ecg, m_shift = misalign(b["ecg"], b["pad_mask"], cfg.p_shift, gen)
+            pad = b["pad_mask"].to(device)
+            with amp:
+                out = ddp(ecg.to(device), b["echo"].to(device), pad)
+            out = {k: v.float() for k, v in out.items()}
+            terms = pretraining_losses(out, pad, m_shift.to(device), b["study_id"].to(device),
+                                       b["subject_id"].to(device), cfg.loss, gather)
+            opt.zero_grad(set_to_none=True)
+            weighted_total(terms, cfg.loss, contrastive_scale=world).backward()
+            torch.nn.utils.clip_grad_norm_(ddp.parameters(), cfg.grad_clip)
+            opt.step()
+            values = {k: float(v) for k, v in terms.items()}
+            values["total"] = float(weighted_total(terms, cfg.loss))
+            for k in LOSS_KEYS:
+                sums[k] += values[k]
+            batches += 1
+            step += 1
+            if client is not None:
+                _log_mlflow(client, loop["run_id"], {f"step_loss_{k}": v for k, v in values.items()}, step)
+
+        metrics: dict[str, float] = {"epoch": epoch, **{f"loss_{k}": s / max(batches, 1) for k, s in sums.items()}}
+        checkpoint = None
+        with tempfile.TemporaryDirectory() as tmp:
+            if rank == 0:
+                held = ray.train.get_dataset_shard("heldout").iter_torch_batches(batch_size=64, collate_fn=Collate())
+                emb = embed(model, held, device)
+                metrics.update(retrieval_metrics(emb["ecg"], emb["echo"]))
+                history.append(metrics)
+                _log_mlflow(client, loop["run_id"], {k: v for k, v in metrics.items() if k != "epoch"}, epoch)
+                log.info("epoch %d/%d  loss %.4f  R@1 ecg->echo %.3f echo->ecg %.3f (chance %.3f)", epoch,
+                         cfg.epochs, metrics["loss_total"], metrics["ecg2echo_r1"], metrics["echo2ecg_r1"],
+                         metrics["chance_r1"])
+                atomic_torch_save({"model": model.state_dict(), "optimizer": opt.state_dict(), "config": loop["cfg"],
+                                   "model_config": loop["model"], "epoch": epoch, "history": history,
+                                   "resumed_at": resumed_at}, Path(tmp) / CHECKPOINT_FILE)
+                checkpoint = ray.train.Checkpoint.from_directory(tmp)
+            ray.train.report(metrics, checkpoint=checkpoint)
+
+
+# ----------------------------------------------------------------------------------------------- driver side
+
+
+def _auto_cpus(workers: int) -> float:
+    """One CPU per worker where they fit beside one free CPU (Ray Data, the driver); a share of the rest otherwise."""
+    import ray
+
+    total = float(ray.cluster_resources().get("CPU", 1.0))
+    return max(0.25, min(1.0, (total - 1.0) / workers))
+
+
+def _mlflow_run(cfg: PretrainConfig, output: Path, params: dict[str, Any]) -> tuple[str, str]:
+    """The run of this pretraining: the one recorded in ``output`` on resume, else a new one with its params."""
+    from mlflow.tracking import MlflowClient
+
+    from eee_ray.runtime import setup_mlflow
+
+    uri, exp_id = setup_mlflow(cfg.workdir or output.parent, cfg.mlflow_experiment)
+    client = MlflowClient(uri)
+    record = output / "mlflow_run.json"
+    if cfg.resume and record.is_file():
+        run_id = json.loads(record.read_text())["run_id"]
+        client.update_run(run_id, status="RUNNING")
+        return uri, run_id
+    run = client.create_run(exp_id, run_name=f"pretrain-{output.name}")
+    for k, v in params.items():
+        client.log_param(run.info.run_id, k, v)
+    atomic_write_text(record, json.dumps({"run_id": run.info.run_id, "tracking_uri": uri}, indent=2))
+    return uri, run.info.run_id
+
+
+def _flat(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        out.update(_flat(v, f"{prefix}{k}.") if isinstance(v, dict) else {f"{prefix}{k}": v})
+    return out
+
+
+def run_pretrain(cfg: PretrainConfig) -> dict[str, Any]:
+    """Pretrain, evaluate, write the outputs; returns the content of ``<output>/metrics.json``."""
+    import ray.train
+    from ray.train.torch import TorchTrainer
+
+    from eee_ray.runtime import init_ray
+
+    validate(cfg)
+    output = Path(cfg.output).resolve()
+    cfg.output = str(output)
+    storage = output / "ray_results"
+    if (storage / RUN_NAME).exists() and not cfg.resume:
+        raise UserError(f"{output} already holds a pretraining run; pass --resume to continue it, or pick a new --output")
+    if cfg.resume and not (storage / RUN_NAME).exists():
+        raise UserError(f"nothing to resume in {output}")
+    output.mkdir(parents=True, exist_ok=True)
+    save(cfg, output / "config.yaml")
+    mcfg = model_config(cfg)
+
+    init_ray()
+    train_ds, held_ds, held_patients = load_pairs(cfg.clips, cfg.pairs, cfg.heldout_fraction, cfg.seed)
+    n_train, n_held = train_ds.count(), held_ds.count()
+    batch_size = min(cfg.batch_size, n_train // cfg.workers)
+    if batch_size < 2:
+        raise UserError(f"{n_train} training clips are too few for {cfg.workers} worker(s) (need 2 per worker)")
+    steps_per_epoch = (n_train // cfg.workers) // batch_size
+    cpus = cfg.cpus_per_worker or _auto_cpus(cfg.workers)
+    uri, run_id = _mlflow_run(cfg, output, {**_flat(to_dict(cfg)), **_flat(to_dict(mcfg), "model."),
+                                            "train_clips": n_train, "heldout_clips": n_held})
+    log.info("pretraining %s on %d train / %d held-out clips, %d worker(s) x %.2f CPU, batch %d/worker, MLflow run %s",
+             cfg.preset, n_train, n_held, cfg.workers, cpus, batch_size, run_id)
+
+    trainer = TorchTrainer(
+        train_loop,
+        train_loop_config={"cfg": to_dict(cfg), "model": to_dict(mcfg), "tracking_uri": uri, "run_id": run_id,
+                           "batch_size": batch_size, "steps_per_epoch": steps_per_epoch,
+                           "threads": max(1, int(cpus))},
+        scaling_config=ray.train.ScalingConfig(num_workers=cfg.workers, use_gpu=cfg.use_gpu,
+                                               resources_per_worker={"CPU": cpus}),
+        run_config=ray.train.RunConfig(name=RUN_NAME, storage_path=str(storage),
+                                       failure_config=ray.train.FailureConfig(max_failures=cfg.max_failures),
+                                       checkpoint_config=ray.train.CheckpointConfig(num_to_keep=2)),
+        datasets={"train": train_ds, "heldout": held_ds},
+        dataset_config=ray.train.DataConfig(datasets_to_split=["train"]),
+    )
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(uri)
+    try:
+        result = trainer.fit()
+    except BaseException:
+        client.set_terminated(run_id, status="FAILED")
+        raise
+    with result.checkpoint.as_directory() as d:
+        state = torch.load(Path(d) / CHECKPOINT_FILE, map_location="cpu", weights_only=True)
+        atomic_torch_save(state, output / "checkpoints" / CHECKPOINT_FILE)
+    return _finish(cfg, output, mcfg, state, held_ds, held_patients, n_train, client, run_id)
+
+
+def _finish(cfg: PretrainConfig, output: Path, mcfg: ModelConfig, state: dict[str, Any], held_ds,
+            held_patients: list[int], n_train: int, client, run_id: str) -> dict[str, Any]:
+    """Driver-side outputs of a finished run: encoder hand-over, final retrieval, figure, metrics.json, MLflow."""
+    model = EEEModel(mcfg)
+    model.load_state_dict(state["model"])
+    save_pretrained(model.ecg, output / "ecg_encoder.pt", token_len=cfg.pairs.token_len,
+                    sample_rate=cfg.pairs.sample_rate, normalization=dict(NORMALIZATION))
+    emb = embed(model, held_ds.iter_torch_batches(batch_size=64, collate_fn=Collate()))
+    final = retrieval_metrics(emb["ecg"], emb["echo"])
+    history = state["history"]
+    figure = plot_retrieval(recall_curve(emb["ecg"], emb["echo"]), history, output / "retrieval.png")
+    metrics: dict[str, Any] = {
+        **final, "heldout_clips": len(emb["ecg"]), "train_clips": n_train, "epochs": state["epoch"],
+        "heldout_patients": held_patients, "resumed_at": state["resumed_at"], "workers": cfg.workers,
+        "preset": cfg.preset, "mlflow_run_id": run_id, "mlflow_tracking_uri": client.tracking_uri,
+        **{f"loss_{k}": history[-1][f"loss_{k}"] for k in LOSS_KEYS}, "history": history,
+    }
+    atomic_write_text(output / "metrics.json", json.dumps(metrics, indent=2))
+    for path in (output / "ecg_encoder.pt", output / "checkpoints" / CHECKPOINT_FILE, figure,
+                 output / "metrics.json", output / "config.yaml"):
+        client.log_artifact(run_id, str(path))
+    client.set_terminated(run_id, status="FINISHED")
+    return metrics

@@ -1,0 +1,87 @@
+"""Cross-modal retrieval on held-out patients (SPEC S8): ECG->echo and echo->ECG Recall@K at the clip level.
+
+Each held-out clip's ECG [CLS] is a query against the [CLS] of every held-out echo clip (and the other way round); a hit
+is the query's own clip. Chance Recall@K is K/N for N clips.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Iterable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+KS = (1, 5, 10)
+
+
+@torch.no_grad()
+def embed(model: torch.nn.Module, batches: Iterable[dict[str, torch.Tensor]],
+          device: torch.device | str = "cpu") -> dict[str, np.ndarray]:
+    """Aligned (unshifted) [CLS] embeddings of both towers plus IDs, in batch order, eval mode."""
+    was_training = model.training
+    model.eval()
+    parts: dict[str, list[np.ndarray]] = {"ecg": [], "echo": [], "subject_id": [], "study_id": []}
+    for b in batches:
+        out = model(b["ecg"].to(device), b["echo"].to(device), b["pad_mask"].to(device))
+        parts["ecg"].append(out["ecg_cls"].float().cpu().numpy())
+        parts["echo"].append(out["echo_cls"].float().cpu().numpy())
+        parts["subject_id"].append(b["subject_id"].numpy())
+        parts["study_id"].append(b["study_id"].numpy())
+    model.train(was_training)
+    return {k: np.concatenate(v) for k, v in parts.items()}
+
+
+def ranks(queries: np.ndarray, gallery: np.ndarray) -> np.ndarray:
+    """0-based rank of item i of ``gallery`` for query i under cosine similarity (ties count against the hit)."""
+    s = F.normalize(torch.as_tensor(queries), dim=-1) @ F.normalize(torch.as_tensor(gallery), dim=-1).T
+    return (s >= s.diagonal().unsqueeze(1)).sum(1).numpy() - 1
+
+
+def retrieval_metrics(ecg: np.ndarray, echo: np.ndarray, ks: tuple[int, ...] = KS) -> dict[str, float]:
+    """Recall@K in both directions and chance level, keys like ``ecg2echo_r1``, ``chance_r1``; plus ``heldout_clips``."""
+    n = len(ecg)
+    r_e2o, r_o2e = ranks(ecg, echo), ranks(echo, ecg)
+    out: dict[str, float] = {"heldout_clips": float(n)}
+    for k in ks:
+        out[f"ecg2echo_r{k}"] = float((r_e2o < k).mean())
+        out[f"echo2ecg_r{k}"] = float((r_o2e < k).mean())
+        out[f"chance_r{k}"] = min(k, n) / n
+    return out
+
+
+def recall_curve(ecg: np.ndarray, echo: np.ndarray) -> dict[str, np.ndarray]:
+    """Recall@K for every K = 1..N in both directions (for the figure)."""
+    n = len(ecg)
+    k = np.arange(1, n + 1)
+    return {"k": k, "ecg2echo": (ranks(ecg, echo)[None, :] < k[:, None]).mean(1),
+            "echo2ecg": (ranks(echo, ecg)[None, :] < k[:, None]).mean(1), "chance": k / n}
+
+
+def plot_retrieval(curve: dict[str, np.ndarray], history: list[dict[str, float]], path: str | Path) -> Path:
+    """Two panels: Recall@K vs K at the end, and Recall@1 per epoch; both against chance."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from eee_ray.io import atomic_write
+
+    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 4))
+    a.plot(curve["k"], curve["ecg2echo"], label="ECG -> echo")
+    a.plot(curve["k"], curve["echo2ecg"], label="echo -> ECG")
+    a.plot(curve["k"], curve["chance"], "k--", label="chance")
+    a.set(xlabel="K", ylabel="Recall@K", title=f"held-out clips (N = {len(curve['k'])})")
+    epochs = [h["epoch"] for h in history]
+    b.plot(epochs, [h["ecg2echo_r1"] for h in history], "o-", label="ECG -> echo")
+    b.plot(epochs, [h["echo2ecg_r1"] for h in history], "o-", label="echo -> ECG")
+    b.plot(epochs, [h["chance_r1"] for h in history], "k--", label="chance")
+    b.set(xlabel="epoch", ylabel="Recall@1", title="held-out Recall@1 per epoch")
+    for ax in (a, b):
+        ax.legend()
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    out = atomic_write(path, lambda p: fig.savefig(p, dpi=100, format="png"))
+    plt.close(fig)
+    return out
