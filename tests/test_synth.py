@@ -7,8 +7,6 @@ import ast
 import datetime as dt
 import hashlib
 import re
-import subprocess
-import sys
 
 import cv2
 import numpy as np
@@ -227,9 +225,9 @@ def test_cli_refuses_foreign_folder_and_reruns_on_its_own(tmp_path, capsys):
     foreign = tmp_path / "foreign"
     foreign.mkdir()
     (foreign / "notes.txt").write_text("mine")
-    r = subprocess.run([sys.executable, "-m", "eee_ray.cli", "synth", "--out", str(foreign)],
-                       capture_output=True, text=True)
-    assert r.returncode == 2 and "not empty" in r.stderr and "Traceback" not in r.stderr
+    assert main(["synth", "--out", str(foreign)]) == 2
+    err = capsys.readouterr().err
+    assert "not empty" in err and "--overwrite" in err and len(err.strip().splitlines()) == 1
     assert [p.name for p in foreign.iterdir()] == ["notes.txt"]
     cfg = tmp_path / "c.yaml"
     cfg.write_text("".join(f"{k}: {v}\n" for k, v in TINY.items()))

@@ -87,7 +87,7 @@ def patient_morphology(rng: np.random.Generator, wall_thickness: float, lv_size:
     r_dir = qrs_rot @ _unit([0.55, 0.75, -0.15])
     strain = 0.45 * max(lvh - 0.6, 0.0)
     t_dir = _unit(rot @ _unit([0.6, 0.6, 0.4]) - strain * r_dir)
-    t_amp = 0.30 * float(np.exp(rng.normal(0.0, 0.2))) * (1.0 - 0.25 * max(lvh - 0.6, 0.0))
+    t_amp = 0.38 * float(np.exp(rng.normal(0.0, 0.2))) * (1.0 - 0.25 * max(lvh - 0.6, 0.0))
     jet = max(valve_jet, -1.0)
     waves = [
         Wave(qrs_rot @ _unit([-0.5, 0.2, 0.8]), 0.12 * volt, -0.030 * qrs_w, 0.008 * qrs_w),
