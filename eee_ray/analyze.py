@@ -275,21 +275,24 @@ def per_label_auroc(trials: list[Trial]) -> pd.DataFrame:
     return pd.DataFrame.from_dict(out, orient="index")
 
 
-def plot_heatmap(table: pd.DataFrame, path: Path) -> None:
+def plot_heatmap(table: pd.DataFrame, positives: dict[str, int], path: Path) -> None:
+    """``positives``: test positives per label, shown under each label (a 0.9 on 3 positives means little)."""
     import matplotlib.pyplot as plt
 
     n_r, n_c = table.shape
-    fig, ax = plt.subplots(figsize=(max(6.0, 0.75 * n_c + 4.5), max(3.0, 0.45 * n_r + 2.0)))
-    im = ax.imshow(table.to_numpy(dtype=float), cmap="RdYlGn", vmin=0.5, vmax=1.0, aspect="auto")
-    ax.set_xticks(range(n_c), table.columns, rotation=45 if n_c > 6 else 0, ha="right" if n_c > 6 else "center")
+    fig, ax = plt.subplots(figsize=(max(6.0, 0.75 * n_c + 4.5), max(3.0, 0.45 * n_r + 2.2)))
+    values = table.to_numpy(dtype=float)
+    im = ax.imshow(values, cmap="RdYlGn", vmin=0.5, vmax=1.0, aspect="auto")
+    ticks = [f"{c}\n(n+={positives.get(c, 0)})" for c in table.columns]
+    ax.set_xticks(range(n_c), ticks, rotation=45 if n_c > 6 else 0, ha="right" if n_c > 6 else "center")
     ax.set_yticks(range(n_r), table.index)
     if n_r * n_c <= 600:
-        for (i, j), v in np.ndenumerate(table.to_numpy(dtype=float)):
+        for (i, j), v in np.ndenumerate(values):
             dark = not np.isnan(v) and (v < 0.6 or v > 0.93)
             ax.text(j, i, "n/a" if np.isnan(v) else f"{v:.2f}", ha="center", va="center", fontsize=8,
                     color="white" if dark else "black")
     fig.colorbar(im, ax=ax, label="AUROC (test set)", fraction=0.04)
-    ax.set_title("Per-label AUROC (model, lead configuration) x label")
+    ax.set_title("Per-label AUROC: (model, lead configuration) x label, n+ = test positives")
     fig.tight_layout()
     _save_fig(fig, path)
 
@@ -322,7 +325,9 @@ def run_analysis(cfg: AnalyzeConfig) -> Path:
     lda = plot_lda_grid(trials, categories, cfg, out / "lda_grid.png")
     plot_roc(trials, out / "roc_curves.png")
     table = per_label_auroc(trials)
-    plot_heatmap(table, out / "per_label_auroc_heatmap.png")
+    positives = {n: int(max(t.y_true[:, t.label_names.index(n)].sum() for t in trials if n in t.label_names))
+                 for n in table.columns}
+    plot_heatmap(table, positives, out / "per_label_auroc_heatmap.png")
     atomic_write_text(out / "lda_summary.csv", lda.to_csv(index=False))
     atomic_write_text(out / "per_label_auroc.csv", table.to_csv(index_label="trial"))
     save(cfg, out / "config.yaml")
