@@ -1,4 +1,5 @@
-"""Separate Ray processes for tests that cannot share the session's in-process Ray (SPEC S10).
+"""Helpers of the platform tests: separate Ray processes for tests that cannot share the session's in-process Ray
+(SPEC S10), and manifest readers that show duplicates.
 
 A head started with ``ray start --head`` in its own short temp dir, on free loopback ports, and ended by killing
 exactly the processes of that temp dir (and their children), never with ``ray stop``, which would also stop the
@@ -19,6 +20,18 @@ from pathlib import Path
 
 
 REPO = Path(__file__).resolve().parents[1]
+
+
+def reasons(df, column: str = "reason") -> dict[str, str | None]:
+    """``path -> reason`` of a manifest or truth frame, every missing value (None, NaN, NA) as None."""
+    return {p: (r if isinstance(r, str) else None) for p, r in zip(df["path"], df[column])}
+
+
+def raw_manifest(out: Path):
+    """Every manifest row of every part, duplicates included (``read_manifest`` would hide them)."""
+    import pyarrow.parquet as pq
+
+    return pq.read_table(Path(out) / "manifest").to_pandas()
 
 
 def free_ports(n: int) -> list[int]:
