@@ -38,7 +38,7 @@ class AnalyzeConfig:
     categories: list[str] = field(default_factory=list)  # labels to plot; default: the most frequent ones
     max_categories: int = 5  # how many frequent labels to plot when ``categories`` is empty
     min_records_per_category: int = 5  # smaller LDA classes are dropped (too few points to fit or see)
-    cv_folds: int = 5  # folds of the cross-validated LDA accuracy shown on each panel
+    cv_folds: int = 5  # folds of the cross-validated LDA accuracy shown on each panel (fewer if a class is smaller)
     seed: int = 0
     mlflow_experiment: str = "eee-benchmark"
     mlflow_workdir: str = ""  # default: the benchmark folder (where its MLflow store lives)
@@ -158,8 +158,10 @@ def lda_panel(trial: Trial, categories: list[str], cfg: AnalyzeConfig) -> LdaPan
     pipe = make().fit(x, y)
     coords = pipe.transform(x)[:, :2]
     folds = min(cfg.cv_folds, int(pd.Series(y).value_counts().min()))
-    cv = StratifiedKFold(n_splits=folds, shuffle=True, random_state=cfg.seed)
-    acc = float(np.mean(cross_val_score(make(), x, y, cv=cv, scoring="balanced_accuracy")))
+    acc = np.nan  # a class with a single record cannot be cross-validated
+    if folds >= 2:
+        cv = StratifiedKFold(n_splits=folds, shuffle=True, random_state=cfg.seed)
+        acc = float(np.mean(cross_val_score(make(), x, y, cv=cv, scoring="balanced_accuracy")))
     return LdaPanel(coords=coords, classes=y, cv_balanced_accuracy=acc, chance=1.0 / len(big))
 
 
@@ -222,6 +224,8 @@ def _roc_curves(y_true: np.ndarray, y_score: np.ndarray) -> dict[str, tuple[np.n
     from sklearn.metrics import roc_auc_score, roc_curve
 
     ok = (y_true.min(axis=0) == 0) & (y_true.max(axis=0) == 1)
+    if not ok.any():
+        return {}
     yt, ys = y_true[:, ok], y_score[:, ok]
     grid = np.linspace(0, 1, 201)
     tprs = []
@@ -247,7 +251,7 @@ def plot_roc(trials: list[Trial], path: Path) -> None:
             if t is None:
                 continue
             curves = _roc_curves(t.y_true, t.y_score)
-            for i, avg in enumerate(("macro", "micro")):
+            for i, avg in enumerate(curves):
                 x, y, auc = curves[avg]
                 axes[i][j].plot(x, y, color=colors[r], lw=1.8, label=f"{r}  AUC {auc:.3f}")
         for i, avg in enumerate(("macro", "micro")):

@@ -86,3 +86,22 @@ def test_analyze_end_to_end(bench, tmp_path, monkeypatch):
 def test_analyze_refuses_a_folder_without_trials(tmp_path, capsys):
     assert main(["analyze", "--benchmark", str(tmp_path)]) == 2
     assert "no trials/ folder" in capsys.readouterr().err
+
+
+def test_tiny_test_split_still_gives_figures(tmp_path):
+    """A demo-sized test split (6 records, one label never positive) draws placeholders instead of failing."""
+    from eee_ray.analyze import AnalyzeConfig, load_trials, per_label_auroc, plot_lda_grid, plot_roc
+
+    rng = np.random.default_rng(0)
+    d = tmp_path / "trials" / "s4__II__scratch"
+    d.mkdir(parents=True)
+    (d / "meta.json").write_text(json.dumps({"model": "s4", "leads": ["II"], "strategy": "scratch",
+                                             "label_names": ["A", "B"]}))
+    y = np.array([[1, 0], [0, 0], [1, 0], [0, 0], [1, 0], [0, 0]], np.uint8)
+    np.savez(d / "test_outputs.npz", record_id=np.arange(6).astype(str), embedding=rng.normal(size=(6, 8)),
+             y_true=y, y_score=rng.random((6, 2)))
+    trials = load_trials(tmp_path)
+    summary = plot_lda_grid(trials, ["A", "B"], AnalyzeConfig(), tmp_path / "lda.png")
+    plot_roc(trials, tmp_path / "roc.png")
+    assert summary.empty and (tmp_path / "lda.png").is_file() and (tmp_path / "roc.png").is_file()
+    assert np.isnan(per_label_auroc(trials).loc["S4, Lead II", "B"])
