@@ -14,11 +14,13 @@ import pandas as pd
 import pydicom
 import pytest
 import wfdb
+from pydicom.encaps import generate_frames
 from pydicom.pixels import pixel_array
 from scipy.signal import find_peaks
 from scipy.stats import spearmanr
 
 from eee_ray.synth import SynthConfig, generate, write_us_multiframe
+from eee_ray.synth.echo import contraction
 from eee_ray.synth.ecg_records import to_digital, write_record
 from eee_ray.synth.labels import CCSR_DEFAULT
 from eee_ray.synth.physiology import LEAD_NAMES
@@ -187,6 +189,28 @@ def test_latents_shape_the_echo_and_the_labels(synth_dir):
     assert hyp[high].mean() > hyp[~high].mean() + 0.25
     for col in ("wall_thickness", "lv_size", "valve_jet"):
         assert abs(patients[col].mean()) < 0.5 and 0.6 < patients[col].std() < 1.4
+
+
+def test_ventricle_and_strip_share_one_rhythm(synth_dir):
+    """The strip's R waves sit at the truth R peaks, and the decoded cavity shrinks after each of them."""
+    good = _truth(synth_dir).query("defect == 'none'")
+    for row in good.itertuples():
+        peaks = np.asarray(row.r_peaks_ms) / 1000.0
+        ecg = np.asarray(row.ecg_100hz)
+        for p in peaks[(peaks > 0.06) & (peaks < len(ecg) / 100.0 - 0.06)]:
+            k = int(round(p * 100))
+            assert abs((k - 6 + np.argmax(ecg[k - 6: k + 7])) * 10 + 5 - p * 1000) <= 15
+    for row in good.head(4).itertuples():
+        ds = pydicom.dcmread(synth_dir / "echo" / row.path)
+        area = []
+        for jpeg in generate_frames(ds.PixelData, number_of_frames=row.n_frames):
+            grey = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_GRAYSCALE)[: row.strip_y0]
+            h, w = grey.shape
+            box = cv2.blur(grey, (9, 9))[int(0.1 * h): int(0.8 * h), int(w / 2 - 0.3 * h): int(w / 2 + 0.3 * h)]
+            area.append(float((box < 20).mean()))
+        times = np.arange(row.n_frames) * row.frame_time_ms / 1000.0
+        expected = contraction(times, np.asarray(row.r_peaks_ms) / 1000.0)
+        assert np.corrcoef(area, expected)[0, 1] < -0.8
 
 
 def test_same_seed_same_bytes_other_seed_differs(tmp_path):

@@ -102,7 +102,7 @@ def _cine(cfg: SynthConfig, rng: np.random.Generator, slot: CineSlot, patient: P
     row = {"path": slot.rel_path, "subject_id": slot.subject_id, "study_id": slot.study_id, "defect": slot.defect,
            "expected_reason": EXPECTED_REASON[slot.defect], "n_frames": None, "frame_time_ms": None, "rows": None,
            "cols": None, "strip_y0": None, "trace_x0": None, "trace_x1": None, "trace_y": None, "ecg_100hz": None,
-           "heart_rate_bpm": None}
+           "heart_rate_bpm": None, "r_peaks_ms": None}
     target = echo_root / slot.rel_path
     if slot.defect == "not_dicom":
         atomic_write_bytes(target, b"synthetic defect: this .dcm file is not DICOM\n" + rng.bytes(512))
@@ -143,7 +143,7 @@ def _cine(cfg: SynthConfig, rng: np.random.Generator, slot: CineSlot, patient: P
                trace_x0=truth.x0, trace_x1=truth.x1,
                trace_y=truth.trace_y if truth.x0 is not None else None,
                ecg_100hz=column_signal(lead_ii, FS, n_100 / 100.0, n_100).astype(np.float32),
-               heart_rate_bpm=heart_rate_bpm(peaks))
+               heart_rate_bpm=heart_rate_bpm(peaks), r_peaks_ms=(peaks * 1000.0).astype(np.float32))
     return row
 
 
@@ -152,7 +152,7 @@ CINE_SCHEMA = pa.schema([
     ("expected_reason", pa.string()), ("n_frames", pa.int32()), ("frame_time_ms", pa.float64()),
     ("rows", pa.int32()), ("cols", pa.int32()), ("strip_y0", pa.int32()), ("trace_x0", pa.int32()),
     ("trace_x1", pa.int32()), ("trace_y", pa.list_(pa.float32())), ("ecg_100hz", pa.list_(pa.float32())),
-    ("heart_rate_bpm", pa.float32()),
+    ("heart_rate_bpm", pa.float32()), ("r_peaks_ms", pa.list_(pa.float32())),
 ])
 
 
