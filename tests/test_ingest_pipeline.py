@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
+import pytest
 
 from eee_ray.ingest import IngestConfig, read_clips, read_manifest, run_ingest
 from eee_ray.ingest import schema as S
@@ -74,10 +75,24 @@ def test_output_contract(ingested_dir, ray_session):
     assert out == f"{row['echo'].shape} {int(row['echo'].sum())}"
 
 
-def test_real_dicoms_accounted_for_with_a_worker_crash(shared_data, ray_session, tmp_path):
+@pytest.fixture
+def one_cpu_held(ray_session):
+    """Another job holding one of the session's two CPUs for the duration of a test."""
+    @ray_session.remote(num_cpus=1)
+    class Holder:
+        def ready(self) -> bool:
+            return True
+
+    holder = Holder.remote()
+    ray_session.get(holder.ready.remote())
+    yield
+    ray_session.kill(holder)
+
+
+def test_real_dicoms_accounted_for_with_a_worker_crash(shared_data, one_cpu_held, tmp_path):
     marker = tmp_path / "crashed"
     run_ingest(IngestConfig(input=str(shared_data / "dicom"), output=str(tmp_path / "out"), batch_files=2,
-                            crash_marker=str(marker)))
+                            crash_marker=str(marker)))  # with only one free CPU: no deadlock either
     assert marker.exists()  # one worker really died mid-run (after writing its clips, before its manifest)
     manifest = read_manifest(tmp_path / "out")
     files, _ = walk(shared_data / "dicom")
@@ -162,9 +177,16 @@ def test_hostile_inputs_resume_phi_and_qa(ray_session, tmp_path):
     assert clips.path.is_unique and set(clips.path) == set(raw[raw.status == S.OK].path)
 
 
-def test_cli_reports_a_missing_input_in_one_line(tmp_path, capsys):
-    from eee_ray.cli import main
+def test_command_refuses_a_missing_input_with_a_user_error(tmp_path):
+    import argparse
 
-    assert main(["ingest", "--input", str(tmp_path / "nope"), "--output", str(tmp_path / "o")]) == 2
-    err = capsys.readouterr().err.strip()
-    assert "not found" in err and len(err.splitlines()) == 1
+    from eee_ray.commands import ingest as command
+    from eee_ray.errors import UserError
+
+    parser = argparse.ArgumentParser()
+    command.add_arguments(parser)
+    args = parser.parse_args(["--input", str(tmp_path / "nope"), "--output", str(tmp_path / "o"),
+                              "--trace-color", "auto", "--qa-samples", "3"])
+    with pytest.raises(UserError, match="not found"):
+        command.run(args)
+    assert not (tmp_path / "o").exists()

@@ -175,7 +175,8 @@ def _actor_pool(cfg: IngestConfig):
 
     total = int(ray.cluster_resources().get("CPU", 1))
     workers = max(1, min(cfg.num_cpus or total, total))
-    return ActorPoolStrategy(size=workers), workers
+    # start all actors at once, but run as soon as one is up: CPUs held by other work never deadlock the ingest
+    return ActorPoolStrategy(min_size=1, max_size=workers, initial_size=workers), workers
 
 
 def run_pipeline(todo: list[InputFile], cfg: IngestConfig) -> Counter:
@@ -188,7 +189,8 @@ def run_pipeline(todo: list[InputFile], cfg: IngestConfig) -> Counter:
     cpus = min(cfg.cpus_per_worker, max(int(ray.cluster_resources().get("CPU", 1)) / workers, 0.01))
     items = [{"path": f.path, "fs": f.fs, "subject_id": _id(f.subject_id), "study_id": _id(f.study_id),
               "problem": f.problem or ""} for f in todo]
-    blocks = max(1, min(len(items), -(-len(items) // cfg.batch_files)))
+    # one task per block, one Parquet part per batch of `batch_files` inside it; cap the block count for big trees
+    blocks = max(1, min(-(-len(items) // cfg.batch_files), 64 * workers))
     ds = ray.data.from_items(items, override_num_blocks=blocks)
     # Ray Data's actor pools restart dead actors and retry their tasks by default (max_restarts=-1).
     ds = ds.map_batches(worker_class(cfg), batch_size=cfg.batch_files, compute=compute, num_cpus=cpus,
