@@ -91,18 +91,19 @@ def test_shapes_and_feature_head_split(variant, n_leads, encoder_ckpt):
         model(torch.randn(3, n_leads, model.window - 1))
 
 
-@pytest.mark.parametrize("variant, lo, hi", [
-    ("xresnet1d50", 15e6, 22e6),       # ResNet-50 widths, 1-D kernel 5: 18.5 M
-    ("s4", 2.0e6, 3.0e6),              # d_model 512 x 4 layers: 2.5 M
-    ("st_mem", 80e6, 90e6),            # ViT-B: 85 M
-    ("eee_random", 1.5e6, 4.0e6),      # paper encoder preset
+@pytest.mark.parametrize("variant, lo, hi, run_forward", [
+    ("xresnet1d50", 15e6, 22e6, True),    # ResNet-50 widths, 1-D kernel 5: 18.6 M
+    ("s4", 2.0e6, 3.0e6, True),           # d_model 512 x 4 layers: 2.5 M
+    ("st_mem", 80e6, 90e6, False),        # ViT-B: 85 M (a CPU forward costs seconds; the tiny one checks the code)
+    ("eee_random", 1.5e6, 4.0e6, True),   # paper encoder preset
 ])
-def test_paper_preset_sizes_and_forward(variant, lo, hi):
+def test_paper_preset_sizes_and_forward(variant, lo, hi, run_forward):
     model = make(variant, 12, 20, preset="paper").eval()
     n_params = sum(p.numel() for p in model.parameters())
     assert lo < n_params < hi, n_params
-    with torch.no_grad():
-        assert model(torch.randn(2, 12, model.window)).shape == (2, 20)
+    if run_forward:
+        with torch.no_grad():
+            assert model(torch.randn(2, 12, model.window)).shape == (2, 20)
 
 
 def test_paper_architecture_details():
