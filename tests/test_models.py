@@ -274,3 +274,22 @@ def test_registry_errors(encoder_ckpt, tmp_path):
     with pytest.raises(UserError, match="unknown EEE strategy 'probe'"):
         build_model("eee", 12, 5, "tiny", strategy="probe")
     assert build_model("s4", 12, 5, "tiny", d_model=16).feature_dim == 16  # kwargs override the preset
+
+
+def test_eee_applies_pretraining_per_window_zscore(tmp_path):
+    """The normalisation `eee-ray pretrain` writes is applied per window and lead, exactly as pairs does per clip."""
+    import numpy as np
+
+    from eee_ray.models.ecg_encoder import ECGEncoder, save_pretrained
+    from eee_ray.models.eee_classifier import encoder_preset
+    from eee_ray.pairs import NORMALIZATION as PRETRAIN_NORMALIZATION, normalize_ecg
+
+    path = tmp_path / "ecg_encoder.pt"
+    save_pretrained(ECGEncoder(**encoder_preset("tiny")), path, token_len=50, sample_rate=100,
+                    normalization=dict(PRETRAIN_NORMALIZATION))
+    model = build_model("eee", 2, 3, "tiny", pretrained=str(path), strategy="finetune").eval()
+    x = torch.randn(3, 2, 250) * 40 + 7  # pixel-like scale and offset
+    expected = np.stack([[normalize_ecg(lead) for lead in rec] for rec in x.numpy()])
+    torch.testing.assert_close(model.standardize(x), torch.from_numpy(expected), rtol=1e-4, atol=1e-4)
+    with pytest.raises(UserError, match="unsupported ECG normalization"):
+        build_model("eee", 1, 2, "tiny", encoder_config=encoder_preset("tiny"), normalization={"method": "minmax"})

@@ -48,22 +48,33 @@ def encoder_preset(name: str) -> dict[str, Any]:
 
 
 class Standardize(nn.Module):
-    """Applies the pretraining checkpoint's input normalisation ``{"mean": m, "std": s}``: ``(x - m) / s``.
+    """Applies the pretraining checkpoint's input normalisation, so downstream windows look like pretraining tokens.
 
-    Unknown keys are refused: a normalisation this code does not understand must not be silently skipped.
+    Two forms: ``{"method": "per_clip_zscore", "eps": e}`` (what ``eee-ray pretrain`` writes: each window, per lead,
+    centred on its median and divided by its standard deviation, as ``eee_ray.pairs.normalize_ecg`` does per clip)
+    and a global ``{"mean": m, "std": s}``. Anything else is refused: a normalisation this code does not understand
+    must not be silently skipped.
     """
 
     def __init__(self, normalization: Mapping[str, Any] | None):
         super().__init__()
         norm = dict(normalization or {})
-        unknown = sorted(set(norm) - set(NORMALIZATION_KEYS))
-        if unknown:
-            raise UserError(f"unsupported ECG normalization key(s) {', '.join(unknown)}; "
-                            f"known: {', '.join(NORMALIZATION_KEYS)}")
+        self.per_window = norm.get("method") == "per_clip_zscore"
+        if self.per_window:
+            self.eps = float(norm.get("eps", 1e-6))
+        else:
+            unknown = sorted(set(norm) - set(NORMALIZATION_KEYS))
+            if unknown or "method" in norm:
+                raise UserError(f"unsupported ECG normalization {norm!r}; known: method 'per_clip_zscore' "
+                                f"or keys {', '.join(NORMALIZATION_KEYS)}")
         self.register_buffer("mean", torch.as_tensor(float(norm.get("mean", 0.0))))
         self.register_buffer("std", torch.as_tensor(float(norm.get("std", 1.0))))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.per_window:
+            center = torch.quantile(x, 0.5, dim=-1, keepdim=True)
+            scale = x.std(dim=-1, unbiased=False, keepdim=True).clamp_min(self.eps)
+            return (x - center) / scale
         return (x - self.mean) / self.std
 
 
