@@ -170,6 +170,8 @@ def _fit(model, data: ECGDataset, leads: list[str], cfg: BenchmarkConfig,
     for epoch in range(cfg.epochs):
         model.train()
         order = rng.permutation(np.repeat(np.arange(len(x_tr)), crops))
+        if len(order) % cfg.batch_size == 1 and len(order) > 1:
+            order = order[:-1]  # a last batch of one breaks batch norm in training mode
         losses, scores, targets = [], [], []
         for i in range(0, len(order), cfg.batch_size):
             idx = order[i:i + cfg.batch_size]

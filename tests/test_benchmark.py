@@ -1,0 +1,96 @@
+"""The benchmark end to end (SPEC S7): a tiny Tune grid on the synthetic ECG tree through the CLI writes the result
+tables, one closed MLflow run per trial, and per-trial files the analysis stage can load; plus the grid's rules."""
+
+import json
+
+import mlflow
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from eee_ray import cli
+from eee_ray.benchmark import RESULT_COLUMNS, BenchmarkConfig, _close_running, trial_grid
+from eee_ray.errors import UserError
+from eee_ray.models.registry import build_model
+from eee_ray.runtime import setup_mlflow
+
+
+@pytest.mark.slow
+def test_tiny_benchmark_end_to_end(synth_dir, ray_session, tmp_path, monkeypatch, capsys):
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    out = tmp_path / "bench"
+    (tmp_path / "c.yaml").write_text("n_bootstrap: 50\nbatch_size: 32\ncrops_per_record: 1\n")
+    rc = cli.main(["benchmark", "--dataset", "synthetic", "--data", str(synth_dir), "--output", str(out),
+                   "--preset", "tiny", "--epochs", "1", "--models", "xresnet1d50,eee_random", "--leads", "II,all",
+                   "--max-records", "48", "--config", str(tmp_path / "c.yaml")])
+    assert rc == 0
+    assert "4 trial(s) done" in capsys.readouterr().out
+
+    res = pd.read_csv(out / "results.csv")
+    assert list(res.columns) == RESULT_COLUMNS
+    assert set(zip(res["model"], res["leads"], res["strategy"])) == {
+        ("xresnet1d50", "II", "scratch"), ("xresnet1d50", "all", "scratch"),
+        ("eee_random", "II", "finetune"), ("eee_random", "all", "finetune")}
+    assert (res["n_test_records"] > 0).all() and (res["n_labels"] > 0).all()
+    assert res["macro_auroc"].between(0, 1).all() and res["micro_auroc"].between(0, 1).all()
+    assert "| Model | Configuration |" in (out / "results.md").read_text()
+    per_label = pd.read_csv(out / "per_label_auroc.csv")
+    assert set(per_label["model"]) == {"xresnet1d50", "eee_random"} and per_label["label"].str.startswith("CIR").all()
+    assert list(pd.read_csv(out / "skipped.csv").columns) == ["record_id", "reason"]
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["records"] + summary["skipped"] == 48 and summary["failed"] == 0
+
+    mlflow.set_tracking_uri(f"sqlite:///{out / 'mlflow.db'}")
+    runs = mlflow.search_runs(experiment_names=["eee-benchmark"])
+    trials = runs[runs["tags.kind"] == "trial"]
+    assert len(trials) == 4 and set(runs["status"]) == {"FINISHED"}
+    assert (runs["tags.kind"] == "summary").sum() == 1
+    client = mlflow.MlflowClient()
+    for row in trials.itertuples():
+        assert len(client.get_metric_history(row.run_id, "train_loss")) == 1
+        assert len(client.get_metric_history(row.run_id, "val_loss")) == 1
+        assert "test_macro_auroc" in client.get_run(row.run_id).data.metrics
+        assert {f.path for f in client.list_artifacts(row.run_id, "trial")} >= {"trial/model.pt", "trial/meta.json"}
+
+    trial = out / "trials" / "eee_random__all__finetune"
+    meta = json.loads((trial / "meta.json").read_text())
+    assert meta["leads"] == ["I", "II", "III", "aVR", "aVL", "aVF", "V1", "V2", "V3", "V4", "V5", "V6"]
+    assert meta["sample_rate"] == 100 and meta["window"] == 250 and meta["mlflow_run_id"] in set(trials["run_id"])
+    model = build_model(**meta["model_spec"])
+    model.load_state_dict(torch.load(trial / "model.pt", weights_only=True))
+    npz = np.load(trial / "test_outputs.npz")
+    n = int(res.query("model == 'eee_random' and leads == 'all'")["n_test_records"].iloc[0])
+    assert npz["record_id"].shape == (n,) and npz["embedding"].shape == (n, model.feature_dim)
+    assert npz["y_true"].dtype == np.uint8 and npz["y_score"].shape == (n, len(meta["label_names"]))
+    assert ((npz["y_score"] >= 0) & (npz["y_score"] <= 1)).all()
+
+
+def test_grid_rules_for_eee_and_strategies():
+    grid, notes = trial_grid(BenchmarkConfig())
+    assert {g["model"] for g in grid} == {"xresnet1d50", "s4", "st_mem", "eee_random"}
+    assert len(grid) == 8 and any("eee skipped" in n for n in notes)
+    grid, _ = trial_grid(BenchmarkConfig(models=["eee"], pretrained="enc.pt", leads=["II"]))
+    assert [g["strategy"] for g in grid] == ["finetune", "linear_probe"]
+    grid, _ = trial_grid(BenchmarkConfig(models=["eee", "s4"], pretrained="enc.pt", strategies=["linear_probe"]))
+    assert grid == [{"model": "eee", "leads": lead, "strategy": "linear_probe"} for lead in ("II", "all")]
+    with pytest.raises(UserError, match="needs --pretrained"):
+        trial_grid(BenchmarkConfig(models=["eee"]))
+    with pytest.raises(UserError, match="lead config"):
+        trial_grid(BenchmarkConfig(leads=["V1"]))
+
+
+def test_cli_refuses_eee_without_encoder_in_one_line(tmp_path, capsys):
+    assert cli.main(["benchmark", "--data", str(tmp_path), "--output", str(tmp_path / "o"), "--models", "eee"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "needs --pretrained" in err
+
+
+def test_runs_left_running_are_closed(tmp_path, monkeypatch):
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    uri, exp = setup_mlflow(tmp_path, "eee-benchmark")
+    client = mlflow.MlflowClient(uri)
+    mine = client.create_run(exp, tags={"benchmark_id": "b1"}).info.run_id
+    other = client.create_run(exp, tags={"benchmark_id": "b2"}).info.run_id
+    assert _close_running(uri, exp, "b1") == 1
+    assert client.get_run(mine).info.status == "KILLED" and client.get_run(other).info.status == "RUNNING"
