@@ -123,9 +123,13 @@ def _signal_spec(meta: dict[str, Any]):
 class Predictor:
     """Ray Data actor: builds the model once, then turns batches of records into embeddings or probabilities."""
 
-    def __init__(self, ckpt: Checkpoint, mode: str, aggregate: str, batch_size: int):
+    def __init__(self, ckpt_ref: list, mode: str, aggregate: str, batch_size: int):
+        """``ckpt_ref``: ``[ObjectRef]`` of the Checkpoint, wrapped so Ray passes the reference itself; large
+        constructor arguments would otherwise be copied into the object store per actor (and Ray logs an error)."""
+        import ray
         import torch
 
+        ckpt = ray.get(ckpt_ref[0])
         torch.set_num_threads(1)
         self.model = build_model_from(ckpt)
         self.device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -187,18 +191,20 @@ class _OnDevice:
 
 
 def _input_dataset(path: Path):
-    """Ray dataset of ``record_id`` + ``path`` (WFDB) or ``record_id, signal, fs, lead_names`` (Parquet)."""
+    """Ray dataset of ``record_id`` + ``path`` (WFDB) or ``record_id, signal, fs, lead_names`` (Parquet), and its
+    number of records."""
     import ray
 
     if path.suffix == ".parquet" or (path.is_dir() and any(path.glob("*.parquet"))):
         import pyarrow.parquet as pq
 
-        names = pq.read_schema(next(path.glob("*.parquet")) if path.is_dir() else path).names
-        missing = [c for c in WAVEFORM_COLUMNS if c not in names]
+        files = sorted(path.glob("*.parquet")) if path.is_dir() else [path]
+        missing = [c for c in WAVEFORM_COLUMNS if c not in pq.read_schema(files[0]).names]
         if missing:
             raise UserError(f"waveform Parquet {path} lacks column(s) {', '.join(missing)} "
                             f"(needs {', '.join(WAVEFORM_COLUMNS)})")
-        return ray.data.read_parquet(str(path), columns=list(WAVEFORM_COLUMNS)), None
+        n = sum(pq.ParquetFile(f).metadata.num_rows for f in files)
+        return ray.data.read_parquet([str(f) for f in files], columns=list(WAVEFORM_COLUMNS)), n
     items = wfdb_table(path).to_dict("records")
     return ray.data.from_items(items, override_num_blocks=max(1, min(64, len(items) // 16))), len(items)
 
@@ -249,13 +255,14 @@ def run_inference(cfg: InferenceConfig) -> dict[str, Any]:
 
     init_ray()
     ds, n = _input_dataset(inp)
-    log.info("%s with %s (%s, leads %s) on %s records from %s", cfg.mode, ckpt.meta.get("model"),
-             ckpt.meta.get("strategy", ""), ",".join(ckpt.leads), n if n is not None else "the", inp)
+    actors = max(1, min(cfg.max_actors, -(-n // cfg.batch_size)))  # no idle actor (each loads torch and the model)
+    log.info("%s with %s (%s, leads %s) on %d records from %s", cfg.mode, ckpt.meta.get("model"),
+             ckpt.meta.get("strategy", ""), ",".join(ckpt.leads), n, inp)
     resources = {"num_cpus": cfg.cpus_per_actor, **({"num_gpus": cfg.gpus_per_actor} if cfg.gpus_per_actor else {})}
-    out = ds.map_batches(Predictor, fn_constructor_kwargs={"ckpt": ckpt, "mode": cfg.mode, "aggregate": aggregate,
-                                                            "batch_size": cfg.batch_size},
+    init = {"ckpt_ref": [ray.put(ckpt)], "mode": cfg.mode, "aggregate": aggregate, "batch_size": cfg.batch_size}
+    out = ds.map_batches(Predictor, fn_constructor_kwargs=init,
                          batch_size=cfg.batch_size, batch_format="numpy",
-                         compute=ray.data.ActorPoolStrategy(min_size=1, max_size=max(1, cfg.max_actors)),
+                         compute=ray.data.ActorPoolStrategy(min_size=1, max_size=actors),
                          **resources)
     out_dir = Path(cfg.output)
     out.write_parquet(str(out_dir), mode="overwrite")

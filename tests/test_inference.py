@@ -119,11 +119,19 @@ def test_embed_parquet_from_mlflow_run(case, ray_session, tmp_path, monkeypatch)
         np.testing.assert_allclose(np.asarray(df.loc[name, "embedding"]), z, rtol=1e-3, atol=1e-4)
 
 
-def test_predict_refuses_a_missing_checkpoint(tmp_path, capsys):
+def test_predict_refuses_bad_inputs_in_one_line(case, ray_session, tmp_path, capsys):
+    _, ckpt, _, _ = case
     (tmp_path / "w").mkdir()
     assert main(["predict", "--input", str(tmp_path / "w"), "--output", str(tmp_path / "o"),
                  "--checkpoint", str(tmp_path / "nope")]) == 2
     assert "not a checkpoint folder" in capsys.readouterr().err
+    assert main(["predict", "--input", str(tmp_path / "w"), "--output", str(tmp_path / "o"),
+                 "--checkpoint", str(ckpt)]) == 2
+    assert "no WFDB records" in capsys.readouterr().err
+    pq.write_table(pa.table({"record_id": ["a"], "signal": [[[0.0] * 1000]]}), tmp_path / "w.parquet")
+    assert main(["predict", "--input", str(tmp_path / "w.parquet"), "--output", str(tmp_path / "o"),
+                 "--checkpoint", str(ckpt)]) == 2
+    assert "lacks column(s) fs, lead_names" in capsys.readouterr().err
 
 
 def test_record_list_csv_resolves_paths_inside_its_folder(case, tmp_path):
