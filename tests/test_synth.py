@@ -189,6 +189,14 @@ def test_latents_shape_the_echo_and_the_labels(synth_dir):
     assert hyp[high].mean() > hyp[~high].mean() + 0.25
     for col in ("wall_thickness", "lv_size", "valve_jet"):
         assert abs(patients[col].mean()) < 0.5 and 0.6 < patients[col].std() < 1.4
+    # ... and, weakly, the ECG: a Sokolow-Lyon-like voltage (R in V5 + S in V1) rises with wall thickness
+    voltage = {}
+    for r in pd.read_parquet(synth_dir / "truth" / "ecg_records.parquet").itertuples():
+        x = wfdb.rdrecord(str(synth_dir / "ecg" / r.path), channel_names=["V1", "V5"]).p_signal
+        voltage.setdefault(r.subject_id, []).append(np.percentile(x[:, 1], 99.5) - np.percentile(x[:, 0], 0.5))
+    ids = sorted(voltage)
+    rho = spearmanr([np.mean(voltage[i]) for i in ids], patients.loc[ids, "wall_thickness"]).statistic
+    assert 0.3 < rho < 0.9, rho
 
 
 def test_ventricle_and_strip_share_one_rhythm(synth_dir):

@@ -32,6 +32,7 @@ class SynthConfig:
     defect_fraction: float = 0.05      # share of cine slots turned into defects (at least one of each kind)
     strip_fraction: float = 0.30       # bottom share of the frame that holds the ECG strip
     jpeg_quality: int = 90             # Pillow JPEG quality of the cine frames
+    ecg_latent_strength: float = 1.0   # scales the latents' (weak) effect on ECG morphology; 0 = none
     nstdb_path: str = ""               # optional MIT-BIH NSTDB noise (HDF5 with bw/em/ma); empty -> modelled noise
 
     def __post_init__(self) -> None:
@@ -50,6 +51,7 @@ class SynthConfig:
             (0.1 <= self.strip_fraction <= 0.5, "strip_fraction must be in [0.1, 0.5]"),
             (self.rows >= 120 and self.cols >= 160, "frames must be at least 120 x 160 pixels"),
             (1 <= self.jpeg_quality <= 100, "jpeg_quality must be in 1..100"),
+            (0.0 <= self.ecg_latent_strength <= 3.0, "ecg_latent_strength must be in [0, 3]"),
         ]
         for ok, msg in checks:
             if not ok:

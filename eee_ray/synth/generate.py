@@ -197,7 +197,9 @@ def generate(out: str | Path, cfg: SynthConfig, overwrite: bool = False) -> Path
 
     subject_ids = _unique_ids(rng_pat, cfg.n_ecg_patients, 10_000_000)
     patients = make_patients(rng_pat, subject_ids, cfg.patients)
-    morphs = [patient_morphology(rng_pat, p.wall_thickness, p.lv_size, p.valve_jet, p.af) for p in patients]
+    s = cfg.ecg_latent_strength
+    morphs = [patient_morphology(rng_pat, s * p.wall_thickness, s * p.lv_size, s * p.valve_jet, p.af)
+              for p in patients]
     by_id = {p.subject_id: (p, m) for p, m in zip(patients, morphs)}
 
     echo_root = out / "echo"

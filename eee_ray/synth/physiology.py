@@ -77,7 +77,7 @@ def patient_morphology(rng: np.random.Generator, wall_thickness: float, lv_size:
                        af: bool) -> Morphology:
     """Beat template of one patient: population variety (axis, voltage, intervals) plus weak latent effects."""
     rot = _rotation(rng, 12.0)
-    volt = float(np.exp(rng.normal(0.0, 0.15))) * (1.0 - 0.07 * np.clip(lv_size, -2, 3))
+    volt = float(np.exp(rng.normal(0.0, 0.22))) * (1.0 - 0.06 * np.clip(lv_size, -2, 3))
     lvh = max(wall_thickness, -1.5)
     qrs_w = float(np.exp(rng.normal(0.0, 0.06))) * (1.0 + 0.10 * max(lv_size, -1.0))
     # left-axis drift with a dilated ventricle: rotate the QRS towards superior (about z)
@@ -85,15 +85,15 @@ def patient_morphology(rng: np.random.Generator, wall_thickness: float, lv_size:
     rz = np.array([[np.cos(la), -np.sin(la), 0], [np.sin(la), np.cos(la), 0], [0, 0, 1]])
     qrs_rot = rot @ rz
     r_dir = qrs_rot @ _unit([0.55, 0.75, -0.15])
-    strain = 0.45 * max(lvh - 0.6, 0.0)
+    strain = 0.35 * max(lvh - 0.6, 0.0)
     t_dir = _unit(rot @ _unit([0.6, 0.6, 0.4]) - strain * r_dir)
     t_amp = 0.38 * float(np.exp(rng.normal(0.0, 0.2))) * (1.0 - 0.25 * max(lvh - 0.6, 0.0))
     jet = max(valve_jet, -1.0)
     waves = [
         Wave(qrs_rot @ _unit([-0.5, 0.2, 0.8]), 0.12 * volt, -0.030 * qrs_w, 0.008 * qrs_w),
-        Wave(r_dir, 1.25 * volt * (1.0 + 0.22 * lvh), 0.0, 0.011 * qrs_w),
-        Wave(qrs_rot @ _unit([0.35, 0.1, -0.9]), 0.45 * volt * (1.0 + 0.25 * lvh), 0.018 * qrs_w, 0.011 * qrs_w),
-        Wave(qrs_rot @ _unit([-0.4, -0.5, -0.7]), 0.35 * volt * (1.0 + 0.20 * lvh), 0.034 * qrs_w, 0.010 * qrs_w),
+        Wave(r_dir, 1.25 * volt * (1.0 + 0.12 * lvh), 0.0, 0.011 * qrs_w),
+        Wave(qrs_rot @ _unit([0.35, 0.1, -0.9]), 0.45 * volt * (1.0 + 0.14 * lvh), 0.018 * qrs_w, 0.011 * qrs_w),
+        Wave(qrs_rot @ _unit([-0.4, -0.5, -0.7]), 0.35 * volt * (1.0 + 0.12 * lvh), 0.034 * qrs_w, 0.010 * qrs_w),
         Wave(t_dir, t_amp, 0.22, 0.055, rate_scaled=True),
         Wave(t_dir, 0.6 * t_amp, 0.29, 0.035, rate_scaled=True),
     ]
