@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 
 from eee_ray.errors import UserError
@@ -48,7 +49,7 @@ def run(args: argparse.Namespace) -> int:
         raise UserError("--data is required (a MIMIC-IV-ECG, PTB-XL or `eee-ray synth` folder)")
     results = run_benchmark(cfg)
     out = Path(cfg.output)
-    skipped = sum(1 for _ in open(out / "skipped.csv")) - 1
+    skipped = json.loads((out / "summary.json").read_text())["skipped"]
     print(results.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
     print(f"\n{len(results)} trial(s) done, {skipped} record(s) skipped (see {out / 'skipped.csv'})")
     print(f"tables: {out / 'results.csv'}, {out / 'results.md'}, {out / 'per_label_auroc.csv'}")
