@@ -63,7 +63,8 @@ class CineRenderer:
         dx, dy = (xx - cx) / h, (yy - cy) / h
         u = dx * np.cos(tilt) - dy * np.sin(tilt)           # across the ventricle
         v = dx * np.sin(tilt) + dy * np.cos(tilt)           # along it (positive = towards the valves)
-        tissue = 55.0 + 25.0 * np.exp(-depth / (0.25 * h)) - 25.0 * (depth / h)
+        self.gain = float(rng.uniform(0.85, 1.15))          # the sonographer's overall gain
+        tissue = self.gain * (55.0 + 25.0 * np.exp(-depth / (0.25 * h)) - 25.0 * (depth / h))
         base = np.where(fan, tissue, 0.0).astype(np.float32)
         speckle = [rng.rayleigh(0.8, (h, w)).astype(np.float32) for _ in range(3)]
         self.speckle = [0.5 * s + 0.5 * cv2.GaussianBlur(s, (3, 3), 0.7) for s in speckle]
@@ -111,7 +112,7 @@ class CineRenderer:
         cavity = (r_cav < 1.0) & (v < base_v)
         myo = (r_out < 1.0) & ~cavity & (v < base_v + wall)
         img = self.base.copy()
-        img[myo] = 150.0 + 30.0 * c
+        img[myo] = self.gain * (150.0 + 30.0 * c)
         blood = cavity | (np.sqrt((u / (0.9 * a.cavity_short + 0.02)) ** 2 + ((v - base_v - 0.13) / 0.12) ** 2) < 1.0)
         blood |= np.sqrt(((u + short + wall + 0.075) / 0.06) ** 2 + ((v + 0.02) / (0.75 * long_)) ** 2) < 1.0
         img[blood & ~myo] = 6.0
