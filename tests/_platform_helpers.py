@@ -111,8 +111,12 @@ def _alive(pids: set[int]) -> set[int]:
                                                               if Path(f"/proc/{p}/status").exists() else "zombie")}
 
 
-def kill_processes_of(marker: str, timeout: float = 15.0) -> int:
-    """SIGTERM, wait, then SIGKILL whatever of ``marker``'s processes is left; returns how many there were."""
+def kill_processes_of(marker: str, timeout: float = 3.0) -> int:
+    """SIGTERM, wait, then SIGKILL whatever of ``marker``'s processes is left; returns how many there were.
+
+    The GCS server and the autoscaler monitor ignore SIGTERM for longer than 15 s; a test cluster holds nothing
+    worth a graceful exit, so the grace period is short.
+    """
     pids = processes_of(marker)
     alive = _signal_all(pids, signal.SIGTERM)
     deadline = time.monotonic() + timeout
@@ -166,3 +170,31 @@ def wait_for_dashboard(head: Head, timeout: float = 60.0) -> None:
         if time.monotonic() > deadline:
             raise TimeoutError(f"dashboard at {head.dashboard_url} did not answer within {timeout:.0f} s")
         time.sleep(0.5)
+
+
+def ingest_cmd(inp: Path, out: Path, limit: int) -> list[str]:
+    return [sys.executable, "-m", "eee_ray.cli", "ingest", "--input", str(inp), "--output", str(out),
+            "--limit", str(limit)]
+
+
+def interrupt_ingest(inp: Path, out: Path, limit: int, env: dict[str, str], timeout: float = 180.0) -> tuple[int, str]:
+    """Start ``eee-ray ingest`` and press Ctrl-C once its first manifest part is on disk.
+
+    A real Ctrl-C: SIGINT to the whole process group (the driver and the local Ray it started). Returns the exit
+    code and the output of the interrupted run.
+    """
+    proc = subprocess.Popen(ingest_cmd(inp, out, limit), env=env, start_new_session=True, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    deadline = time.monotonic() + timeout
+    while not list((Path(out) / "manifest").glob("part-*.parquet")) and proc.poll() is None:
+        if time.monotonic() > deadline:
+            os.killpg(proc.pid, signal.SIGKILL)
+            raise TimeoutError(f"no manifest part written within {timeout:.0f} s")
+        time.sleep(0.05)
+    try:
+        os.killpg(proc.pid, signal.SIGINT)
+    except ProcessLookupError:
+        pass
+    log, _ = proc.communicate(timeout=timeout)
+    return proc.returncode, log
+

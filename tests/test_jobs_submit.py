@@ -7,6 +7,7 @@ session already holds an in-process Ray; it is torn down by killing exactly its 
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 import time
@@ -28,6 +29,7 @@ def head():
         yield h
     finally:
         kill_processes_of(h.temp_dir)
+        shutil.rmtree(h.temp_dir, ignore_errors=True)
 
 
 def wait_for_job(address: str, job_id: str, timeout: float = 240.0) -> str:

@@ -6,12 +6,8 @@ to those of a clean run, and an interrupted ingest re-run on the same output mus
 
 from __future__ import annotations
 
-import os
 import shutil
-import signal
 import subprocess
-import sys
-import time
 from collections import Counter
 from pathlib import Path
 
@@ -20,7 +16,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from _platform_helpers import child_env, kill_processes_of, raw_manifest, reasons, short_temp_dir
+from _platform_helpers import (child_env, ingest_cmd, interrupt_ingest, kill_processes_of, raw_manifest, reasons,
+                               short_temp_dir)
 from eee_ray.synth.bad_inputs import write_bad_input_corpus
 
 pytestmark = pytest.mark.slow
@@ -93,26 +90,14 @@ def test_corpus_good_files_identical_to_a_clean_run(corpus_run, ingested_dir):
         assert mixed.column(name).equals(clean.column(name)), name
 
 
-def ingest_cmd(inp: Path, out: Path, limit: int) -> list[str]:
-    return [sys.executable, "-m", "eee_ray.cli", "ingest", "--input", str(inp), "--output", str(out),
-            "--limit", str(limit)]
-
-
 def test_ctrl_c_then_rerun_resumes_without_loss_or_duplicates(synth_dir, tmp_path):
-    """A real Ctrl-C: SIGINT to the whole process group of `eee-ray ingest` (driver and its local Ray)."""
+    """A real Ctrl-C (SIGINT to the process group of `eee-ray ingest`) mid-run, then the same command again."""
     out = tmp_path / "out"
     ray_tmp = short_temp_dir("eee_ctrlc_")
     env = child_env(RAY_TMPDIR=ray_tmp)
     try:
-        proc = subprocess.Popen(ingest_cmd(synth_dir / "echo", out, CTRL_C_FILES), env=env, start_new_session=True,
-                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        deadline = time.monotonic() + 180
-        while not list((out / "manifest").glob("part-*.parquet")) and proc.poll() is None:
-            assert time.monotonic() < deadline, "no manifest part written in time"
-            time.sleep(0.05)
-        os.killpg(proc.pid, signal.SIGINT)
-        log1, _ = proc.communicate(timeout=120)
-        assert proc.returncode != 0, f"the ingest finished before Ctrl-C reached it:\n{log1}"
+        rc, log1 = interrupt_ingest(synth_dir / "echo", out, CTRL_C_FILES, env)
+        assert rc != 0, f"the ingest finished before Ctrl-C reached it:\n{log1}"
         kill_processes_of(ray_tmp)
         before = raw_manifest(out)
         assert 0 < len(before) < CTRL_C_FILES, log1
