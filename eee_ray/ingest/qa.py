@@ -22,7 +22,7 @@ TRACED_REASONS = (S.NO_ECG_TRACE, S.ECG_AMPLITUDE_CLIPPED, S.ECG_DISCONTINUOUS, 
 
 
 def render(outcome: Outcome, cfg: IngestConfig) -> np.ndarray:
-    """BGR picture of the first frame: lit pixels in magenta, the traced waveform in red, the verdict on top."""
+    """BGR picture of the first frame: lit pixels in magenta, the traced waveform in white, the verdict on top."""
     img = cv2.cvtColor(outcome.decoded.first_rgb, cv2.COLOR_RGB2BGR)
     y0 = echo_rows(img.shape[0], cfg.ecg_roi_fraction)
     strip = img[y0:]
@@ -32,7 +32,7 @@ def render(outcome: Outcome, cfg: IngestConfig) -> np.ndarray:
         h = strip.shape[0]
         ys = (h - 1) / 2.0 - tr.ecg_px
         pts = np.stack([np.arange(tr.x0, tr.x1 + 1), ys], axis=1).round().astype(np.int32)
-        cv2.polylines(strip, [pts.reshape(-1, 1, 2)], False, (0, 0, 255), 1, cv2.LINE_AA)
+        cv2.polylines(strip, [pts.reshape(-1, 1, 2)], False, (255, 255, 255), 1, cv2.LINE_AA)
     cv2.line(img, (0, y0), (img.shape[1] - 1, y0), (0, 255, 255), 1)
     m = outcome.manifest
     verdict = "OK" if m["status"] == S.OK else f"REJECTED: {m['reason']}"
