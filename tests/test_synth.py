@@ -175,15 +175,17 @@ def test_ecg_heart_rate_matches_truth(synth_dir):
 def test_latents_shape_the_echo_and_the_labels(synth_dir):
     patients = pd.read_parquet(synth_dir / "truth" / "patients.parquet").set_index("subject_id")
     good = _truth(synth_dir).query("defect == 'none'")
-    dark = {}
-    for row in good.itertuples():   # share of the sector's central region that is blood (dark after smoothing)
+    dark, bright = {}, {}
+    for row in good.itertuples():   # shares of the sector's central region that are blood / myocardium
         frame = pixel_array(synth_dir / "echo" / row.path, index=0)[: row.strip_y0, :, 0].astype(np.float32)
         h, w = frame.shape
         centre = cv2.blur(frame, (9, 9))[int(0.1 * h): int(0.8 * h), int(w / 2 - 0.3 * h): int(w / 2 + 0.3 * h)]
         dark.setdefault(row.subject_id, []).append(float((centre < 20).mean()))
+        bright.setdefault(row.subject_id, []).append(float((centre > 110).mean()))
     ids = sorted(dark)
-    rho = spearmanr([np.mean(dark[i]) for i in ids], patients.loc[ids, "lv_size"]).statistic
-    assert rho > 0.6, rho
+    rho_cavity = spearmanr([np.mean(dark[i]) for i in ids], patients.loc[ids, "lv_size"]).statistic
+    rho_wall = spearmanr([np.mean(bright[i]) for i in ids], patients.loc[ids, "wall_thickness"]).statistic
+    assert rho_cavity > 0.6 and rho_wall > 0.6, (rho_cavity, rho_wall)
     hyp = patients.cir_codes.map(lambda cs: bool({"I110", "I119"} & set(cs)))
     high = patients.wall_thickness > 0.5
     assert hyp[high].mean() > hyp[~high].mean() + 0.25
