@@ -122,18 +122,21 @@ class Collate(NumpyBatchCollateFn):
 
 
 def misalign(ecg: torch.Tensor, pad_mask: torch.Tensor, p_shift: float,
-             generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-    """Shift the valid ECG tokens of a ``p_shift`` share of samples (cyclically, by 1..T-1 tokens) against the echo.
+             generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Shift the ECG of a ``p_shift`` share of samples by k = 1..T-1 tokens against the echo (M_shift = 1).
 
-    Returns the new ECG tokens and ``M_shift`` (1 = shifted). Samples of a single token cannot be shifted.
+    A shifted sample pairs ECG tokens k..T-1 with echo sub-clips 0..T-1-k and pads the rest, so both streams stay
+    continuous signals and the shift can only be told by comparing the two (a cyclic roll would leave a seam in the
+    ECG that gives the answer away). Returns ECG tokens, the new padding mask and ``M_shift``. Samples of a single
+    token cannot be shifted.
     """
     b, t = pad_mask.shape
     n = (~pad_mask).sum(1)
-    draw = torch.rand(b, generator=generator) < p_shift
-    m_shift = draw & (n >= 2)
-    shift = (torch.rand(b, generator=generator) * (n - 1).clamp(min=1)).long() + 1
-    shift = torch.where(m_shift, shift, torch.zeros_like(shift))
+    m_shift = (torch.rand(b, generator=generator) < p_shift) & (n >= 2)
+    k = (torch.rand(b, generator=generator) * (n - 1).clamp(min=1)).long() + 1
+    k = torch.where(m_shift, k, torch.zeros_like(k))
     pos = torch.arange(t).unsqueeze(0)
-    src = torch.where(pad_mask, pos, (pos + shift.unsqueeze(1)) % n.clamp(min=1).unsqueeze(1))
-    out = torch.gather(ecg, 1, src.unsqueeze(-1).expand_as(ecg))
-    return out, m_shift.long()
+    src = (pos + k.unsqueeze(1)).clamp(max=t - 1)
+    new_pad = pos >= (n - k).unsqueeze(1)
+    out = torch.gather(ecg, 1, src.unsqueeze(-1).expand_as(ecg)).masked_fill(new_pad.unsqueeze(-1), 0.0)
+    return out, new_pad, m_shift.long()

@@ -175,8 +175,8 @@ def train_loop(loop: dict[str, Any]) -> None:
         for b in shard.iter_torch_batches(batch_size=loop["batch_size"], collate_fn=Collate(), drop_last=True,
                                           local_shuffle_buffer_size=4 * loop["batch_size"],
                                           local_shuffle_seed=cfg.seed + epoch):
-            ecg, m_shift = misalign(b["ecg"], b["pad_mask"], cfg.p_shift, gen)
-            pad = b["pad_mask"].to(device)
+            ecg, pad, m_shift = misalign(b["ecg"], b["pad_mask"], cfg.p_shift, gen)
+            pad = pad.to(device)
             with amp:
                 out = ddp(ecg.to(device), b["echo"].to(device), pad)
             out = {k: v.float() for k, v in out.items()}

@@ -69,23 +69,24 @@ def test_patient_split_is_disjoint_and_seeded():
         split_patients([4, 4, 4], 0.25, seed=0)
 
 
-def test_misalign_rolls_valid_tokens_only():
+def test_misalign_offsets_ecg_against_echo():
     g = torch.Generator().manual_seed(0)
     b, t = 400, 5
-    ecg = torch.arange(t, dtype=torch.float32).view(1, t, 1).expand(b, t, 3).clone()
+    ecg = torch.arange(1, t + 1, dtype=torch.float32).view(1, t, 1).expand(b, t, 3).clone()
     lengths = torch.randint(1, t + 1, (b,), generator=g)
     pad = torch.arange(t).unsqueeze(0) >= lengths.unsqueeze(1)
-    out, m = misalign(ecg, pad, p_shift=0.3, generator=g)
+    ecg[pad] = 0.0  # as collate pads
+    out, new_pad, m = misalign(ecg, pad, p_shift=0.3, generator=g)
     shiftable = lengths >= 2
     assert m[~shiftable].sum() == 0
     assert 0.2 < m[shiftable].float().mean() < 0.4
     for i in range(b):
         n = int(lengths[i])
-        first = out[i, :n, 0]
-        assert sorted(first.tolist()) == list(range(n))  # a permutation of the valid tokens
-        assert torch.equal(out[i, n:], ecg[i, n:])  # padding untouched
-        if m[i]:
-            s = int(first[0])
-            assert 1 <= s <= n - 1 and first.tolist() == [(k + s) % n for k in range(n)]
-        else:
-            assert torch.equal(out[i], ecg[i])
+        if not m[i]:
+            assert torch.equal(out[i], ecg[i]) and torch.equal(new_pad[i], pad[i])
+            continue
+        k = int(out[i, 0, 0]) - 1  # token k now sits where token 0 was: ECG runs k tokens ahead of the echo
+        assert 1 <= k <= n - 1
+        assert new_pad[i].tolist() == [False] * (n - k) + [True] * (t - n + k)
+        assert out[i, : n - k, 0].tolist() == [float(j + 1) for j in range(k, n)]  # continuous, no seam
+        assert out[i, n - k:].abs().sum() == 0
