@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from eee_ray.errors import UserError
+
 
 @dataclass
 class SynthConfig:
@@ -36,8 +38,6 @@ class SynthConfig:
     nstdb_path: str = ""               # optional MIT-BIH NSTDB noise (HDF5 with bw/em/ma); empty -> modelled noise
 
     def __post_init__(self) -> None:
-        from eee_ray.errors import UserError
-
         checks = [
             (self.patients >= 1, "patients must be >= 1"),
             (self.ecg_patients == 0 or self.ecg_patients >= self.patients,

@@ -25,7 +25,7 @@ from eee_ray.synth.config import SynthConfig
 from eee_ray.synth.dicom_writer import write_us_multiframe
 from eee_ray.synth.echo import Anatomy, CineRenderer, contraction
 from eee_ray.synth.ecg_records import record_rel_path, write_record
-from eee_ray.synth.labels import CCSR_DEFAULT, LATENTS, Patient, assign_folds, make_patients, record_codes
+from eee_ray.synth.labels import CCSR_DEFAULT, LATENTS, Patient, assign_folds, is_cir, make_patients, record_codes
 from eee_ray.synth.physiology import FS, LEAD_NAMES, RECORD_SECONDS, Morphology, NoiseBank, ecg_leads, \
     heart_rate_bpm, patient_morphology
 from eee_ray.synth.strip import column_signal, draw_strip
@@ -187,6 +187,20 @@ def _ecg_tree(cfg: SynthConfig, rng: np.random.Generator, patients: list[Patient
     return pd.DataFrame(rows)
 
 
+def _echo_tree(cfg: SynthConfig, rng: np.random.Generator, patients: list[Patient], morphs: list[Morphology],
+               noise: NoiseBank, echo_root: Path) -> list[dict]:
+    """Write the cines and the two echo CSVs; return one truth row per file."""
+    by_id = {p.subject_id: (p, m) for p, m in zip(patients, morphs)}
+    studies, slots = _plan_cines(rng, cfg, patients)
+    rows = [_cine(cfg, rng, slot, *by_id[slot.subject_id], noise, echo_root)
+            for slot in tqdm(slots, desc="synth echo cines", unit="cine", leave=False)]
+    _write_csv(echo_root / "echo-record-list.csv", pd.DataFrame(
+        [{"subject_id": s.subject_id, "study_id": s.study_id, "acquisition_datetime": _fmt(s.when),
+          "dicom_filepath": s.rel_path} for s in slots]))
+    _write_csv(echo_root / "echo-study-list.csv", pd.DataFrame(studies))
+    return rows
+
+
 def generate(out: str | Path, cfg: SynthConfig, overwrite: bool = False) -> Path:
     """Write the synthetic data set under ``out`` (echo/, ecg/, truth/) and return ``out``."""
     out = Path(out)
@@ -197,25 +211,14 @@ def generate(out: str | Path, cfg: SynthConfig, overwrite: bool = False) -> Path
 
     subject_ids = _unique_ids(rng_pat, cfg.n_ecg_patients, 10_000_000)
     patients = make_patients(rng_pat, subject_ids, cfg.patients)
-    s = cfg.ecg_latent_strength
-    morphs = [patient_morphology(rng_pat, s * p.wall_thickness, s * p.lv_size, s * p.valve_jet, p.af)
-              for p in patients]
-    by_id = {p.subject_id: (p, m) for p, m in zip(patients, morphs)}
-
-    echo_root = out / "echo"
-    studies, slots = _plan_cines(rng_echo, cfg, patients)
-    cine_rows = []
-    for slot in tqdm(slots, desc="synth echo cines", unit="cine", leave=False):
-        p, m = by_id[slot.subject_id]
-        cine_rows.append(_cine(cfg, rng_echo, slot, p, m, noise, echo_root))
-    _write_csv(echo_root / "echo-record-list.csv", pd.DataFrame(
-        [{"subject_id": s.subject_id, "study_id": s.study_id, "acquisition_datetime": _fmt(s.when),
-          "dicom_filepath": s.rel_path} for s in slots]))
-    _write_csv(echo_root / "echo-study-list.csv", pd.DataFrame(studies))
+    strength = cfg.ecg_latent_strength
+    morphs = [patient_morphology(rng_pat, strength * p.wall_thickness, strength * p.lv_size,
+                                 strength * p.valve_jet, p.af) for p in patients]
+    cine_rows = _echo_tree(cfg, rng_echo, patients, morphs, noise, out / "echo")
 
     ecg_root = out / "ecg"
     records = _ecg_tree(cfg, rng_ecg, patients, morphs, noise, ecg_root)
-    cir = [{c for c in p.cir_codes} for p in patients]
+    cir = [set(p.cir_codes) for p in patients]
     fold_of = dict(zip(subject_ids, assign_folds(rng_fold, cir, stratify=False)))
     strat_of = dict(zip(subject_ids, assign_folds(rng_fold, cir, stratify=True)))
     records["fold"] = records["subject_id"].map(fold_of).astype(int)
@@ -232,10 +235,10 @@ def generate(out: str | Path, cfg: SynthConfig, overwrite: bool = False) -> Path
          "heart_rate_bpm": m.heart_rate, "codes": p.codes, "cir_codes": p.cir_codes,
          "cir_categories": p.cir_categories} for p, m in zip(patients, morphs)]))
     rec = records.drop(columns=["all_diag_all"]).copy()
-    rec["cir_codes"] = rec["codes"].map(lambda cs: [c for c in cs if CCSR_DEFAULT[c].startswith("CIR")])
+    rec["cir_codes"] = rec["codes"].map(lambda cs: [c for c in cs if is_cir(c)])
     rec["cir_categories"] = rec["cir_codes"].map(lambda cs: sorted({CCSR_DEFAULT[c] for c in cs}))
     _write_parquet(truth / "ecg_records.parquet", pa.Table.from_pandas(rec, preserve_index=False))
     atomic_write_text(out / MARKER, json.dumps({"generator": "eee_ray.synth", "config": to_dict(cfg),
-                                                "cines": len(slots), "ecg_records": len(records)}, indent=1))
+                                                "cines": len(cine_rows), "ecg_records": len(records)}, indent=1))
     save(cfg, out / "config.yaml")
     return out

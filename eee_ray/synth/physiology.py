@@ -9,7 +9,7 @@ negative P in V1. Axes x = left, y = inferior (down), z = anterior.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -61,7 +61,6 @@ class Morphology:
     af: bool = False
     wander_mv: float = 0.08
     noise_mv: float = 0.012
-    extra: dict = field(default_factory=dict)
 
 
 def _rotation(rng: np.random.Generator, sd_deg: float) -> np.ndarray:
