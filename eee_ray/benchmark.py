@@ -110,8 +110,10 @@ def trial_grid(cfg: BenchmarkConfig) -> tuple[list[dict[str, str]], list[str]]:
     return grid, notes
 
 
-def load_dataset(cfg: BenchmarkConfig) -> ECGDataset:
-    """Read the chosen source once: every lead any configuration needs, 10 s at 100 Hz."""
+def read_table(cfg: BenchmarkConfig) -> tuple[pd.DataFrame, list[str], list[str]]:
+    """The record table of the chosen source, its notes, and every lead any configuration needs (canonical order).
+
+    Cheap (CSV files only), so a wrong folder or labels file fails before Ray or MLflow start."""
     data = Path(cfg.data)
     if not data.is_dir():
         raise UserError(f"--data folder not found: {data}")
@@ -125,9 +127,7 @@ def load_dataset(cfg: BenchmarkConfig) -> ECGDataset:
         table, notes = read_mimic(data, mapping, cfg.label_level, cfg.labels_csv or None, cfg.max_records)
     else:
         raise UserError(f"--dataset must be mimic, ptbxl or synthetic, not {cfg.dataset!r}")
-    ds = build_dataset(table, leads, cfg.signal, cfg.min_positives)
-    ds.notes = notes + ds.notes
-    return ds
+    return table, notes, leads
 
 
 # --------------------------------------------------------------------------------------------------- one trial
@@ -351,6 +351,7 @@ def run_benchmark(cfg: BenchmarkConfig) -> pd.DataFrame:
     if cfg.pretrained and not Path(cfg.pretrained).is_file():
         raise UserError(f"pretrained encoder not found: {cfg.pretrained}")
     grid, notes = trial_grid(cfg)
+    table, data_notes, leads = read_table(cfg)
     out = Path(cfg.output).resolve()
     cfg.output = str(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -359,8 +360,8 @@ def run_benchmark(cfg: BenchmarkConfig) -> pd.DataFrame:
     uri, exp_id = setup_mlflow(cfg.mlflow_workdir or out, cfg.experiment)
     init_ray(cfg.num_cpus or None)
 
-    data = load_dataset(cfg)
-    notes = data.notes + notes
+    data = build_dataset(table, leads, cfg.signal, cfg.min_positives)
+    notes = data_notes + data.notes + notes
     data.skipped.to_csv(out / "skipped.csv", index=False)
     for n in notes:
         log.info(n)
