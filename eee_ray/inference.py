@@ -123,13 +123,9 @@ def _signal_spec(meta: dict[str, Any]):
 class Predictor:
     """Ray Data actor: builds the model once, then turns batches of records into embeddings or probabilities."""
 
-    def __init__(self, ckpt_ref: list, mode: str, aggregate: str, batch_size: int):
-        """``ckpt_ref``: ``[ObjectRef]`` of the Checkpoint, wrapped so Ray passes the reference itself; large
-        constructor arguments would otherwise be copied into the object store per actor (and Ray logs an error)."""
-        import ray
+    def __init__(self, ckpt: Checkpoint, mode: str, aggregate: str, batch_size: int):
         import torch
 
-        ckpt = ray.get(ckpt_ref[0])
         torch.set_num_threads(1)
         self.model = build_model_from(ckpt)
         self.device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -259,7 +255,7 @@ def run_inference(cfg: InferenceConfig) -> dict[str, Any]:
     log.info("%s with %s (%s, leads %s) on %d records from %s", cfg.mode, ckpt.meta.get("model"),
              ckpt.meta.get("strategy", ""), ",".join(ckpt.leads), n, inp)
     resources = {"num_cpus": cfg.cpus_per_actor, **({"num_gpus": cfg.gpus_per_actor} if cfg.gpus_per_actor else {})}
-    init = {"ckpt_ref": [ray.put(ckpt)], "mode": cfg.mode, "aggregate": aggregate, "batch_size": cfg.batch_size}
+    init = {"ckpt": ckpt, "mode": cfg.mode, "aggregate": aggregate, "batch_size": cfg.batch_size}
     out = ds.map_batches(Predictor, fn_constructor_kwargs=init,
                          batch_size=cfg.batch_size, batch_format="numpy",
                          compute=ray.data.ActorPoolStrategy(min_size=1, max_size=actors),
