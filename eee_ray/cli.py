@@ -24,6 +24,16 @@ COMMANDS: dict[str, str] = {
 }
 
 
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows a default only where there is one and the help text does not already state it."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        if action.default in (None, argparse.SUPPRESS, False) or "default" in text:
+            return text
+        return super()._get_help_string(action)
+
+
 def _load(name: str):
     try:
         return importlib.import_module(f"eee_ray.commands.{name}")
@@ -33,17 +43,26 @@ def _load(name: str):
         raise
 
 
-def build_parser() -> argparse.ArgumentParser:
+def _chosen(argv: list[str]) -> str | None:
+    """The subcommand named on the command line, found without importing any command module."""
+    for arg in argv:
+        if not arg.startswith("-"):
+            return arg if arg in COMMANDS else None
+    return None
+
+
+def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
+    """Only the chosen command's module is imported (they pull in torch and Ray): ``--help`` stays instant."""
     from eee_ray import __version__
 
+    chosen = _chosen(sys.argv[1:] if argv is None else argv)
     parser = argparse.ArgumentParser(prog="eee-ray", description="Echo-Enhanced ECG on Ray.")
     parser.add_argument("--version", action="version", version=f"eee-ray {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, help_text in COMMANDS.items():
-        module = _load(name)
-        p = sub.add_parser(name, help=help_text if module else f"{help_text} [not built yet]",
-                           description=help_text, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        p = sub.add_parser(name, help=help_text, description=help_text, formatter_class=_HelpFormatter)
+        module = _load(name) if name == chosen else None
         if module is not None:
             module.add_arguments(p)
         p.set_defaults(_module=module, _name=name)
@@ -53,7 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     from eee_ray.runtime import setup_logging
 
-    parser = build_parser()
+    parser = build_parser(argv)
     args = parser.parse_args(argv)
     if args.command is None:
         parser.print_help()

@@ -17,6 +17,7 @@ def atomic_write(path: str | Path, write: Callable[[Path], None]) -> Path:
     tmp_path = Path(tmp)
     try:
         write(tmp_path)
+        os.chmod(tmp_path, 0o644)  # mkstemp makes 0600 files; results are read by others on a shared cluster disk
         os.replace(tmp_path, path)
     except BaseException:
         tmp_path.unlink(missing_ok=True)

@@ -59,3 +59,23 @@ def test_cli_help_lists_every_stage():
     assert out.returncode == 0
     for name in ["synth", "ingest", "pretrain", "benchmark", "analyze", "embed", "predict", "demo"]:
         assert name in out.stdout
+
+
+@pytest.mark.parametrize("name", ["synth", "ingest", "pretrain", "benchmark", "analyze", "embed", "predict", "demo"])
+def test_every_stage_documents_its_options(name, capsys):
+    from eee_ray.cli import build_parser
+
+    with pytest.raises(SystemExit) as exit_:
+        build_parser([name]).parse_args([name, "--help"])
+    assert exit_.value.code == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"usage: eee-ray {name}") and "(default: None)" not in out
+
+
+def test_missing_input_is_one_clear_line(tmp_path, capsys):
+    from eee_ray.cli import main
+
+    rc = main(["ingest", "--input", str(tmp_path / "nowhere"), "--output", str(tmp_path / "out")])
+    err = capsys.readouterr().err
+    assert rc == 2 and err.startswith("eee-ray ingest: error:") and "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1
