@@ -52,7 +52,8 @@ def batch_name(paths: list[str]) -> str:
 
 
 def write_table(path: Path, table: pa.Table) -> None:
-    atomic_write(path, lambda p: pq.write_table(table, p))
+    """zstd: as fast as snappy here and several times smaller on echo frames (black outside the sector)."""
+    atomic_write(path, lambda p: pq.write_table(table, p, compression="zstd"))
 
 
 def clips_table(clips: list[dict]) -> pa.Table:
