@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -114,9 +115,7 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=6, help="replicas of the files for the full ingest runs")
     ap.add_argument("--workdir", default=None, help="keep the generated files here (default: a temp folder)")
     args = ap.parse_args()
-    import cv2 as _cv2
-
-    _cv2.setNumThreads(1)  # one core per measurement, like one Ray actor
+    cv2.setNumThreads(1)  # one core per measurement, like one Ray actor
     from eee_ray.synth import SynthConfig, generate
 
     work = Path(args.workdir or tempfile.mkdtemp(prefix="eee_ingest_bench_"))
@@ -139,8 +138,6 @@ def main() -> None:
     for cpus in (1, 2):
         out = work / f"out_{cpus}"
         if out.exists():
-            import shutil
-
             shutil.rmtree(out)
         r = full(cpus, work / "replicas", out)
         rows.append((f"(c) full ingest, {cpus} Ray CPU{'s' if cpus > 1 else ''}", cpus, r["seconds"] / args.repeat))
