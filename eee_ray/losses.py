@@ -39,6 +39,17 @@ def dual_margin_contrastive(f_a: torch.Tensor, f_b: torch.Tensor, ids: torch.Ten
     return 0.5 * (F.cross_entropy(masked, target) + F.cross_entropy(masked.T, target))
 
 
+def info_nce(f_a: torch.Tensor, f_b: torch.Tensor, tau: float = 0.07) -> torch.Tensor:
+    """Plain symmetric InfoNCE (every other row is a negative): the warm-up objective. The dual-margin mask ignores
+    negatives that already score above the positive, so from a collapsed start (all similarities tied) it has
+    nothing to push against; a few epochs of full negatives spread the embeddings first."""
+    if f_a.shape[0] == 0:
+        return (f_a.sum() + f_b.sum()) * 0.0
+    s = F.normalize(f_a, dim=-1) @ F.normalize(f_b, dim=-1).T / tau
+    target = torch.arange(s.shape[0], device=s.device)
+    return 0.5 * (F.cross_entropy(s, target) + F.cross_entropy(s.T, target))
+
+
 @dataclass
 class LossConfig:
     """Temperature, margins (cosine units) and the weight of each term of L_total."""
@@ -50,6 +61,7 @@ class LossConfig:
     w_sid: float = 1.0
     w_pid: float = 1.0
     w_align: float = 1.0
+    warmup_epochs: int = 0    # first epochs trained with plain InfoNCE instead of dual-margin (0 = the paper's recipe)
 
 
 CONTRASTIVE_TERMS = ("token", "sid", "pid")
@@ -57,23 +69,30 @@ CONTRASTIVE_TERMS = ("token", "sid", "pid")
 
 def pretraining_losses(out: dict[str, torch.Tensor], pad_mask: torch.Tensor, m_shift: torch.Tensor,
                        study_id: torch.Tensor, subject_id: torch.Tensor, cfg: LossConfig,
-                       gather: Callable[[torch.Tensor], torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
+                       gather: Callable[[torch.Tensor], torch.Tensor] | None = None,
+                       warmup: bool = False) -> dict[str, torch.Tensor]:
     """The four terms of L_total (unweighted) for one (local) batch.
 
     Contrastive terms use aligned samples only (``m_shift == 0``) and valid tokens only; ``gather`` (identity on one
-    worker) concatenates those features across workers so that negatives span the global batch.
+    worker) concatenates those features across workers so that negatives span the global batch. ``warmup`` swaps
+    the dual-margin loss for plain InfoNCE.
     """
     gather = gather or (lambda x: x)
     aligned = m_shift == 0
     valid = (~pad_mask) & aligned.unsqueeze(1)
     tok_ids = study_id.unsqueeze(1).expand_as(pad_mask)
-    contrastive = dict(tau=cfg.tau, m=cfg.m, m_same=cfg.m_same)
+    if warmup:
+        def contrastive_loss(a, b, _ids):
+            return info_nce(a, b, cfg.tau)
+    else:
+        def contrastive_loss(a, b, ids):
+            return dual_margin_contrastive(a, b, ids, tau=cfg.tau, m=cfg.m, m_same=cfg.m_same)
     ecg_cls, echo_cls = gather(out["ecg_cls"][aligned]), gather(out["echo_cls"][aligned])
     terms = {
-        "token": dual_margin_contrastive(gather(out["ecg_tok"][valid]), gather(out["echo_tok"][valid]),
-                                         gather(tok_ids[valid]), **contrastive),
-        "sid": dual_margin_contrastive(ecg_cls, echo_cls, gather(study_id[aligned]), **contrastive),
-        "pid": dual_margin_contrastive(ecg_cls, echo_cls, gather(subject_id[aligned]), **contrastive),
+        "token": contrastive_loss(gather(out["ecg_tok"][valid]), gather(out["echo_tok"][valid]),
+                                  gather(tok_ids[valid])),
+        "sid": contrastive_loss(ecg_cls, echo_cls, gather(study_id[aligned])),
+        "pid": contrastive_loss(ecg_cls, echo_cls, gather(subject_id[aligned])),
         "align": F.binary_cross_entropy_with_logits(out["align_logit"], m_shift.float()),
     }
     return terms

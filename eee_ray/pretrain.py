@@ -109,9 +109,14 @@ def _maybe_fail(cfg: PretrainConfig, epoch: int, rank: int, world: int) -> None:
     """Testing hook: the highest rank up to 1 dies once (a marker file remembers it) at ``inject_failure_epoch``."""
     if epoch != cfg.inject_failure_epoch or rank != min(1, world - 1):
         return
+    import ray.train
+
     marker = Path(cfg.output) / FAILURE_MARKER
     if marker.exists():
         return
+    # a crash right after a report could beat the controller to registering that checkpoint; the test hook waits
+    # so that it always exercises "restart from the last checkpoint"
+    ray.train.get_all_reported_checkpoints(consistency_mode=ray.train.CheckpointConsistencyMode.COMMITTED)
     atomic_write_text(marker, f"rank {rank} exited at the start of epoch {epoch}\n")
     log.warning("injected failure: rank %d exits at epoch %d", rank, epoch)
     os._exit(1)
@@ -143,6 +148,9 @@ def train_loop(loop: dict[str, Any]) -> None:
     import ray.train.torch
     from mlflow.tracking import MlflowClient
 
+    from eee_ray.runtime import setup_logging
+
+    setup_logging()  # the per-epoch progress lines of rank 0
     cfg = from_dict(PretrainConfig, loop["cfg"])
     mcfg = from_dict(ModelConfig, loop["model"])
     ctx = ray.train.get_context()
@@ -181,7 +189,8 @@ def train_loop(loop: dict[str, Any]) -> None:
                 out = ddp(ecg.to(device), b["echo"].to(device), pad)
             out = {k: v.float() for k, v in out.items()}
             terms = pretraining_losses(out, pad, m_shift.to(device), b["study_id"].to(device),
-                                       b["subject_id"].to(device), cfg.loss, gather)
+                                       b["subject_id"].to(device), cfg.loss, gather,
+                                       warmup=epoch <= cfg.loss.warmup_epochs)
             opt.zero_grad(set_to_none=True)
             weighted_total(terms, cfg.loss, contrastive_scale=world).backward()
             torch.nn.utils.clip_grad_norm_(ddp.parameters(), cfg.grad_clip)
