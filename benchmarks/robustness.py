@@ -133,7 +133,7 @@ def ctrl_c(synth: Path, work: Path) -> Row:
     right, wrong, lost, dup, details = check_files(out, truth_reasons(synth, CTRL_C_FILES))
     fault = f"SIGINT after {done_before}/{CTRL_C_FILES} files (exit {rc})"
     return Row("ctrl-c + re-run", fault, CTRL_C_FILES, right, wrong, res.returncode != 0, lost, dup, seconds,
-               "; ".join(details) or res.stderr.strip()[-200:] * (res.returncode != 0))
+               "; ".join(details) or " / ".join(res.stderr.strip().splitlines()[-3:]) * (res.returncode != 0))
 
 
 def train_kill(clips: Path, work: Path) -> Row:

@@ -19,7 +19,7 @@ from _platform_helpers import child_env, kill_processes_of, raw_manifest, short_
 
 pytestmark = pytest.mark.slow
 
-FILES = 24
+FILES = 16
 MANIFEST_COLUMNS = ["path", "subject_id", "study_id", "sop_class_uid", "n_frames", "status", "reason", "detail"]
 
 
