@@ -74,6 +74,7 @@ class BenchmarkConfig:
     n_bootstrap: int = 1000
     seed: int = 0
     cpus_per_trial: float = 1.0
+    gpus_per_trial: float = 0.0  # > 0: trials train on CUDA and are placed on GPU nodes only
     max_concurrent: int = 2
     num_cpus: int = 0  # local Ray size when none is running; 0: all cores
     mlflow_workdir: str = ""  # default: output
@@ -166,6 +167,7 @@ def _fit(model, data: ECGDataset, leads: list[str], cfg: BenchmarkConfig,
     steps = max(1, cfg.epochs * math.ceil(len(x_tr) * crops / cfg.batch_size))
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=[g["lr"] for g in opt.param_groups], total_steps=steps)
     loss_fn = torch.nn.BCEWithLogitsLoss()
+    device = next(model.parameters()).device
     best_epoch, best_score, best_state, best_metrics = -1, -math.inf, None, {}
     for epoch in range(cfg.epochs):
         model.train()
@@ -175,8 +177,8 @@ def _fit(model, data: ECGDataset, leads: list[str], cfg: BenchmarkConfig,
         losses, scores, targets = [], [], []
         for i in range(0, len(order), cfg.batch_size):
             idx = order[i:i + cfg.batch_size]
-            xb = torch.from_numpy(random_crops(x_tr[idx], model.window, rng))
-            yb = torch.from_numpy(y_tr[idx].astype(np.float32))
+            xb = torch.from_numpy(random_crops(x_tr[idx], model.window, rng)).to(device)
+            yb = torch.from_numpy(y_tr[idx].astype(np.float32)).to(device)
             logits = model(xb)
             loss = loss_fn(logits, yb)
             opt.zero_grad()
@@ -184,7 +186,7 @@ def _fit(model, data: ECGDataset, leads: list[str], cfg: BenchmarkConfig,
             opt.step()
             sched.step()
             losses.append(loss.item())
-            scores.append(torch.sigmoid(logits.detach()).numpy())
+            scores.append(torch.sigmoid(logits.detach()).cpu().numpy())
             targets.append(y_tr[idx])
         train_ev = evaluate(np.concatenate(targets), np.concatenate(scores), data.label_names, n_boot=0)
         metrics = {"train_loss": float(np.mean(losses)), "train_macro_auroc": train_ev.macro_auroc}
@@ -241,6 +243,10 @@ def run_trial(combo: dict[str, str], data: ECGDataset, cfg: BenchmarkConfig, tra
     run_id, status = run.info.run_id, "FAILED"
     try:
         model = _build(combo, len(leads), len(data.label_names), cfg)
+        if cfg.gpus_per_trial > 0:
+            if not torch.cuda.is_available():
+                raise UserError("gpus_per_trial > 0 but this trial sees no CUDA device")
+            model = model.to("cuda")
         params = {**combo, "preset": cfg.preset, "epochs": cfg.epochs, "batch_size": cfg.batch_size, "lr": cfg.lr,
                   "weight_decay": cfg.weight_decay, "crops_per_record": cfg.crops_per_record, "window": model.window,
                   "aggregate": cfg.aggregate, "n_labels": len(data.label_names), "dataset": cfg.dataset,
@@ -370,7 +376,7 @@ def run_benchmark(cfg: BenchmarkConfig) -> pd.DataFrame:
     trainable = tune.with_parameters(_tune_trainable, data=data, cfg=cfg, tracking_uri=uri, experiment_id=exp_id,
                                      benchmark_id=benchmark_id)
     tuner = tune.Tuner(
-        tune.with_resources(trainable, {"cpu": cfg.cpus_per_trial}),
+        tune.with_resources(trainable, {"cpu": cfg.cpus_per_trial, "gpu": cfg.gpus_per_trial}),
         param_space={"combo": tune.grid_search(grid)},
         tune_config=tune.TuneConfig(max_concurrent_trials=cfg.max_concurrent),
         run_config=tune.RunConfig(name=f"benchmark-{benchmark_id}", storage_path=str(out / "tune"),

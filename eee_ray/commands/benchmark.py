@@ -33,6 +33,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "default-category JSON), json, paper-table2, or a PATH to a DXCCSR CSV / JSON")
     p.add_argument("--labels-csv", default=None, help="labels CSV (default <data>/records_w_diag_icd10.csv)")
     p.add_argument("--max-records", type=int, default=None, help="use only the first N records (0: all)")
+    p.add_argument("--gpus-per-trial", type=float, default=None,
+                   help="GPUs per trial (e.g. 1 or 0.5); trials then train on CUDA and run on GPU nodes only")
     p.add_argument("--config", default=None, help="YAML file with BenchmarkConfig fields")
 
 
@@ -43,7 +45,8 @@ def run(args: argparse.Namespace) -> int:
     overrides = {"dataset": args.dataset, "data": args.data, "output": args.output, "pretrained": args.pretrained,
                  "epochs": args.epochs, "preset": args.preset, "models": args.models, "leads": args.leads,
                  "strategies": args.strategies, "label_level": args.label_level, "mapping": args.mapping,
-                 "labels_csv": args.labels_csv, "max_records": args.max_records}
+                 "labels_csv": args.labels_csv, "max_records": args.max_records,
+                 "gpus_per_trial": args.gpus_per_trial}
     cfg = config.resolve(BenchmarkConfig, args.config, overrides)
     if not cfg.data:
         raise UserError("--data is required (a MIMIC-IV-ECG, PTB-XL or `eee-ray synth` folder)")

@@ -44,12 +44,14 @@ def predict_records(model: torch.nn.Module, x: np.ndarray, window: int, aggregat
     if aggregate not in AGGREGATES:
         raise ValueError(f"aggregate must be one of {AGGREGATES}, not {aggregate!r}")
     model.eval()
+    device = next(model.parameters()).device  # windows go where the model is (a GPU trial or actor)
     scores, feats = [], []
     for i in range(0, len(x), batch_size):
         w = sliding_windows(x[i:i + batch_size], window)
         b, n_w = w.shape[:2]
-        z = model.forward_features(torch.from_numpy(np.ascontiguousarray(w.reshape(b * n_w, *w.shape[2:]))))
+        xb = torch.from_numpy(np.ascontiguousarray(w.reshape(b * n_w, *w.shape[2:]))).to(device)
+        z = model.forward_features(xb)
         p = torch.sigmoid(model.forward_head(z)).reshape(b, n_w, -1)
-        scores.append((p.mean(1) if aggregate == "mean" else p.amax(1)).numpy())
-        feats.append(z.reshape(b, n_w, -1).mean(1).numpy())
+        scores.append((p.mean(1) if aggregate == "mean" else p.amax(1)).cpu().numpy())
+        feats.append(z.reshape(b, n_w, -1).mean(1).cpu().numpy())
     return np.concatenate(scores).astype(np.float32), np.concatenate(feats).astype(np.float32)

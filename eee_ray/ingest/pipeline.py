@@ -170,11 +170,17 @@ def reconcile(out: Path) -> int:
     return len(dup)
 
 
+# Nodes meant for ingest advertise this custom resource (cluster.yaml's CPU group); where the cluster has it, every
+# ingest actor asks for one unit, so ingest never lands on the GPU nodes.
+INGEST_RESOURCE = "ingest"
+
+
 def _actor_pool(cfg: IngestConfig):
     import ray
     from ray.data import ActorPoolStrategy
 
-    total = int(ray.cluster_resources().get("CPU", 1))
+    res = ray.cluster_resources()
+    total = int(res.get(INGEST_RESOURCE) or res.get("CPU", 1))
     workers = max(1, min(cfg.num_cpus or total, total))
     # start all actors at once, but run as soon as one is up: CPUs held by other work never deadlock the ingest
     return ActorPoolStrategy(min_size=1, max_size=workers, initial_size=workers), workers
@@ -194,8 +200,9 @@ def run_pipeline(todo: list[InputFile], cfg: IngestConfig) -> Counter:
     blocks = max(1, min(-(-len(items) // cfg.batch_files), 64 * workers))
     ds = ray.data.from_items(items, override_num_blocks=blocks)
     # Ray Data's actor pools restart dead actors and retry their tasks by default (max_restarts=-1).
+    routing = {"resources": {INGEST_RESOURCE: 1}} if ray.cluster_resources().get(INGEST_RESOURCE) else {}
     ds = ds.map_batches(worker_class(cfg), batch_size=cfg.batch_files, compute=compute, num_cpus=cpus,
-                        batch_format="numpy")
+                        batch_format="numpy", **routing)
     counts: Counter = Counter()
     for batch in ds.iter_batches(batch_size=None, batch_format="numpy"):
         counts.update(zip(batch["status"].tolist(), batch["reason"].tolist()))
