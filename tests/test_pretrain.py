@@ -12,10 +12,12 @@ import torch
 
 from eee_ray.cli import main
 from eee_ray.errors import UserError
+from eee_ray.losses import LossConfig
 from eee_ray.pairs import PairsConfig
 from eee_ray.pretrain import FAILURE_MARKER, PretrainConfig, run_pretrain
 
-LEARN = dict(epochs=40, batch_size=8, lr=2e-3, seed=0)
+# 20 warm-up epochs of plain InfoNCE, then the paper's dual-margin loss (see LossConfig.warmup_epochs)
+LEARN = dict(epochs=40, batch_size=8, lr=1e-3, seed=0, loss=LossConfig(warmup_epochs=20))
 IMAGE = 64
 
 
