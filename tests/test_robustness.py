@@ -24,10 +24,6 @@ pytestmark = pytest.mark.slow
 
 GOOD_COPIES = 4          # accepted synthetic cines copied beside the corpus
 CTRL_C_FILES = 24
-# Ingest bugs found by this corpus (reported, not fixed here): file -> reason the ingest gives instead of acceptance.
-KNOWN_INGEST_BUGS = {
-    "rgb_16bit.dcm": "no_ecg_trace",        # 16-bit RGB is min-max stretched, not scaled by BitsStored: hues move
-}
 
 
 def good_paths(synth_dir: Path, n: int) -> list[str]:
@@ -61,7 +57,7 @@ def test_corpus_every_file_one_row_with_the_right_reason(corpus_run):
     manifest = raw_manifest(out)
     counts = Counter(manifest["path"])
     assert {p for p, n in counts.items() if n != 1} == set()
-    expected = {p: r for p, r in cases if Path(p).name not in KNOWN_INGEST_BUGS}
+    expected = dict(cases)
     expected.update({p: None for p in good})
     got = reasons(manifest)
     assert set(got) == {p for p, _ in cases} | set(good)
@@ -70,15 +66,6 @@ def test_corpus_every_file_one_row_with_the_right_reason(corpus_run):
     assert summary.total == len(got)
     for p, status in zip(manifest["path"], manifest["status"]):
         assert status == ("ok" if got[p] is None else "rejected"), p
-
-
-@pytest.mark.xfail(strict=True, reason="known ingest bugs (see KNOWN_INGEST_BUGS); passes once they are fixed")
-@pytest.mark.parametrize("name", sorted(KNOWN_INGEST_BUGS))
-def test_corpus_known_ingest_bugs(corpus_run, name):
-    _, _, out, _ = corpus_run
-    manifest = raw_manifest(out).set_index("path")
-    reason = manifest.loc[f"corpus/{name}", "reason"]
-    assert not isinstance(reason, str), f"{name}: expected accepted, got {reason}"
 
 
 def test_corpus_good_files_identical_to_a_clean_run(corpus_run, ingested_dir):

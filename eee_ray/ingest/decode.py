@@ -87,6 +87,10 @@ def to_rgb8(ds, arr: np.ndarray) -> np.ndarray:
         arr = apply_color_lut(arr, ds)
         if arr.dtype != np.uint8:
             arr = (arr.astype(np.uint32) >> 8).astype(np.uint8)
+    elif arr.dtype != np.uint8 and spp == 3:
+        # colour keeps its meaning (the trace's hue) only under the fixed BitsStored scale, never a per-image stretch
+        bits = int(ds.get("BitsStored", 16) or 16)
+        arr = np.clip(arr.astype(np.float32) * (255.0 / (2 ** bits - 1)), 0, 255).astype(np.uint8)
     elif arr.dtype != np.uint8:
         a = arr.astype(np.float32)
         lo, hi = float(a.min()), float(a.max())
