@@ -22,7 +22,7 @@ from typing import Any, Callable
 import numpy as np
 import pandas as pd
 
-from eee_ray.config import save, to_dict
+from eee_ray.config import save
 from eee_ray.ecgdata.labels import load_mapping, shared_labels_dir
 from eee_ray.ecgdata.mimic import find_root, read_mimic
 from eee_ray.ecgdata.ptbxl import DEFAULT_LABELS, read_ptbxl
