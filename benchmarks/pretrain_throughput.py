@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import multiprocessing as mp
 import os
-import resource
 import time
 
 import torch
@@ -108,24 +107,39 @@ def naive_loss(f_a, f_b, ids, tau=0.07, m=0.5, m_same=0.2):
     return 0.5 * total / n
 
 
+def _status_mib(field: str) -> float:
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith(field)) / 1024
+
+
+def _rss_mib() -> float:
+    return _status_mib("VmRSS:")
+
+
+def _hwm_mib() -> float:
+    return _status_mib("VmHWM:")
+
+
 def _loss_case(kind: str, n: int, threads: int, queue) -> None:
     torch.set_num_threads(threads)
     g = torch.Generator().manual_seed(0)
     f_a = torch.randn(n, 128, generator=g, requires_grad=True)
     f_b = (f_a.detach() + 0.5 * torch.randn(n, 128, generator=g)).requires_grad_(True)
     ids = torch.randint(0, n // 8, (n,), generator=g)
-    base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    base = _rss_mib()
+    with open("/proc/self/clear_refs", "w") as f:  # reset the peak (VmHWM) left over from imports
+        f.write("5")
     fn = dual_margin_contrastive if kind == "vectorised" else naive_loss
     t0 = time.perf_counter()
     loss = fn(f_a, f_b, ids)
     loss.backward()
     sec = time.perf_counter() - t0
-    peak = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base) / 1024  # KiB -> MiB (Linux)
+    peak = _hwm_mib() - base
     queue.put((sec, peak, float(loss)))
 
 
 def loss_case(kind: str, n: int, threads: int) -> tuple[float, float, float]:
-    """Time and peak resident-memory growth of forward + backward, each case in a fresh process."""
+    """Time and peak resident-memory growth (Linux VmHWM) of forward + backward, each case in a fresh process."""
     ctx = mp.get_context("spawn")
     q = ctx.Queue()
     p = ctx.Process(target=_loss_case, args=(kind, n, threads, q))
