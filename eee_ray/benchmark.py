@@ -191,7 +191,7 @@ def _fit(model, data: ECGDataset, leads: list[str], cfg: BenchmarkConfig,
         train_ev = evaluate(np.concatenate(targets), np.concatenate(scores), data.label_names, n_boot=0)
         metrics = {"train_loss": float(np.mean(losses)), "train_macro_auroc": train_ev.macro_auroc}
         if len(x_va):
-            p_va, _ = predict_records(model, x_va, model.window, cfg.aggregate, cfg.batch_size)
+            p_va, _ = predict_records(model, x_va, model.window, cfg.aggregate, cfg.batch_size, device)
             val_ev = evaluate(y_va, p_va, data.label_names, n_boot=0)
             metrics.update(val_loss=_bce(y_va, p_va), val_macro_auroc=val_ev.macro_auroc,
                            val_micro_auroc=val_ev.micro_auroc, val_macro_auprc=val_ev.macro_auprc)
@@ -265,7 +265,8 @@ def run_trial(combo: dict[str, str], data: ECGDataset, cfg: BenchmarkConfig, tra
         x_te, y_te, ids = data.part("test", leads)
         if not len(x_te):
             raise UserError("the test split is empty")
-        p_te, emb = predict_records(model, x_te, model.window, cfg.aggregate, cfg.batch_size)
+        p_te, emb = predict_records(model, x_te, model.window, cfg.aggregate, cfg.batch_size,
+                                     next(model.parameters()).device)
         ev = evaluate(y_te, p_te, data.label_names, n_boot=cfg.n_bootstrap, seed=cfg.seed)
         _write_outputs(out, model, combo, leads, data, cfg, run_id, ids, y_te, p_te, emb)
         ev.per_label.to_csv(out / "per_label.csv", index=False)

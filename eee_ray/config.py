@@ -26,6 +26,17 @@ def to_dict(cfg: Any) -> dict[str, Any]:
     return json.loads(json.dumps(dataclasses.asdict(cfg), default=str))
 
 
+def flat_params(cfg: Any) -> dict[str, Any]:
+    """A (nested) config as MLflow params: ``{"trace.max_gap_px": 12, ...}``."""
+    def flat(d: Mapping[str, Any], prefix: str) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for k, v in d.items():
+            out.update(flat(v, f"{prefix}{k}.") if isinstance(v, Mapping) else {f"{prefix}{k}": v})
+        return out
+
+    return flat(to_dict(cfg) if dataclasses.is_dataclass(cfg) else cfg, "")
+
+
 def _coerce(value: Any, typ: Any, name: str) -> Any:
     origin = typing.get_origin(typ)
     if dataclasses.is_dataclass(typ) and isinstance(value, Mapping):

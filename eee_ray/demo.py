@@ -76,7 +76,8 @@ def run_demo(cfg: DemoConfig) -> Path:
     _banner(2, "ingest", f"DICOM cines -> clips + traced ECG (Ray Data) -> {ingest_dir}")
     if "ingest" in cfg.redo:
         _move_aside(ingest_dir)
-    summary = run_ingest(IngestConfig(input=str(synth_dir / "echo"), output=str(ingest_dir)))
+    summary = run_ingest(IngestConfig(input=str(synth_dir / "echo"), output=str(ingest_dir),
+                                      mlflow_workdir=str(work)))
     print(f"    {summary}")
 
     _banner(3, "pretrain", f"ECG-Echo contrastive pretraining (Ray Train) -> {pre_dir}")

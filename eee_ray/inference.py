@@ -158,8 +158,8 @@ class Predictor:
         result = np.full((n, width), np.nan, np.float32)
         if good:
             x = np.stack([prepared[i][0] for i in good])
-            scores, feats = predict_records(_OnDevice(self.model, self.device), x, self.window, self.aggregate,
-                                            self.batch_size)
+            scores, feats = predict_records(self.model, x, self.window, self.aggregate, self.batch_size,
+                                            device=self.device)
             result[good] = feats if self.mode == "embed" else scores
         out = {"record_id": np.asarray(batch["record_id"]).astype(str), "reason": reasons}
         if self.mode == "embed":
@@ -167,23 +167,6 @@ class Predictor:
         else:
             out.update({name: result[:, k] for k, name in enumerate(self.label_names)})
         return out
-
-
-class _OnDevice:
-    """Moves windows to the model's device and features back, so ``predict_records`` (CPU numpy in training's
-    evaluation) runs unchanged on a GPU."""
-
-    def __init__(self, model, device: str):
-        self.model, self.device = model, device
-
-    def eval(self):
-        return self
-
-    def forward_features(self, x):
-        return self.model.forward_features(x.to(self.device)).cpu()
-
-    def forward_head(self, z):
-        return self.model.forward_head(z.to(self.device)).cpu()
 
 
 def _input_dataset(path: Path):

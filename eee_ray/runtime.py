@@ -49,7 +49,12 @@ def setup_mlflow(workdir: str | Path, experiment: str) -> tuple[str, str]:
     import mlflow
 
     uri = tracking_uri(workdir)
+    before = os.environ.get("MLFLOW_TRACKING_URI")
     mlflow.set_tracking_uri(uri)
+    # MLflow also exports the URI to the environment; a later stage in this process (the demo, a test session)
+    # would then log into this stage's store. The environment stays the user's choice.
+    if before is None:
+        os.environ.pop("MLFLOW_TRACKING_URI", None)
     exp = mlflow.get_experiment_by_name(experiment)
     if exp is None:
         artifacts = None

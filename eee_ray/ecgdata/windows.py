@@ -38,18 +38,18 @@ def sliding_windows(x: np.ndarray, window: int) -> np.ndarray:
 
 @torch.no_grad()
 def predict_records(model: torch.nn.Module, x: np.ndarray, window: int, aggregate: str = "mean",
-                    batch_size: int = 64) -> tuple[np.ndarray, np.ndarray]:
+                    batch_size: int = 64, device=None) -> tuple[np.ndarray, np.ndarray]:
     """Per-record sigmoid scores (aggregated over windows) and embeddings (penultimate features averaged over the
-    record's windows): (N, C, T) -> ((N, L), (N, D)), both float32."""
+    record's windows): (N, C, T) -> ((N, L), (N, D)), both float32. ``device``: where the model lives."""
     if aggregate not in AGGREGATES:
         raise ValueError(f"aggregate must be one of {AGGREGATES}, not {aggregate!r}")
     model.eval()
-    device = next(model.parameters()).device  # windows go where the model is (a GPU trial or actor)
     scores, feats = [], []
     for i in range(0, len(x), batch_size):
         w = sliding_windows(x[i:i + batch_size], window)
         b, n_w = w.shape[:2]
-        xb = torch.from_numpy(np.ascontiguousarray(w.reshape(b * n_w, *w.shape[2:]))).to(device)
+        xb = torch.from_numpy(np.ascontiguousarray(w.reshape(b * n_w, *w.shape[2:])))
+        xb = xb if device is None else xb.to(device)  # a GPU trial or actor; results come back as CPU numpy
         z = model.forward_features(xb)
         p = torch.sigmoid(model.forward_head(z)).reshape(b, n_w, -1)
         scores.append((p.mean(1) if aggregate == "mean" else p.amax(1)).cpu().numpy())

@@ -23,6 +23,8 @@ class IngestConfig:
     batch_files: int = 4                 # files per actor call (one manifest/clips part file each)
     cpus_per_worker: float = 1.0
     trace: TraceConfig = field(default_factory=TraceConfig)
+    mlflow_workdir: str = ""             # MLflow sqlite store location (default: output) unless MLFLOW_TRACKING_URI
+    experiment: str = "eee-ingest"
     crash_marker: str = ""               # fault injection for tests: one worker dies once (creates this file)
 
     def __post_init__(self) -> None:

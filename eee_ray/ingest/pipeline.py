@@ -241,7 +241,27 @@ def run_ingest(cfg: IngestConfig) -> IngestSummary:
 
         summary.qa_pngs = write_qa(cfg, inp, out, files)
     atomic_write_text(out / "summary.json", json.dumps(dataclasses.asdict(summary), indent=2))
+    _log_mlflow(cfg, out, summary)
     return summary
+
+
+def _log_mlflow(cfg: IngestConfig, out: Path, summary: IngestSummary) -> None:
+    """One MLflow run per ingest invocation: the resolved config, the counts per reason, the QA pictures."""
+    import mlflow
+
+    from eee_ray.config import flat_params
+    from eee_ray.runtime import setup_mlflow
+
+    setup_mlflow(cfg.mlflow_workdir or out, cfg.experiment)
+    with mlflow.start_run(run_name=f"ingest-{out.name}"):
+        mlflow.log_params({k: str(v)[:500] for k, v in flat_params(cfg).items()})
+        mlflow.log_metrics({"files_total": summary.total, "files_this_run": summary.processed,
+                            **{f"files_{k}": v for k, v in summary.by_status.items()},
+                            **{f"rejected_{k}": v for k, v in summary.by_reason.items()}})
+        mlflow.log_artifact(str(out / "summary.json"))
+        mlflow.log_artifact(str(out / "config.yaml"))
+        for png in summary.qa_pngs or []:
+            mlflow.log_artifact(str(png), artifact_path="qa")
 
 
 def read_manifest(output: str | Path):
