@@ -36,8 +36,8 @@ def main(echo_dir: str, out_dir: str, limit: int) -> dict:
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "object_store_memory": OBJECT_STORE,
                                                             "include_dashboard": False})
     try:
-        for _ in range(2):
-            cluster.add_node(num_cpus=1, object_store_memory=OBJECT_STORE)
+        for _ in range(2):  # the workers are the "ingest" nodes of cluster.yaml: the ingest must stay off the head
+            cluster.add_node(num_cpus=1, resources={"ingest": 1}, object_store_memory=OBJECT_STORE)
         cluster.wait_for_nodes()
         ray.init(address=cluster.address, runtime_env=env, log_to_driver=False)
         out = Path(out_dir)
@@ -48,6 +48,7 @@ def main(echo_dir: str, out_dir: str, limit: int) -> dict:
                                               pairs=PairsConfig(image_size=32), workdir=str(out)))
         losses = {k: v for k, v in metrics.items() if k.startswith("loss_")}
         return {"nodes": len([n for n in ray.nodes() if n["Alive"]]), "ingest_total": summary.total,
+                "head_node": ray.get_runtime_context().get_node_id(),
                 "ingest_nodes": ingest_nodes, "train_nodes": actor_nodes("RayTrainWorker"),
                 "epochs": metrics["epochs"], "losses": losses,
                 "finite": all(math.isfinite(v) for v in losses.values())}

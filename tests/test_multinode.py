@@ -40,7 +40,8 @@ def test_ingest_and_pretraining_across_three_nodes(synth_dir, ingested_dir, tmp_
     result = json.loads(next(line for line in res.stdout.splitlines() if line.startswith("RESULT "))[7:])
 
     assert result["nodes"] == 3
-    assert len(result["ingest_nodes"]) >= 2, "the ingest actors all ran on one node"
+    assert len(result["ingest_nodes"]) == 2, "the ingest actors did not spread over both ingest nodes"
+    assert result["head_node"] not in result["ingest_nodes"], "an ingest actor ran on a node without `ingest`"
     assert len(result["train_nodes"]) == 2, "the two Train workers did not run on two nodes"
 
     multi = raw_manifest(tmp_path / "ingest")
