@@ -78,7 +78,8 @@ def run_demo(cfg: DemoConfig) -> Path:
         _move_aside(ingest_dir)
     summary = run_ingest(IngestConfig(input=str(synth_dir / "echo"), output=str(ingest_dir),
                                       mlflow_workdir=str(work)))
-    print(f"    {summary}")
+    rejected = ", ".join(f"{r} {n}" for r, n in sorted(summary.by_reason.items())) or "none"
+    print(f"    {summary.total} files: {summary.by_status.get('ok', 0)} accepted; rejected: {rejected}")
 
     _banner(3, "pretrain", f"ECG-Echo contrastive pretraining (Ray Train) -> {pre_dir}")
     if not _reuse(pre_dir / "metrics.json", "pretrain", cfg.redo, pre_dir):
