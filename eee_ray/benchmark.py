@@ -230,13 +230,15 @@ def run_trial(combo: dict[str, str], data: ECGDataset, cfg: BenchmarkConfig, tra
     import mlflow
     import torch
 
+    from eee_ray.runtime import use_tracking_uri
+
     torch.set_num_threads(1)
     torch.manual_seed(cfg.seed)
     name = trial_name(combo)
     out = Path(cfg.output) / "trials" / name
     out.mkdir(parents=True, exist_ok=True)
     leads = lead_names(combo["leads"])
-    mlflow.set_tracking_uri(tracking_uri)
+    use_tracking_uri(tracking_uri)
     client = mlflow.MlflowClient(tracking_uri)
     run = client.create_run(experiment_id, run_name=name, tags={"benchmark_id": benchmark_id, "kind": "trial",
                                                                  **combo})

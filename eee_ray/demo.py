@@ -29,7 +29,7 @@ class DemoConfig:
     redo: list[str] = field(default_factory=list)
 
 
-DEMO_PRETRAIN_EPOCHS = 8
+DEMO_PRETRAIN_EPOCHS = 16
 DEMO_BENCHMARK_EPOCHS = 4
 
 
@@ -58,6 +58,8 @@ def run_demo(cfg: DemoConfig) -> Path:
     from eee_ray.analyze import AnalyzeConfig, run_analysis
     from eee_ray.benchmark import BenchmarkConfig, run_benchmark
     from eee_ray.ingest import IngestConfig, run_ingest
+    from eee_ray.losses import LossConfig
+    from eee_ray.pairs import PairsConfig
     from eee_ray.pretrain import PretrainConfig, run_pretrain
     from eee_ray.synth import SynthConfig, generate
 
@@ -83,9 +85,12 @@ def run_demo(cfg: DemoConfig) -> Path:
 
     _banner(3, "pretrain", f"ECG-Echo contrastive pretraining (Ray Train) -> {pre_dir}")
     if not _reuse(pre_dir / "metrics.json", "pretrain", cfg.redo, pre_dir):
+        epochs = cfg.pretrain_epochs or DEMO_PRETRAIN_EPOCHS
+        # the recipe the learning test uses: 64 px sub-clips, batch 8, plain InfoNCE for the first half (from a
+        # collapsed start the paper's dual-margin mask has no negatives to push against; see the README)
         metrics = run_pretrain(PretrainConfig(
-            clips=str(ingest_dir), output=str(pre_dir), preset="tiny", workdir=str(work),
-            epochs=cfg.pretrain_epochs or DEMO_PRETRAIN_EPOCHS))
+            clips=str(ingest_dir), output=str(pre_dir), preset="tiny", workdir=str(work), epochs=epochs,
+            batch_size=8, pairs=PairsConfig(image_size=64), loss=LossConfig(warmup_epochs=epochs // 2)))
         print(f"    held-out ECG->echo R@1 {metrics['ecg2echo_r1']:.3f}, echo->ECG R@1 {metrics['echo2ecg_r1']:.3f}, "
               f"chance {metrics['chance_r1']:.3f}")
 

@@ -84,9 +84,9 @@ def download_checkpoint(run_id: str, workdir: str | Path) -> Checkpoint:
     import mlflow
     from mlflow.exceptions import MlflowException
 
-    from eee_ray.runtime import tracking_uri
+    from eee_ray.runtime import tracking_uri, use_tracking_uri
 
-    mlflow.set_tracking_uri(tracking_uri(workdir))
+    use_tracking_uri(tracking_uri(workdir))
     try:
         present = {a.path for a in mlflow.MlflowClient().list_artifacts(run_id)}
     except MlflowException as e:

@@ -40,6 +40,20 @@ def tracking_uri(workdir: str | Path) -> str:
     return f"sqlite:///{db}"
 
 
+def use_tracking_uri(uri: str) -> None:
+    """``mlflow.set_tracking_uri`` without its side effect of exporting the URI to the environment: a later stage in
+    the same process (the demo, a test session) would otherwise log into this stage's store. The environment
+    variable stays the user's choice."""
+    import mlflow
+
+    before = os.environ.get("MLFLOW_TRACKING_URI")
+    mlflow.set_tracking_uri(uri)
+    if before is None:
+        os.environ.pop("MLFLOW_TRACKING_URI", None)
+    else:
+        os.environ["MLFLOW_TRACKING_URI"] = before
+
+
 def setup_mlflow(workdir: str | Path, experiment: str) -> tuple[str, str]:
     """Point MLflow at the store and make sure ``experiment`` exists with artifacts under ``workdir``.
 
@@ -49,12 +63,7 @@ def setup_mlflow(workdir: str | Path, experiment: str) -> tuple[str, str]:
     import mlflow
 
     uri = tracking_uri(workdir)
-    before = os.environ.get("MLFLOW_TRACKING_URI")
-    mlflow.set_tracking_uri(uri)
-    # MLflow also exports the URI to the environment; a later stage in this process (the demo, a test session)
-    # would then log into this stage's store. The environment stays the user's choice.
-    if before is None:
-        os.environ.pop("MLFLOW_TRACKING_URI", None)
+    use_tracking_uri(uri)
     exp = mlflow.get_experiment_by_name(experiment)
     if exp is None:
         artifacts = None
