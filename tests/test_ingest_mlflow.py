@@ -1,5 +1,7 @@
 """Every ingest is an MLflow run: a user browsing the UI sees how many files were accepted and why others were not."""
 
+import json
+
 import mlflow
 import pandas as pd
 
@@ -7,11 +9,11 @@ from eee_ray.ingest import read_manifest
 
 
 def test_ingest_run_records_config_and_counts(ingested_dir):
-    client = mlflow.MlflowClient(f"sqlite:///{ingested_dir / 'mlflow.db'}")
-    exp = client.get_experiment_by_name("eee-ingest")
-    runs = client.search_runs([exp.experiment_id])
-    assert len(runs) == 1 and runs[0].info.status == "FINISHED"
-    run = runs[0]
+    summary = json.loads((ingested_dir / "summary.json").read_text())
+    client = mlflow.MlflowClient(summary["mlflow_tracking_uri"])
+    run = client.get_run(summary["mlflow_run_id"])
+    assert run.info.status == "FINISHED"
+    assert client.get_experiment(run.info.experiment_id).name == "eee-ingest"
     manifest = read_manifest(ingested_dir)
     assert run.data.metrics["files_total"] == len(manifest)
     assert run.data.metrics["files_ok"] == int((manifest["status"] == "ok").sum())

@@ -45,6 +45,8 @@ class IngestSummary:
     by_status: dict = field(default_factory=dict)
     by_reason: dict = field(default_factory=dict)
     qa_pngs: list = field(default_factory=list)
+    mlflow_tracking_uri: str = ""
+    mlflow_run_id: str = ""
 
 
 def batch_name(paths: list[str]) -> str:
@@ -252,16 +254,27 @@ def _log_mlflow(cfg: IngestConfig, out: Path, summary: IngestSummary) -> None:
     from eee_ray.config import flat_params
     from eee_ray.runtime import setup_mlflow
 
-    setup_mlflow(cfg.mlflow_workdir or out, cfg.experiment)
-    with mlflow.start_run(run_name=f"ingest-{out.name}"):
-        mlflow.log_params({k: str(v)[:500] for k, v in flat_params(cfg).items()})
-        mlflow.log_metrics({"files_total": summary.total, "files_this_run": summary.processed,
-                            **{f"files_{k}": v for k, v in summary.by_status.items()},
-                            **{f"rejected_{k}": v for k, v in summary.by_reason.items()}})
-        mlflow.log_artifact(str(out / "summary.json"))
-        mlflow.log_artifact(str(out / "config.yaml"))
+    uri, exp_id = setup_mlflow(cfg.mlflow_workdir or out, cfg.experiment)
+    client = mlflow.MlflowClient(uri)
+    run_id = client.create_run(exp_id, run_name=f"ingest-{out.name}").info.run_id
+    status = "FAILED"
+    try:
+        for k, v in flat_params(cfg).items():
+            client.log_param(run_id, k, str(v)[:500])
+        metrics = {"files_total": summary.total, "files_this_run": summary.processed,
+                   **{f"files_{k}": v for k, v in summary.by_status.items()},
+                   **{f"rejected_{k}": v for k, v in summary.by_reason.items()}}
+        for k, v in metrics.items():
+            client.log_metric(run_id, k, float(v))
+        for name in ("summary.json", "config.yaml"):
+            client.log_artifact(run_id, str(out / name))
         for png in summary.qa_pngs or []:
-            mlflow.log_artifact(str(png), artifact_path="qa")
+            client.log_artifact(run_id, str(png), artifact_path="qa")
+        status = "FINISHED"
+    finally:
+        client.set_terminated(run_id, status)
+    summary.mlflow_tracking_uri, summary.mlflow_run_id = uri, run_id
+    atomic_write_text(out / "summary.json", json.dumps(dataclasses.asdict(summary), indent=2))
 
 
 def read_manifest(output: str | Path):
