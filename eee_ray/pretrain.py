@@ -22,7 +22,7 @@ from typing import Any
 
 import torch
 
-from eee_ray.config import from_dict, save, to_dict
+from eee_ray.config import flat_params, from_dict, save, to_dict
 from eee_ray.errors import UserError
 from eee_ray.io import atomic_torch_save, atomic_write_text
 from eee_ray.losses import LossConfig, pretraining_losses, weighted_total
@@ -254,13 +254,6 @@ def _mlflow_run(cfg: PretrainConfig, output: Path, params: dict[str, Any]) -> tu
     return uri, run.info.run_id
 
 
-def _flat(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for k, v in d.items():
-        out.update(_flat(v, f"{prefix}{k}.") if isinstance(v, dict) else {f"{prefix}{k}": v})
-    return out
-
-
 def run_pretrain(cfg: PretrainConfig) -> dict[str, Any]:
     """Pretrain, evaluate, write the outputs; returns the content of ``<output>/metrics.json``."""
     import ray.train
@@ -288,7 +281,7 @@ def run_pretrain(cfg: PretrainConfig) -> dict[str, Any]:
         raise UserError(f"{n_train} training clips are too few for {cfg.workers} worker(s) (need 2 per worker)")
     steps_per_epoch = (n_train // cfg.workers) // batch_size
     cpus = cfg.cpus_per_worker or _auto_cpus(cfg.workers)
-    uri, run_id = _mlflow_run(cfg, output, {**_flat(to_dict(cfg)), **_flat(to_dict(mcfg), "model."),
+    uri, run_id = _mlflow_run(cfg, output, {**flat_params(cfg), **{f"model.{k}": v for k, v in flat_params(mcfg).items()},
                                             "train_clips": n_train, "heldout_clips": n_held})
     log.info("pretraining %s on %d train / %d held-out clips, %d worker(s) x %.2f CPU, batch %d/worker, MLflow run %s",
              cfg.preset, n_train, n_held, cfg.workers, cpus, batch_size, run_id)
