@@ -19,9 +19,7 @@ from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from _platform_helpers import _proc_table, child_env, kill_processes_of, processes_of, short_temp_dir  # noqa: E402
+from _platform_helpers import _proc_table, child_env, kill_processes_of, processes_of, short_temp_dir
 
 pytestmark = pytest.mark.slow
 
