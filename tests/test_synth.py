@@ -149,6 +149,9 @@ def test_ecg_tree_records_and_labels(synth_dir):
     for col in ("fold", "strat_fold"):
         assert labels.groupby("subject_id")[col].nunique().max() == 1             # patient-level split
         assert set(labels[col]) <= set(range(20)) and {18, 19} <= set(labels[col])
+        # val and test are large enough to measure on (15% and 25% of the patients, not Ext-ICD's 5%)
+        share = labels.groupby("subject_id")[col].first().value_counts(normalize=True)
+        assert share[18] == pytest.approx(0.15, abs=0.05) and share[19] == pytest.approx(0.25, abs=0.05)
     codes = labels.all_diag_all.map(ast.literal_eval)
     assert all(c in CCSR_DEFAULT for cs in codes for c in cs)
     cir = codes.map(lambda cs: [c for c in cs if CCSR_DEFAULT[c].startswith("CIR")])

@@ -99,8 +99,10 @@ def record_codes(rng: np.random.Generator, patient: Patient) -> list[str]:
 
 
 def assign_folds(rng: np.random.Generator, label_sets: list[set[str]], n_folds: int = 20,
-                 guaranteed: tuple[int, ...] = (18, 19), stratify: bool = True) -> np.ndarray:
-    """Patient-level folds 0..n_folds-1 (so no patient spans two folds).
+                 guaranteed: tuple[int, ...] = (18, 19), stratify: bool = True,
+                 shares: np.ndarray | None = None) -> np.ndarray:
+    """Patient-level folds 0..n_folds-1 (so no patient spans two folds), fold f holding about ``shares[f]`` of the
+    patients (equal shares by default).
 
     First, for every label with at least ``len(guaranteed) + 1`` positive patients (rarest first), folds in
     ``guaranteed`` (val 18, test 19) each get one positive patient if they have none yet; the rest is spread by
@@ -131,11 +133,12 @@ def assign_folds(rng: np.random.Generator, label_sets: list[set[str]], n_folds: 
     rest = [i for i in order if fold[i] < 0]
     if stratify:
         rest.sort(key=lambda i: min((counts[c] for c in label_sets[i]), default=n + 1))
-    target = n / n_folds
+    share = np.full(n_folds, 1.0 / n_folds) if shares is None else np.asarray(shares, dtype=float) / np.sum(shares)
+    target = n * share
     for i in rest:
-        need = np.full(n_folds, target) - size
+        need = target - size
         for c in label_sets[i] if stratify else ():
-            need = need + (counts[c] / n_folds - have[c]) * 2.0
+            need = need + (counts[c] * share - have[c]) * 2.0
         need[size >= np.ceil(target)] -= 1e3    # keep folds balanced in size
         f = int(np.argmax(need + rng.uniform(0, 1e-3 if stratify else 0.5, n_folds)))
         fold[i] = f
