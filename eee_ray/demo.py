@@ -61,6 +61,7 @@ def run_demo(cfg: DemoConfig) -> Path:
     from eee_ray.losses import LossConfig
     from eee_ray.pairs import PairsConfig
     from eee_ray.pretrain import PretrainConfig, run_pretrain
+    from eee_ray.retrieval import summary as retrieval_summary
     from eee_ray.synth import SynthConfig, generate
 
     work = Path(cfg.workdir).resolve()
@@ -91,8 +92,7 @@ def run_demo(cfg: DemoConfig) -> Path:
         metrics = run_pretrain(PretrainConfig(
             clips=str(ingest_dir), output=str(pre_dir), preset="tiny", workdir=str(work), epochs=epochs,
             batch_size=8, pairs=PairsConfig(image_size=64), loss=LossConfig(warmup_epochs=epochs // 2)))
-        print(f"    held-out ECG->echo R@1 {metrics['ecg2echo_r1']:.3f}, echo->ECG R@1 {metrics['echo2ecg_r1']:.3f}, "
-              f"chance {metrics['chance_r1']:.3f}")
+        print(f"    held-out {retrieval_summary(metrics)}")
 
     _banner(4, "benchmark", f"XResNet1D50, S4, ST-MEM, EEE x lead II / 12 leads (Ray Tune) -> {bench_dir}")
     if not _reuse(bench_dir / "results.csv", "benchmark", cfg.redo, bench_dir):

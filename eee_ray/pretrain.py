@@ -30,6 +30,7 @@ from eee_ray.models.ecg_encoder import save_pretrained
 from eee_ray.models.eee import EEEModel, ModelConfig, preset
 from eee_ray.pairs import NORMALIZATION, Collate, PairsConfig, load_pairs, misalign
 from eee_ray.retrieval import embed, plot_retrieval, recall_curve, retrieval_metrics
+from eee_ray.retrieval import summary as retrieval_summary
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +57,7 @@ class PretrainConfig:
     seed: int = 0
     p_shift: float = 0.3                # share of samples whose ECG is shifted against the echo (M_shift = 1)
     heldout_fraction: float = 0.25      # share of patients held out for retrieval
+    shuffle_buffer: int = 256           # clips per worker mixed before batching (clips of one study sit together)
     loss: LossConfig = field(default_factory=LossConfig)
     pairs: PairsConfig = field(default_factory=PairsConfig)
     use_gpu: bool = False               # one GPU per worker, NCCL; else gloo on CPU
@@ -181,7 +183,7 @@ def train_loop(loop: dict[str, Any]) -> None:
         batches = 0
         ddp.train()
         for b in shard.iter_torch_batches(batch_size=loop["batch_size"], collate_fn=Collate(), drop_last=True,
-                                          local_shuffle_buffer_size=4 * loop["batch_size"],
+                                          local_shuffle_buffer_size=max(cfg.shuffle_buffer, loop["batch_size"]),
                                           local_shuffle_seed=cfg.seed + epoch):
             ecg, pad, m_shift = misalign(b["ecg"], b["pad_mask"], cfg.p_shift, gen)
             pad = pad.to(device)
@@ -213,9 +215,8 @@ def train_loop(loop: dict[str, Any]) -> None:
                 metrics.update(retrieval_metrics(emb["ecg"], emb["echo"]))
                 history.append(metrics)
                 _log_mlflow(client, loop["run_id"], {k: v for k, v in metrics.items() if k != "epoch"}, epoch)
-                log.info("epoch %d/%d  loss %.4f  R@1 ecg->echo %.3f echo->ecg %.3f (chance %.3f)", epoch,
-                         cfg.epochs, metrics["loss_total"], metrics["ecg2echo_r1"], metrics["echo2ecg_r1"],
-                         metrics["chance_r1"])
+                log.info("epoch %d/%d  loss %.4f  held-out %s", epoch, cfg.epochs, metrics["loss_total"],
+                         retrieval_summary(metrics))
                 atomic_torch_save({"model": model.state_dict(), "optimizer": opt.state_dict(), "config": loop["cfg"],
                                    "model_config": loop["model"], "epoch": epoch, "history": history,
                                    "resumed_at": resumed_at}, Path(tmp) / CHECKPOINT_FILE)

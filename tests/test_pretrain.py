@@ -1,11 +1,10 @@
-"""End-to-end pretraining on the synthetic data set (synth -> ingest -> pretrain): it runs and reports whether it
-learns (retrieval, structure probe; not yet proven, see the README), it survives a worker
+"""End-to-end pretraining on the synthetic data set (synth -> ingest -> pretrain): it learns cross-modal retrieval far
+above chance (and reports the structure probe, which it does not pass yet; see the README), it survives a worker
 dying mid-run, it resumes, and its outputs (ecg_encoder.pt, metrics.json, MLflow run) are what later stages read."""
 
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from pathlib import Path
 
@@ -20,12 +19,25 @@ from eee_ray.losses import LossConfig
 from eee_ray.pairs import PairsConfig
 from eee_ray.pretrain import FAILURE_MARKER, PretrainConfig, run_pretrain
 
-# The paper's loss from the first step (no warm-up): the contrastive objective itself must go down. The longer recipe
-# of the README's "Does it learn?" (40 epochs, 20 of them plain InfoNCE) is run with `pytest -s -k learning_report` + EEE_LONG=1.
-LEARN = dict(epochs=6, batch_size=8, lr=1e-3, seed=0, loss=LossConfig(warmup_epochs=0))
-if os.environ.get("EEE_LONG"):
-    LEARN.update(epochs=40, loss=LossConfig(warmup_epochs=20))
+# The learning recipe (also the demo's): 64 px sub-clips, batch 8, plain InfoNCE for the first half, then the paper's
+# dual-margin loss. Its data set: 60 synthetic patients, two 2-3.5 s cines each, small frames (ingest in seconds).
+LEARN = dict(epochs=12, batch_size=8, lr=1e-3, seed=0, loss=LossConfig(warmup_epochs=6))
 IMAGE = 64
+LEARN_SYNTH = dict(seed=0, patients=60, ecg_patients=60, studies_min=1, studies_max=1, cines_min=2, cines_max=2,
+                   rows=240, cols=320, frames_min=60, frames_max=100, ecg_records_min=1, ecg_records_max=1,
+                   defect_fraction=0.0)
+
+
+@pytest.fixture(scope="module")
+def learning_set(ray_session, tmp_path_factory) -> Path:
+    """Synthetic data set (``synth/``) plus its real ingest (``ingest/``) sized for the proof of learning."""
+    from eee_ray.ingest import IngestConfig, run_ingest
+    from eee_ray.synth import SynthConfig, generate
+
+    root = tmp_path_factory.mktemp("learning")
+    generate(root / "synth", SynthConfig(**LEARN_SYNTH))
+    run_ingest(IngestConfig(input=str(root / "synth" / "echo"), output=str(root / "ingest")))
+    return root
 
 
 def test_cli_errors_are_one_line(tmp_path, capsys):
@@ -62,44 +74,61 @@ def probe_r2(x: np.ndarray, y: np.ndarray, groups: np.ndarray) -> float:
 
 
 @pytest.mark.slow
-def test_pretraining_end_to_end_and_learning_report(ingested_dir, synth_dir, tmp_path):
+def test_pretraining_learns_cross_modal_retrieval(learning_set, tmp_path):
+    """Issue 4 item 7 (a): after a short CPU pretraining, held-out ECG->echo and echo->ECG retrieval is far above
+    chance (permutation test on the mean rank of the true match), while the same architecture at random init is not.
+    (b), whether the frozen ECG [CLS] predicts an echo structure latent better than at random init, is measured and
+    printed, not asserted: on this data it does not (README "Does it learn?")."""
     import mlflow
 
     from eee_ray.ingest import read_clips
     from eee_ray.models.ecg_encoder import ECGEncoder, load_pretrained
-    from eee_ray.pairs import build_pairs
+    from eee_ray.models.eee import EEEModel
+    from eee_ray.pairs import Collate, build_pairs, load_pairs
+    from eee_ray.pretrain import model_config
+    from eee_ray.retrieval import embed, retrieval_metrics, summary
 
     out = tmp_path / "pretrain"
-    cfg = PretrainConfig(clips=str(ingested_dir), output=str(out), pairs=PairsConfig(image_size=IMAGE), **LEARN)
+    cfg = PretrainConfig(clips=str(learning_set / "ingest"), output=str(out), pairs=PairsConfig(image_size=IMAGE),
+                         **LEARN)
     m = run_pretrain(cfg)
     on_disk = json.loads((out / "metrics.json").read_text())
     for key in ("ecg2echo_r1", "echo2ecg_r1", "chance_r1", "epochs", "train_clips", "heldout_clips", "loss_total",
-                "loss_token", "loss_sid", "loss_pid", "loss_align"):
+                "loss_token", "loss_sid", "loss_pid", "loss_align", "ecg2echo_mean_rank", "chance_mean_rank",
+                "ecg2echo_p", "echo2ecg_p"):
         assert key in on_disk
     assert m["epochs"] == LEARN["epochs"] and m["chance_r1"] == pytest.approx(1 / m["heldout_clips"])
-
-    # every epoch of the paper's loss is finite (its value is not monotone: the dual-margin mask changes with the
-    # embeddings, so the loss is no learning signal on its own)
     assert len(m["history"]) == LEARN["epochs"] and all(np.isfinite(h["loss_total"]) for h in m["history"])
+    print(f"pretrained: held-out {summary(m)}")
 
-    # (a) measured, not asserted: held-out retrieval (11 held-out clips of 3 patients: Recall@1 moves by 0.09 per
-    # hit and between seeds and runs; README "Does it learn?" has the numbers and why they do not prove learning yet)
+    # (a) both directions far above chance: p is the smallest a 2000-permutation test can give, and the true match
+    # ranks on average in the best third of the held-out clips (chance: the middle)
+    for d in ("ecg2echo", "echo2ecg"):
+        assert m[f"{d}_p"] < 1e-3, summary(m)
+        assert m[f"{d}_mean_rank"] < 0.67 * m["chance_mean_rank"], summary(m)
+    # control: the same architecture untrained, on the same held-out clips, ranks the true match like chance (its p
+    # is no measure here: an untrained echo tower maps every clip to nearly one point, so every pairing has almost the
+    # same mean rank and the permutation null is degenerate)
+    torch.manual_seed(LEARN["seed"])
+    _, held, _ = load_pairs(cfg.clips, cfg.pairs, cfg.heldout_fraction, cfg.seed)
+    emb = embed(EEEModel(model_config(cfg)), held.iter_torch_batches(batch_size=64, collate_fn=Collate()))
+    control = retrieval_metrics(emb["ecg"], emb["echo"])
+    print(f"random init: held-out {summary(control)}")
+    for d in ("ecg2echo", "echo2ecg"):
+        assert control[f"{d}_mean_rank"] > 0.85 * control["chance_mean_rank"], summary(control)
 
-    # (b) measured, not asserted: does a linear probe on the frozen ECG [CLS] predict an echo structure latent better
-    # than on a random encoder? On this data set (12 patients, weak ECG links) it does not, robustly across seeds
-    # (README "Does it learn?"), so asserting it would only test luck.
+    # (b) measured: linear probes on the frozen ECG [CLS] (patient means) for each echo structure latent
     pretrained = load_pretrained(out / "ecg_encoder.pt")
     torch.manual_seed(0)
     random_init = ECGEncoder(**torch.load(out / "ecg_encoder.pt", weights_only=True)["config"])
-    samples = build_pairs(read_clips(ingested_dir), cfg.pairs).take_all()
-    truth = pd.read_parquet(synth_dir / "truth" / "patients.parquet").set_index("subject_id")
+    samples = build_pairs(read_clips(cfg.clips), cfg.pairs).take_all()
+    truth = pd.read_parquet(learning_set / "synth" / "truth" / "patients.parquet").set_index("subject_id")
     groups = np.array([s["subject_id"] for s in samples])
     x_pre, x_rand = ecg_cls(pretrained, samples), ecg_cls(random_init, samples)
     for latent in ("wall_thickness", "lv_size", "valve_jet"):
         y = truth.loc[groups, latent].to_numpy()
         print(f"probe R^2 {latent}: pretrained {probe_r2(x_pre, y, groups):.3f}, "
               f"random init {probe_r2(x_rand, y, groups):.3f}")
-    print(f"retrieval {m}")
 
     # MLflow: one run with every loss term, the retrieval figures and the encoder
     client = mlflow.tracking.MlflowClient(m["mlflow_tracking_uri"])
@@ -108,6 +137,7 @@ def test_pretraining_end_to_end_and_learning_report(ingested_dir, synth_dir, tmp
     for term in ("total", "token", "sid", "pid", "align"):
         assert len(client.get_metric_history(run.info.run_id, f"loss_{term}")) == LEARN["epochs"]
         assert client.get_metric_history(run.info.run_id, f"step_loss_{term}")
+    assert len(client.get_metric_history(run.info.run_id, "ecg2echo_mean_rank")) == LEARN["epochs"]
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
     assert {"ecg_encoder.pt", "retrieval.png", "metrics.json", "checkpoint.pt"} <= artifacts
 

@@ -33,6 +33,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from eee_ray.pretrain import PretrainConfig, run_pretrain
+    from eee_ray.retrieval import summary
     from eee_ray.runtime import mlflow_ui_command
 
     given = vars(args)
@@ -40,8 +41,7 @@ def run(args: argparse.Namespace) -> int:
     if "image_size" in given:
         cfg.pairs.image_size = given["image_size"]
     m = run_pretrain(cfg)
-    print(f"pretrained {m['epochs']} epochs on {m['train_clips']} clips; held-out ({m['heldout_clips']} clips) "
-          f"Recall@1 ECG->echo {m['ecg2echo_r1']:.3f}, echo->ECG {m['echo2ecg_r1']:.3f}, chance {m['chance_r1']:.3f}")
+    print(f"pretrained {m['epochs']} epochs on {m['train_clips']} clips; held-out {summary(m)}")
     print(f"encoder: {cfg.output}/ecg_encoder.pt  metrics: {cfg.output}/metrics.json")
     print(f"MLflow run {m['mlflow_run_id']}: {mlflow_ui_command(m['mlflow_tracking_uri'])}")
     return 0
