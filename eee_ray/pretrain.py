@@ -277,6 +277,9 @@ def run_pretrain(cfg: PretrainConfig) -> dict[str, Any]:
     init_ray()
     train_ds, held_ds, held_patients = load_pairs(cfg.clips, cfg.pairs, cfg.heldout_fraction, cfg.seed)
     n_train, n_held = train_ds.count(), held_ds.count()
+    # rank 0 reads the held-out clips every epoch in well under a second; their progress bars outlived the reads and
+    # kept redrawing on the driver's console through later stages
+    held_ds.context.enable_progress_bars = False
     batch_size = min(cfg.batch_size, n_train // cfg.workers)
     if batch_size < 2:
         raise UserError(f"{n_train} training clips are too few for {cfg.workers} worker(s) (need 2 per worker)")
