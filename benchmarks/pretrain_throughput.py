@@ -78,10 +78,13 @@ def ray_loop(preset_name: str, batch: int, steps: int, workers: int, cpus: float
     import ray.train
     from ray.train.torch import TorchTrainer
 
+    from eee_ray.train_backend import torch_config
+
     trainer = TorchTrainer(_ray_worker, train_loop_config={"preset": preset_name, "batch": batch, "steps": steps,
                                                            "threads": threads},
                            scaling_config=ray.train.ScalingConfig(num_workers=workers,
                                                                   resources_per_worker={"CPU": cpus}),
+                           torch_config=torch_config(),
                            run_config=ray.train.RunConfig(storage_path=tempfile.mkdtemp(prefix="eee-bench-")))
     return trainer.fit().return_value  # rank 0's return value
 

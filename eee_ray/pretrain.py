@@ -261,6 +261,7 @@ def run_pretrain(cfg: PretrainConfig) -> dict[str, Any]:
     from ray.train.torch import TorchTrainer
 
     from eee_ray.runtime import init_ray
+    from eee_ray.train_backend import torch_config
 
     validate(cfg)
     output = Path(cfg.output).resolve()
@@ -297,6 +298,7 @@ def run_pretrain(cfg: PretrainConfig) -> dict[str, Any]:
                            "threads": max(1, int(cpus))},
         scaling_config=ray.train.ScalingConfig(num_workers=cfg.workers, use_gpu=cfg.use_gpu,
                                                resources_per_worker={"CPU": cpus}),
+        torch_config=torch_config(),
         run_config=ray.train.RunConfig(name=RUN_NAME, storage_path=str(storage),
                                        failure_config=ray.train.FailureConfig(max_failures=cfg.max_failures),
                                        checkpoint_config=ray.train.CheckpointConfig(num_to_keep=2)),
