@@ -58,6 +58,7 @@ class PretrainConfig:
     p_shift: float = 0.3                # share of samples whose ECG is shifted against the echo (M_shift = 1)
     heldout_fraction: float = 0.25      # share of patients held out for retrieval
     shuffle_buffer: int = 256           # clips per worker mixed before batching (clips of one study sit together)
+    retrieval_max_clips: int = 2000     # held-out clips ranked each epoch (a seeded sample when there are more)
     loss: LossConfig = field(default_factory=LossConfig)
     pairs: PairsConfig = field(default_factory=PairsConfig)
     use_gpu: bool = False               # one GPU per worker, NCCL; else gloo on CPU
@@ -79,7 +80,8 @@ def validate(cfg: PretrainConfig) -> None:
     checks = [(bool(cfg.clips), "--clips is required"), (bool(cfg.output), "--output is required"),
               (cfg.epochs >= 1, "epochs must be >= 1"), (cfg.workers >= 1, "workers must be >= 1"),
               (cfg.batch_size >= 2, "batch size must be >= 2"), (0.0 <= cfg.p_shift < 1.0, "p_shift must be in [0, 1)"),
-              (0.0 < cfg.heldout_fraction < 1.0, "heldout fraction must be in (0, 1)"), (cfg.lr > 0, "lr must be > 0")]
+              (0.0 < cfg.heldout_fraction < 1.0, "heldout fraction must be in (0, 1)"), (cfg.lr > 0, "lr must be > 0"),
+              (cfg.retrieval_max_clips >= 2, "retrieval_max_clips must be >= 2")]
     for ok, msg in checks:
         if not ok:
             raise UserError(msg)
@@ -278,6 +280,11 @@ def run_pretrain(cfg: PretrainConfig) -> dict[str, Any]:
     init_ray()
     train_ds, held_ds, held_patients = load_pairs(cfg.clips, cfg.pairs, cfg.heldout_fraction, cfg.seed)
     n_train, n_held = train_ds.count(), held_ds.count()
+    if n_held > cfg.retrieval_max_clips:
+        # retrieval ranks every held-out clip against every other, every epoch on rank 0: O(N^2) memory and time
+        log.info("held-out retrieval on a seeded sample of %d of %d clips", cfg.retrieval_max_clips, n_held)
+        held_ds = held_ds.random_shuffle(seed=cfg.seed).limit(cfg.retrieval_max_clips).materialize()
+        n_held = cfg.retrieval_max_clips
     # rank 0 reads the held-out clips every epoch in well under a second; their progress bars outlived the reads and
     # kept redrawing on the driver's console through later stages
     held_ds.context.enable_progress_bars = False

@@ -41,15 +41,22 @@ def ranks(queries: np.ndarray, gallery: np.ndarray) -> np.ndarray:
     return (s >= s.diagonal().unsqueeze(1)).sum(1).numpy() - 1
 
 
+def rank_table(queries: np.ndarray, gallery: np.ndarray) -> np.ndarray:
+    """(N, N) int: entry (i, j) is the 0-based rank of gallery item j for query i (ties count against j)."""
+    s = (F.normalize(torch.as_tensor(queries), dim=-1) @ F.normalize(torch.as_tensor(gallery), dim=-1).T).numpy()
+    ordered = np.sort(s, axis=1)
+    n = s.shape[1]
+    return np.stack([n - 1 - np.searchsorted(row, vals, side="left") for row, vals in zip(ordered, s)])
+
+
 def mean_rank_pvalue(queries: np.ndarray, gallery: np.ndarray, n_perm: int = 2000, seed: int = 0) -> float:
     """One-sided permutation p-value of the observed mean rank: the share of random pairings (query i with gallery
     item pi(i)) whose mean rank is at most the observed one, with the usual +1 correction."""
-    s = (F.normalize(torch.as_tensor(queries), dim=-1) @ F.normalize(torch.as_tensor(gallery), dim=-1).T).numpy()
-    n = len(s)
-    observed = ranks(queries, gallery).mean()
-    perms = np.argsort(np.random.default_rng(seed).random((n_perm, n)), axis=1)
-    target = s[np.arange(n)[None, :], perms]                              # (n_perm, n) similarity of the pairing
-    null = ((s[None, :, :] >= target[:, :, None]).sum(2) - 1).mean(1)     # mean rank of each random pairing
+    table = rank_table(queries, gallery)
+    n = len(table)
+    observed = table.diagonal().mean()
+    rng = np.random.default_rng(seed)
+    null = np.array([table[np.arange(n), rng.permutation(n)].mean() for _ in range(n_perm)])
     return float((1 + (null <= observed).sum()) / (1 + n_perm))
 
 

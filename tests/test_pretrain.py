@@ -159,11 +159,12 @@ def test_worker_failure_restart_then_resume(few_clips, tmp_path):
     continues the same run from the epoch-2 checkpoint."""
     out = tmp_path / "pretrain"
     base = dict(clips=str(few_clips), output=str(out), workers=2, cpus_per_worker=0.5, batch_size=4,
-                pairs=PairsConfig(image_size=32, max_tokens=4))
+                pairs=PairsConfig(image_size=32, max_tokens=4), retrieval_max_clips=3)
     m = run_pretrain(PretrainConfig(epochs=2, inject_failure_epoch=2, **base))
     assert (out / FAILURE_MARKER).is_file()
     # resumed_at records the epoch of the checkpoint a (re)started group loaded: 1, not a restart from scratch
     assert m["epochs"] == 2 and m["resumed_at"] == [1]
+    assert m["heldout_clips"] == 3   # a seeded sample of the 6 held-out clips (retrieval is O(N^2) on rank 0)
     assert [h["epoch"] for h in m["history"]] == [1, 2]
     assert all(np.isfinite(h["loss_total"]) for h in m["history"])
 
