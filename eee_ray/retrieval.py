@@ -49,10 +49,9 @@ def rank_table(queries: np.ndarray, gallery: np.ndarray) -> np.ndarray:
     return np.stack([n - 1 - np.searchsorted(row, vals, side="left") for row, vals in zip(ordered, s)])
 
 
-def mean_rank_pvalue(queries: np.ndarray, gallery: np.ndarray, n_perm: int = 2000, seed: int = 0) -> float:
-    """One-sided permutation p-value of the observed mean rank: the share of random pairings (query i with gallery
-    item pi(i)) whose mean rank is at most the observed one, with the usual +1 correction."""
-    table = rank_table(queries, gallery)
+def mean_rank_pvalue(table: np.ndarray, n_perm: int = 2000, seed: int = 0) -> float:
+    """One-sided permutation p-value of the observed mean rank (the diagonal of ``rank_table``): the share of random
+    pairings (query i with gallery item pi(i)) whose mean rank is at most the observed one, +1 corrected."""
     n = len(table)
     observed = table.diagonal().mean()
     rng = np.random.default_rng(seed)
@@ -65,17 +64,16 @@ def retrieval_metrics(ecg: np.ndarray, echo: np.ndarray, ks: tuple[int, ...] = K
     of the true match (``ecg2echo_mean_rank``, ``chance_mean_rank``) with its permutation p-value
     (``ecg2echo_p``), and ``heldout_clips``."""
     n = len(ecg)
-    r_e2o, r_o2e = ranks(ecg, echo), ranks(echo, ecg)
-    out: dict[str, float] = {"heldout_clips": float(n)}
+    out: dict[str, float] = {"heldout_clips": float(n), "chance_mean_rank": (n + 1) / 2}
+    for name, queries, gallery in (("ecg2echo", ecg, echo), ("echo2ecg", echo, ecg)):
+        table = rank_table(queries, gallery)
+        r = table.diagonal()
+        for k in ks:
+            out[f"{name}_r{k}"] = float((r < k).mean())
+        out[f"{name}_mean_rank"] = float(r.mean() + 1)
+        out[f"{name}_p"] = mean_rank_pvalue(table)
     for k in ks:
-        out[f"ecg2echo_r{k}"] = float((r_e2o < k).mean())
-        out[f"echo2ecg_r{k}"] = float((r_o2e < k).mean())
         out[f"chance_r{k}"] = min(k, n) / n
-    out["ecg2echo_mean_rank"] = float(r_e2o.mean() + 1)
-    out["echo2ecg_mean_rank"] = float(r_o2e.mean() + 1)
-    out["chance_mean_rank"] = (n + 1) / 2
-    out["ecg2echo_p"] = mean_rank_pvalue(ecg, echo)
-    out["echo2ecg_p"] = mean_rank_pvalue(echo, ecg)
     return out
 
 
