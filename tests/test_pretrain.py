@@ -14,6 +14,7 @@ import pytest
 import torch
 
 from eee_ray.cli import main
+from eee_ray.demo import DEMO_PRETRAIN_EPOCHS
 from eee_ray.errors import UserError
 from eee_ray.losses import LossConfig
 from eee_ray.pairs import PairsConfig
@@ -21,7 +22,8 @@ from eee_ray.pretrain import FAILURE_MARKER, PretrainConfig, run_pretrain
 
 # The learning recipe (also the demo's): 64 px sub-clips, batch 8, plain InfoNCE for the first half, then the paper's
 # dual-margin loss. Its data set: 60 synthetic patients, two 2-3.5 s cines each, small frames (ingest in seconds).
-LEARN = dict(epochs=12, batch_size=8, lr=1e-3, seed=0, loss=LossConfig(warmup_epochs=6))
+LEARN = dict(epochs=DEMO_PRETRAIN_EPOCHS, batch_size=8, lr=1e-3, seed=0,
+             loss=LossConfig(warmup_epochs=DEMO_PRETRAIN_EPOCHS // 2))
 IMAGE = 64
 LEARN_SYNTH = dict(seed=0, patients=60, ecg_patients=60, studies_min=1, studies_max=1, cines_min=2, cines_max=2,
                    rows=240, cols=320, frames_min=60, frames_max=100, ecg_records_min=1, ecg_records_max=1,
