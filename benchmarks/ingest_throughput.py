@@ -3,6 +3,7 @@
 (a) naive: pydicom ``pixel_array`` of all frames, colour conversion, resize (one process);
 (b) decode-only: every frame through the fast decoder (libjpeg-turbo, DCT-downscaled grayscale), nothing else;
 (c) the full ingest (``run_ingest``: header filter, decode, resize, ECG tracing, Parquet) on 1 and on 2 Ray CPUs,
+    once per ``echo_storage`` (the SPEC's tensor type, and raw bytes),
     each in a fresh local Ray (Ray start-up excluded, actor start-up included), over ``--repeat`` symlinked replicas
     of the same files so that the actors' start-up is amortised as on a real data set;
 (c-steady) the same runs without their fixed costs (Ray Data and actor start-up before the first batch, the MLflow
@@ -12,7 +13,8 @@
 
 Prints files/s and MB/s per core and the ratios against the targets, plus a projection for the full MIMIC-IV-ECHO
 (525,422 files, 1.8 TB) on a 16-core node. Usage:
-    python benchmarks/ingest_throughput.py [--patients 4] [--repeat 6] [--rows 708 --cols 1016] [--workdir DIR]
+    python benchmarks/ingest_throughput.py [--patients 4] [--repeat 6] [--rounds 3] [--rows 708 --cols 1016]
+        [--workdir DIR]
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ import cv2
 import numpy as np
 
 MIMIC_FILES, MIMIC_BYTES = 525_422, 1.8e12
+STORAGES = ("tensor", "bytes")  # IngestConfig.echo_storage
 
 FULL = """
 import json, os, sys, time
@@ -40,7 +43,7 @@ from eee_ray.ingest import IngestConfig, run_ingest
 n = int(sys.argv[1])
 ray.init(num_cpus=n, include_dashboard=False, log_to_driver=False)
 t = time.perf_counter()
-s = run_ingest(IngestConfig(input=sys.argv[2], output=sys.argv[3], num_cpus=n))
+s = run_ingest(IngestConfig(input=sys.argv[2], output=sys.argv[3], num_cpus=n, echo_storage=sys.argv[4]))
 secs = time.perf_counter() - t
 import pyarrow.parquet as pq
 from pathlib import Path
@@ -104,7 +107,7 @@ def replicate(src: Path, dst: Path, files: list[Path], k: int) -> None:
                 link.symlink_to(f)
 
 
-def in_process(files: list[Path], out: Path) -> None:
+def in_process(files: list[Path], out: Path, echo_storage: str = "tensor") -> None:
     """The full ingest's per-file work (header, decode, resize, tracing, Parquet) without Ray: where (c) would be
     without Ray's scheduling and actor start-up."""
     from eee_ray.ingest import IngestConfig
@@ -117,7 +120,7 @@ def in_process(files: list[Path], out: Path) -> None:
         outs = [process_file(InputFile(f.name, bytes(f)), cfg) for f in files[i:i + cfg.batch_files]]
         clips = [o.clip for o in outs if o.clip is not None]
         if clips:
-            write_table(out / f"part-{i}.parquet", clips_table(clips))
+            write_table(out / f"part-{i}.parquet", clips_table(clips, echo_storage))
 
 
 def timed(fn, *args) -> float:
@@ -126,9 +129,10 @@ def timed(fn, *args) -> float:
     return time.perf_counter() - t
 
 
-def full(n_cpus: int, inp: Path, out: Path) -> tuple[float, float]:
+def full(n_cpus: int, inp: Path, out: Path, echo_storage: str = "tensor") -> tuple[float, float]:
     """Seconds of one full ingest, and its steady-state seconds per file (between its first and last part)."""
-    res = subprocess.run([sys.executable, "-c", FULL, str(n_cpus), str(inp), str(out)], capture_output=True,
+    res = subprocess.run([sys.executable, "-c", FULL, str(n_cpus), str(inp), str(out), echo_storage],
+                         capture_output=True,
                          text=True, check=True)
     r = json.loads(res.stdout.strip().splitlines()[-1])
     (t0, _), (t1, _) = r["parts"][0], r["parts"][-1]
@@ -141,6 +145,7 @@ def main() -> None:
     ap.add_argument("--rows", type=int, default=708, help="frame height (MIMIC-IV-ECHO cines: 708 x 1016)")
     ap.add_argument("--cols", type=int, default=1016)
     ap.add_argument("--repeat", type=int, default=6, help="replicas of the files for the full ingest runs")
+    ap.add_argument("--rounds", type=int, default=3, help="interleaved repetitions of (b), (c0), (c); medians")
     ap.add_argument("--workdir", default=None, help="keep the generated files here (default: a temp folder)")
     args = ap.parse_args()
     cv2.setNumThreads(1)  # one core per measurement, like one Ray actor
@@ -158,51 +163,72 @@ def main() -> None:
     replicate(data / "echo", work / "replicas", files, args.repeat)
 
     load_before = os.getloadavg()[0]
-    rows = []
-    t = timed(naive, files)
-    rows.append(("(a) naive pydicom pixel_array + colour + resize", 1, t))
-    t = timed(decode_only, files)
-    rows.append(("(b) decode-only, fast decoder", 1, t))
+    naive_s = timed(naive, files)
     timed(in_process, files[:2], work / "warm")  # imports and first-call costs, as an actor's start-up
-    t = timed(in_process, files, work / "in_process")
-    rows.append(("(c0) full per-file work in one process, no Ray", 1, t))
-    for cpus in (1, 2):
-        out = work / f"out_{cpus}"
-        if out.exists():
-            shutil.rmtree(out)
-        secs, per_file = full(cpus, work / "replicas", out)
-        name = f"full ingest, {cpus} Ray CPU{'s' if cpus > 1 else ''}"
-        rows.append((f"(c) {name}", cpus, secs / args.repeat))
-        rows.append((f"(c-steady) {name}, start-up and MLflow excluded", cpus, per_file * n))
+    runs: dict[str, list[float]] = {}  # key -> seconds per pass, one per round
+    labels: dict[str, tuple[str, int]] = {}
 
-    print("\n(seconds per pass over the files; (c): the full ingest's total divided by --repeat)")
+    def record(key: str, label: str, cores: int, secs: float) -> None:
+        runs.setdefault(key, []).append(secs)
+        labels[key] = (label, cores)
+
+    # rounds interleave every configuration, so that a slow spell of a shared machine hits all of them alike
+    for r in range(args.rounds):
+        record("b", "(b) decode-only, fast decoder", 1, timed(decode_only, files))
+        for st in STORAGES:
+            record(f"c0 {st}", f"(c0) full per-file work in one process, no Ray, echo as {st}", 1,
+                   timed(in_process, files, work / f"in_process_{st}", st))
+        for st in STORAGES:
+            for cpus in (1, 2):
+                out = work / f"out_{st}_{cpus}"
+                if out.exists():
+                    shutil.rmtree(out)
+                secs, per_file = full(cpus, work / "replicas", out, st)
+                name = f"full ingest, echo as {st}, {cpus} Ray CPU{'s' if cpus > 1 else ''}"
+                record(f"c {st} {cpus}", f"(c) {name}", cpus, secs / args.repeat)
+                record(f"steady {st} {cpus}", f"(c-steady) {name}, start-up and MLflow excluded", cpus, per_file * n)
+        print(f"round {r + 1}/{args.rounds} done", flush=True)
+    rows = [("a", "(a) naive pydicom pixel_array + colour + resize", 1, naive_s)]
+    rows += [(k, *labels[k], float(np.median(v))) for k, v in runs.items()]
+
+    print(f"\n(seconds per pass over the files, median of {args.rounds} interleaved rounds ((a): one pass); (c): the "
+          "full ingest's total divided by --repeat)")
     print("| pipeline | cores | seconds | files/s | MB/s | files/s per core | MB/s per core |")
     print("|---|---:|---:|---:|---:|---:|---:|")
-    per_core = {}
-    for name, cores, secs in rows:
-        per_core[name.split()[0] + str(cores)] = mb / secs / cores
+    pc = {}
+    for key, name, cores, secs in rows:
+        pc[key] = mb / secs / cores
         print(f"| {name} | {cores} | {secs:.2f} | {n / secs:.2f} | {mb / secs:.1f} | {n / secs / cores:.2f} | "
               f"{mb / secs / cores:.1f} |")
-    a, b, c0, e1, e2, c1, c2 = (per_core[k] for k in ("(a)1", "(b)1", "(c0)1", "(c)1", "(c)2", "(c-steady)1",
-                                                          "(c-steady)2"))
-    print("\n| ratio | measured | target |")
-    print("|---|---:|---|")
-    print(f"| full ingest per core / naive (steady) | {c1 / a:.1f}x | >= 10x |")
-    print(f"| decode-only / full ingest (per core, steady) | {b / c1:.2f}x | <= 1.5x |")
-    print(f"| decode-only / full ingest (per core, end to end over {args.repeat} replicas) | {b / e1:.2f}x | "
-          "(diagnostic) |")
-    print(f"| decode-only / full per-file work without Ray | {b / c0:.2f}x | (diagnostic) |")
-    print(f"| full ingest 2 CPUs / 1 CPU (throughput, steady) | {2 * c2 / c1:.2f}x | >= 1.7x |")
-    print(f"| full ingest 2 CPUs / 1 CPU (throughput, end to end) | {2 * e2 / e1:.2f}x | (diagnostic) |")
+    print("\n| ratio | echo as tensor (SPEC S3 default) | echo as bytes | target |")
+    print("|---|---:|---:|---|")
+
+    def line(label: str, f, target: str, fmt: str = "{:.2f}x") -> None:
+        print(f"| {label} | " + " | ".join(fmt.format(f(st)) for st in STORAGES) + f" | {target} |")
+
+    line("full ingest per core / naive (steady)", lambda st: pc[f"steady {st} 1"] / pc["a"], ">= 10x", "{:.1f}x")
+    line("decode-only / full ingest (per core, steady)", lambda st: pc["b"] / pc[f"steady {st} 1"], "<= 1.5x")
+    line(f"decode-only / full ingest (per core, end to end over {args.repeat} replicas)",
+         lambda st: pc["b"] / pc[f"c {st} 1"], "(diagnostic)")
+    line("decode-only / full per-file work without Ray", lambda st: pc["b"] / pc[f"c0 {st}"], "(diagnostic)")
+    line("full ingest 2 CPUs / 1 CPU (throughput, steady)",
+         lambda st: 2 * pc[f"steady {st} 2"] / pc[f"steady {st} 1"], ">= 1.7x")
+    line("full ingest 2 CPUs / 1 CPU (throughput, end to end)", lambda st: 2 * pc[f"c {st} 2"] / pc[f"c {st} 1"],
+         "(diagnostic)")
+    for st in STORAGES:
+        each = ", ".join(f"{s_ / b_:.2f}x" for b_, s_ in zip(runs["b"], runs[f"steady {st} 1"]))
+        print(f"decode-only / full ingest (per core, steady), echo as {st}, round by round: {each}")
     print(f"\n1-minute load average: {load_before:.1f} before, {os.getloadavg()[0]:.1f} after, on "
           f"{os.cpu_count()} cores (a busy machine distorts the 2-CPU figure most)")
-    eff = min(2 * c2 / c1 / 2, 1.0)
-    for label, e in (("measured 2-CPU efficiency", eff), ("linear scaling", 1.0)):
-        node = 16 * c1 * e
-        hours = MIMIC_BYTES / (node * 1e6) / 3600
-        print(f"Projection, full MIMIC-IV-ECHO ({MIMIC_FILES:,} files, 1.8 TB) on one 16-core node, {label}: "
-              f"{c1:.1f} MB/s per core x 16 x {e:.2f} = {node:.0f} MB/s -> {hours:.1f} h "
-              f"({MIMIC_FILES / (hours * 3600):.0f} files/s; disk/network permitting)")
+    for st in STORAGES:
+        c1 = pc[f"steady {st} 1"]
+        eff = min(pc[f"steady {st} 2"] / c1, 1.0)
+        for label, e in (("measured 2-CPU efficiency", eff), ("linear scaling", 1.0)):
+            node = 16 * c1 * e
+            hours = MIMIC_BYTES / (node * 1e6) / 3600
+            print(f"Projection, full MIMIC-IV-ECHO ({MIMIC_FILES:,} files, 1.8 TB) on one 16-core node, "
+                  f"echo as {st}, {label}: {c1:.1f} MB/s per core x 16 x {e:.2f} = {node:.0f} MB/s -> {hours:.2f} h "
+                  f"({MIMIC_FILES / (hours * 3600):.0f} files/s; disk/network permitting)")
 
 
 if __name__ == "__main__":

@@ -75,6 +75,44 @@ def test_output_contract(ingested_dir, ray_session):
     assert out == f"{row['echo'].shape} {int(row['echo'].sum())}"
 
 
+def test_bytes_storage_gives_the_same_clips(ingested_dir, synth_dir, ray_session, tmp_path):
+    """--echo-storage bytes writes echo as raw bytes; read_clips and echo_from_storage give the tensor output's arrays
+    back, pixel for pixel, and a resume with the other storage is refused instead of mixing the two."""
+    import argparse
+
+    from eee_ray.commands import ingest as command
+    from eee_ray.errors import UserError
+
+    parser = argparse.ArgumentParser()
+    command.add_arguments(parser)
+    out = tmp_path / "bytes"
+    args = parser.parse_args(["--input", str(synth_dir / "echo"), "--output", str(out), "--limit", "10",
+                              "--echo-storage", "bytes"])
+    assert command.run(args) == 0
+    part = next((out / "clips").glob("part-*.parquet"))
+    assert pq.read_schema(part).field("echo").type == S.echo_column_type("bytes")
+    assert pq.read_schema(part).names == S.clips_schema().names
+    got = {r["path"]: r for r in read_clips(out).take_all()}
+    assert len(got) >= 5
+    ref = {r["path"]: r["echo"] for r in read_clips(ingested_dir).filter(
+        expr=f"path in {sorted(got)!r}").take_all()}
+    assert set(ref) == set(got)
+    for path, row in got.items():
+        assert row["echo"].dtype == np.uint8 and row["echo"].shape == (row["n_frames"], 224, 224)
+        np.testing.assert_array_equal(row["echo"], ref[path])
+    t = pq.read_table(part, columns=["echo", "n_frames", "path"])
+    first = S.echo_from_storage(t.column("echo")[0].as_py(), t.column("n_frames")[0].as_py())
+    np.testing.assert_array_equal(first, ref[t.column("path")[0].as_py()])
+    from eee_ray.pairs import PairsConfig, build_pairs
+
+    sample = build_pairs(read_clips(out), PairsConfig()).take(1)[0]  # the next stage reads it unchanged
+    assert sample["echo"].dtype == np.uint8 and sample["echo"].shape[1:] == (8, 112, 112)
+    with pytest.raises(UserError, match="already holds echo stored as 'bytes'"):
+        run_ingest(IngestConfig(input=str(synth_dir / "echo"), output=str(out), limit=12))
+    with pytest.raises(UserError, match="echo_storage"):
+        IngestConfig(echo_storage="png")
+
+
 @pytest.fixture
 def one_cpu_held(ray_session):
     """Another job holding one of the session's two CPUs for the duration of a test."""

@@ -19,6 +19,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--trace-color", choices=("paper", "auto"), default=None,
                         help="paper: the paper's HSV window (default); auto: fall back to the strip's dominant "
                              "saturated hue and ignore a moving cursor line")
+    parser.add_argument("--echo-storage", choices=("tensor", "bytes"), default=None,
+                        help="clips.echo as Ray's uint8 tensor type (default, SPEC S3) or as raw bytes (a third "
+                             "less ingest CPU; eee-ray's later stages read both)")
     parser.add_argument("--max-frames", type=int, default=None, help="reject cines with more frames (default 120)")
     parser.add_argument("--config", default=None, help="YAML file with IngestConfig fields (trace: {...} for the "
                                                        "tracing thresholds); options given here win")
@@ -33,7 +36,8 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"--input folder not found: {args.input}")
     cfg = resolve(IngestConfig, args.config, {
         "input": args.input, "output": args.output, "num_cpus": args.num_cpus, "limit": args.limit,
-        "qa_samples": args.qa_samples, "trace_color": args.trace_color, "max_frames": args.max_frames})
+        "qa_samples": args.qa_samples, "trace_color": args.trace_color, "max_frames": args.max_frames,
+        "echo_storage": args.echo_storage})
     s = run_ingest(cfg)
     print(f"ingest: {s.discovered} files found, {s.skipped} already done, {s.processed} processed; "
           f"manifest holds {s.total}: " + ", ".join(f"{k} {v}" for k, v in sorted(s.by_status.items())))

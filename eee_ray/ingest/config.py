@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 
 from eee_ray.ingest.trace import TraceConfig
 
+ECHO_STORAGES = ("tensor", "bytes")
+
 
 @dataclass
 class IngestConfig:
@@ -16,6 +18,7 @@ class IngestConfig:
     qa_samples: int = 0                  # PNGs of first frames with the traced waveform and verdict
     trace_color: str = "paper"           # paper | auto (SPEC S3)
     echo_size: int = 224
+    echo_storage: str = "tensor"         # tensor (SPEC S3) | bytes: raw uint8, a third less CPU (schema.py says why)
     ecg_roi_fraction: float = 0.30       # bottom fraction of the frame that holds the ECG strip
     max_frames: int = 120                # more frames: too_many_frames (paper)
     max_pixels: int = 200_000_000        # Rows*Columns*Frames above this is refused from the header
@@ -32,6 +35,8 @@ class IngestConfig:
 
         if self.trace_color not in ("paper", "auto"):
             raise UserError(f"trace_color must be 'paper' or 'auto', got {self.trace_color!r}")
+        if self.echo_storage not in ECHO_STORAGES:
+            raise UserError(f"echo_storage must be one of {', '.join(ECHO_STORAGES)}, got {self.echo_storage!r}")
         if not 0.0 < self.ecg_roi_fraction < 1.0:
             raise UserError(f"ecg_roi_fraction must lie in (0, 1), got {self.ecg_roi_fraction}")
         for name in ("echo_size", "max_frames", "max_pixels", "batch_files"):

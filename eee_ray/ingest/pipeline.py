@@ -59,26 +59,28 @@ ECHO_PIXELS = "echo.data.list.element"  # the Parquet leaf column of the echo fr
 def write_table(path: Path, table: pa.Table) -> None:
     """zstd: as fast as snappy here and several times smaller on echo frames (black outside the sector).
 
-    The echo pixels (millions of uint8 values per part, stored as Parquet INT32) skip dictionary encoding and
-    statistics, the writer's costliest steps for them, and go BYTE_STREAM_SPLIT instead: the three zero high bytes
-    of each value compress to almost nothing. With zstd level 2 the part is as small as with the dictionary and
-    written in about two thirds of the CPU time (``benchmarks/ingest_profile.py``).
+    The echo pixels skip dictionary encoding and statistics, the writer's costliest steps for them (a binary echo
+    would also put two 2 MB min/max values in the footer). Stored as a tensor (millions of uint8 values per part,
+    Parquet INT32) they go BYTE_STREAM_SPLIT: the three zero high bytes of each value compress to almost nothing.
+    With zstd level 2 the part is as small as with the dictionary and written in about two thirds of the CPU time
+    (``benchmarks/ingest_profile.py``).
     """
     opts: dict = {"compression": "zstd"}
     if "echo" in table.column_names:
         rest = [c for c in table.column_names if c != "echo"]
-        opts.update(use_dictionary=rest, write_statistics=rest, column_encoding={ECHO_PIXELS: "BYTE_STREAM_SPLIT"},
-                    compression_level=2)
+        opts.update(use_dictionary=rest, write_statistics=rest, compression_level=2)
+        if not pa.types.is_large_binary(table.schema.field("echo").type):
+            opts.update(column_encoding={ECHO_PIXELS: "BYTE_STREAM_SPLIT"})
     atomic_write(path, lambda p: pq.write_table(table, p, **opts))
 
 
-def clips_table(clips: list[dict]) -> pa.Table:
-    schema = S.clips_schema()
+def clips_table(clips: list[dict], echo_storage: str = "tensor") -> pa.Table:
+    schema = S.clips_schema(echo_storage)
     cols = {}
     for f in schema:
         vals = [c[f.name] for c in clips]
         if f.name == "echo":
-            cols[f.name] = S.echo_array(vals)
+            cols[f.name] = S.echo_column(vals, echo_storage)
         elif f.name in ("ecg_px", "ecg"):
             cols[f.name] = pa.array([np.asarray(v, np.float32) for v in vals], type=f.type)
         else:
@@ -115,7 +117,7 @@ class IngestWorker:
         name = batch_name([it.path for it in items])
         clips = [o.clip for o in outcomes if o.clip is not None]
         if clips:
-            write_table(self.out / "clips" / name, clips_table(clips))
+            write_table(self.out / "clips" / name, clips_table(clips, self.cfg.echo_storage))
         crash_once(self.cfg.crash_marker)
         rows = [o.manifest for o in outcomes]
         write_table(self.out / "manifest" / name, pa.Table.from_pylist(rows, schema=S.MANIFEST_SCHEMA))
@@ -235,6 +237,10 @@ def run_ingest(cfg: IngestConfig) -> IngestSummary:
     for sub in ("manifest", "clips"):
         (out / sub).mkdir(parents=True, exist_ok=True)
     tidy(out)
+    stored = stored_echo_storage(out / "clips")
+    if stored is not None and stored != cfg.echo_storage:
+        raise UserError(f"{out / 'clips'} already holds echo stored as {stored!r}; resume with --echo-storage "
+                        f"{stored} or write to a new --output")
     reconcile(out)
     files = discover(inp, out, cfg.limit)
     done = set(read_manifest_table(out, ["path"]).column("path").to_pylist())
@@ -298,8 +304,17 @@ def read_manifest(output: str | Path):
     return df.sort_values("path").reset_index(drop=True)
 
 
+def stored_echo_storage(clips_dir: Path) -> str | None:
+    """How an existing ``clips/`` stores ``echo`` (from one part's footer; ingest never mixes), None when empty."""
+    part = next(iter(sorted(clips_dir.glob("part-*.parquet"))), None)
+    if part is None:
+        return None
+    return "bytes" if pa.types.is_large_binary(pq.read_schema(part).field("echo").type) else "tensor"
+
+
 def read_clips(output_or_clips: str | Path):
-    """The accepted clips as a Ray Dataset; ``echo`` comes back as a numpy uint8 array (F, 224, 224) per row.
+    """The accepted clips as a Ray Dataset; ``echo`` comes back as a numpy uint8 array (F, 224, 224) per row,
+    whichever ``echo_storage`` wrote them.
 
     Accepts the ingest output folder or its ``clips/`` folder.
     """
@@ -310,4 +325,7 @@ def read_clips(output_or_clips: str | Path):
     files = sorted(str(f) for f in clips.glob("part-*.parquet"))
     if not files:
         raise UserError(f"no clips found in {clips} (run `eee-ray ingest` first)")
-    return ray.data.read_parquet(files)
+    ds = ray.data.read_parquet(files)
+    if stored_echo_storage(clips) == "bytes":
+        ds = ds.map_batches(S.echo_batch_to_tensors, batch_format="numpy")
+    return ds
