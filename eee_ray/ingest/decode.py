@@ -35,7 +35,7 @@ def echo_rows(height: int, roi_fraction: float) -> int:
 
 
 def resize_echo(gray: np.ndarray, rows: int, size: int) -> np.ndarray:
-    """The echo region (rows above the strip) -> (size, size), as close to INTER_AREA as it gets at a tenth of the cost.
+    """The echo region (rows above the strip) -> (size, size), close to INTER_AREA at a tenth of its cost.
 
     OpenCV's INTER_AREA is a slow scalar loop at non-integer scales, the costliest step after decoding. Bilinear
     interpolation reads two of every ``factor`` input pixels per axis, which is fine while the factor stays below 3;

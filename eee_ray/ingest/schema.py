@@ -18,6 +18,7 @@ a list as an INT32 with its own repetition and definition levels, about 30 ms of
 of what decoding it costs; one binary value per clip is written in about 2 ms. :func:`eee_ray.ingest.read_clips`
 and :func:`echo_from_storage` return the same ``(F, S, S)`` arrays for both storages, so the later stages do not
 care; only a reader that bypasses them sees bytes.
+
 ``ecg_px`` holds one value per traced column (pixels, positive up, relative to the strip's vertical
 centre); ``ecg`` is ``ecg_px`` resampled to 100 Hz over the clip's duration (``n_frames * frame_time_ms``), still in
 strip pixels (downstream stages normalise).
