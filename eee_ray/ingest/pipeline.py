@@ -193,11 +193,9 @@ def reconcile(out: Path) -> int:
 INGEST_RESOURCE = "ingest"
 
 
-def _actor_pool(cfg: IngestConfig):
-    import ray
+def _actor_pool(cfg: IngestConfig, res: dict):
     from ray.data import ActorPoolStrategy
 
-    res = ray.cluster_resources()
     total = int(res.get(INGEST_RESOURCE) or res.get("CPU", 1))
     workers = max(1, min(cfg.num_cpus or total, total))
     # start all actors at once, but run as soon as one is up: CPUs held by other work never deadlock the ingest
@@ -210,15 +208,16 @@ def run_pipeline(todo: list[InputFile], cfg: IngestConfig) -> Counter:
     from eee_ray.runtime import init_ray
 
     init_ray(cfg.num_cpus)
-    compute, workers = _actor_pool(cfg)
-    cpus = min(cfg.cpus_per_worker, max(int(ray.cluster_resources().get("CPU", 1)) / workers, 0.01))
+    res = ray.cluster_resources()
+    compute, workers = _actor_pool(cfg, res)
+    cpus = min(cfg.cpus_per_worker, max(int(res.get("CPU", 1)) / workers, 0.01))
     items = [{"path": f.path, "fs": f.fs, "subject_id": _id(f.subject_id), "study_id": _id(f.study_id),
               "problem": f.problem or ""} for f in todo]
     # one task per block, one Parquet part per batch of `batch_files` inside it; cap the block count for big trees
     blocks = max(1, min(-(-len(items) // cfg.batch_files), 64 * workers))
     ds = ray.data.from_items(items, override_num_blocks=blocks)
     # Ray Data's actor pools restart dead actors and retry their tasks by default (max_restarts=-1).
-    routing = {"resources": {INGEST_RESOURCE: 1}} if ray.cluster_resources().get(INGEST_RESOURCE) else {}
+    routing = {"resources": {INGEST_RESOURCE: 1}} if res.get(INGEST_RESOURCE) else {}
     ds = ds.map_batches(worker_class(cfg), batch_size=cfg.batch_files, compute=compute, num_cpus=cpus,
                         batch_format="numpy", **routing)
     counts: Counter = Counter()
