@@ -20,8 +20,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="paper: the paper's HSV window (default); auto: fall back to the strip's dominant "
                              "saturated hue and ignore a moving cursor line")
     parser.add_argument("--echo-storage", choices=("tensor", "bytes"), default=None,
-                        help="clips.echo as Ray's uint8 tensor type (default, SPEC S3) or as raw bytes (a third "
-                             "less ingest CPU; eee-ray's later stages read both)")
+                        help="clips.echo as Ray's uint8 tensor type (default, SPEC S3) or as raw bytes (less "
+                             "ingest CPU; eee-ray's later stages read both)")
     parser.add_argument("--max-frames", type=int, default=None, help="reject cines with more frames (default 120)")
     parser.add_argument("--config", default=None, help="YAML file with IngestConfig fields (trace: {...} for the "
                                                        "tracing thresholds); options given here win")

@@ -18,7 +18,7 @@ class IngestConfig:
     qa_samples: int = 0                  # PNGs of first frames with the traced waveform and verdict
     trace_color: str = "paper"           # paper | auto (SPEC S3)
     echo_size: int = 224
-    echo_storage: str = "tensor"         # tensor (SPEC S3) | bytes: raw uint8, a third less CPU (schema.py says why)
+    echo_storage: str = "tensor"         # tensor (SPEC S3) | bytes: raw uint8, less CPU (schema.py says why)
     ecg_roi_fraction: float = 0.30       # bottom fraction of the frame that holds the ECG strip
     max_frames: int = 120                # more frames: too_many_frames (paper)
     max_pixels: int = 200_000_000        # Rows*Columns*Frames above this is refused from the header

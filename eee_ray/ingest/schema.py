@@ -14,8 +14,8 @@ reader without Ray sees the storage type, ``struct<data: large_list<uint8>, shap
 
 ``--echo-storage bytes`` (``IngestConfig.echo_storage``) stores ``echo`` as ``large_binary`` instead: the same
 pixels, C order, shape ``(n_frames, echo_size, echo_size)``. Parquet has no 8-bit type and writes every element of
-a list as an INT32 with its own repetition and definition levels, about 30 ms of CPU for a 38-frame cine, two thirds
-of what decoding it costs; one binary value per clip is written in about 2 ms. :func:`eee_ray.ingest.read_clips`
+a list as an INT32 with its own repetition and definition levels, 14-30 ms of CPU for a 38-frame cine, a third to
+two thirds of what decoding it costs; one binary value per clip is written in 2-4 ms. :func:`eee_ray.ingest.read_clips`
 and :func:`echo_from_storage` return the same ``(F, S, S)`` arrays for both storages, so the later stages do not
 care; only a reader that bypasses them sees bytes.
 
