@@ -98,20 +98,38 @@ def load_pairs(clips_dir: str | Path, cfg: PairsConfig, heldout_fraction: float,
     return train, held, sorted(heldout)
 
 
+def _pad(arrays: list, length: int, dtype) -> np.ndarray:
+    """Stack arrays of shape (n_i, ...) into (B, length, ...), zero-padded after each one's n_i rows."""
+    first = np.asarray(arrays[0])
+    out = np.zeros((len(arrays), length, *first.shape[1:]), dtype=dtype)
+    for i, a in enumerate(arrays):
+        a = np.asarray(a)[:length]
+        out[i, : len(a)] = a
+    return out
+
+
 def collate(batch: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
-    """A numpy batch of samples of varying T -> tensors padded to the batch's longest T, plus ``pad_mask``."""
+    """A numpy batch of samples of varying T -> tensors padded to the batch's longest T, plus ``pad_mask``.
+
+    Samples carry either echo pixels (``echo``) or a locked echo tower's features (``echo_cls``, ``echo_tok`` and,
+    for study-level positives, ``echo_mates``: the echo [CLS] of other clips of the same study, with ``n_mates``).
+    """
     lengths = np.asarray(batch["n_tokens"], dtype=np.int64)
-    ecg_list, echo_list = list(batch["ecg"]), list(batch["echo"])
-    b, t = len(lengths), int(lengths.max())
-    ecg = np.zeros((b, t, *np.asarray(ecg_list[0]).shape[1:]), dtype=np.float32)
-    echo = np.zeros((b, t, *np.asarray(echo_list[0]).shape[1:]), dtype=np.uint8)
-    for i, (e, v, n) in enumerate(zip(ecg_list, echo_list, lengths)):
-        ecg[i, :n] = np.asarray(e)[:n]
-        echo[i, :n] = np.asarray(v)[:n]
-    return {"ecg": torch.from_numpy(ecg), "echo": torch.from_numpy(echo),
-            "pad_mask": torch.from_numpy(np.arange(t)[None, :] >= lengths[:, None]),
-            "subject_id": torch.from_numpy(np.array(batch["subject_id"], dtype=np.int64)),
-            "study_id": torch.from_numpy(np.array(batch["study_id"], dtype=np.int64))}
+    t = int(lengths.max())
+    out = {"ecg": torch.from_numpy(_pad(list(batch["ecg"]), t, np.float32)),
+           "pad_mask": torch.from_numpy(np.arange(t)[None, :] >= lengths[:, None]),
+           "subject_id": torch.from_numpy(np.array(batch["subject_id"], dtype=np.int64)),
+           "study_id": torch.from_numpy(np.array(batch["study_id"], dtype=np.int64))}
+    if "echo" in batch:
+        out["echo"] = torch.from_numpy(_pad(list(batch["echo"]), t, np.uint8))
+    if "echo_cls" in batch:
+        out["echo_cls"] = torch.from_numpy(np.stack(list(batch["echo_cls"])).astype(np.float32))
+        out["echo_tok"] = torch.from_numpy(_pad(list(batch["echo_tok"]), t, np.float32))
+    if "echo_mates" in batch:
+        mates = list(batch["echo_mates"])
+        out["n_mates"] = torch.tensor([len(m) for m in mates], dtype=torch.int64)
+        out["echo_mates"] = torch.from_numpy(_pad(mates, int(out["n_mates"].max()), np.float32))
+    return out
 
 
 class Collate(NumpyBatchCollateFn):

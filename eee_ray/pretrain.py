@@ -23,6 +23,7 @@ from typing import Any
 import torch
 
 from eee_ray.config import flat_params, from_dict, save, to_dict
+from eee_ray.echo_features import attach_study_mates, embed_echo, init_model, pick_mates
 from eee_ray.errors import UserError
 from eee_ray.io import atomic_torch_save, atomic_write_text
 from eee_ray.losses import LossConfig, pretraining_losses, weighted_total
@@ -59,6 +60,10 @@ class PretrainConfig:
     heldout_fraction: float = 0.25      # share of patients held out for retrieval
     shuffle_buffer: int = 256           # clips per worker mixed before batching (clips of one study sit together)
     retrieval_max_clips: int = 2000     # held-out clips ranked each epoch (a seeded sample when there are more)
+    echo_tower: str = "train"           # train (the paper) | frozen: the echo encoder keeps its seeded init (LiT)
+    cls_positive: str = "clip"          # clip (the paper) | study: [CLS] terms pair a clip's ECG with the echo of
+    #                                     another clip of its study (needs echo_tower frozen); see echo_features.py
+    max_mates: int = 8                  # study-level positives: other clips of the study kept per clip
     loss: LossConfig = field(default_factory=LossConfig)
     pairs: PairsConfig = field(default_factory=PairsConfig)
     use_gpu: bool = False               # one GPU per worker, NCCL; else gloo on CPU
@@ -81,7 +86,12 @@ def validate(cfg: PretrainConfig) -> None:
               (cfg.epochs >= 1, "epochs must be >= 1"), (cfg.workers >= 1, "workers must be >= 1"),
               (cfg.batch_size >= 2, "batch size must be >= 2"), (0.0 <= cfg.p_shift < 1.0, "p_shift must be in [0, 1)"),
               (0.0 < cfg.heldout_fraction < 1.0, "heldout fraction must be in (0, 1)"), (cfg.lr > 0, "lr must be > 0"),
-              (cfg.retrieval_max_clips >= 2, "retrieval_max_clips must be >= 2")]
+              (cfg.retrieval_max_clips >= 2, "retrieval_max_clips must be >= 2"),
+              (cfg.echo_tower in ("train", "frozen"), f"echo_tower must be train or frozen, not {cfg.echo_tower!r}"),
+              (cfg.cls_positive in ("clip", "study"), f"cls_positive must be clip or study, not {cfg.cls_positive!r}"),
+              (cfg.cls_positive == "clip" or cfg.echo_tower == "frozen",
+               "cls_positive study needs echo_tower frozen (the study mates' echo features are computed once)"),
+              (cfg.max_mates >= 1, "max_mates must be >= 1")]
     for ok, msg in checks:
         if not ok:
             raise UserError(msg)
@@ -160,16 +170,19 @@ def train_loop(loop: dict[str, Any]) -> None:
     ctx = ray.train.get_context()
     rank, world = ctx.get_world_rank(), ctx.get_world_size()
     torch.set_num_threads(loop["threads"])
-    torch.manual_seed(cfg.seed)
     device = ray.train.torch.get_device()
 
-    model = EEEModel(mcfg)
+    model = init_model(mcfg, cfg.seed)
+    locked = cfg.echo_tower == "frozen"
+    if locked:
+        model.lock_echo()
     state = _load_state(model)
     history: list[dict[str, float]] = list(state["history"]) if state else []
     resumed_at: list[int] = list(state["resumed_at"]) + [state["epoch"]] if state else []
     start = state["epoch"] if state else 0
     ddp = ray.train.torch.prepare_model(model)
-    opt = torch.optim.AdamW(ddp.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    opt = torch.optim.AdamW([p for p in ddp.parameters() if p.requires_grad], lr=cfg.lr,
+                            weight_decay=cfg.weight_decay)
     if state:
         opt.load_state_dict(state["optimizer"])
     client = MlflowClient(loop["tracking_uri"]) if rank == 0 else None
@@ -189,9 +202,12 @@ def train_loop(loop: dict[str, Any]) -> None:
                                           local_shuffle_seed=cfg.seed + epoch):
             ecg, pad, m_shift = misalign(b["ecg"], b["pad_mask"], cfg.p_shift, gen)
             pad = pad.to(device)
+            echo = (b["echo_cls"].to(device), b["echo_tok"].to(device)) if locked else b["echo"].to(device)
             with amp:
-                out = ddp(ecg.to(device), b["echo"].to(device), pad)
+                out = ddp(ecg.to(device), echo, pad)
             out = {k: v.float() for k, v in out.items()}
+            if cfg.cls_positive == "study":   # the [CLS] terms' echo side: another clip of the same study
+                out["echo_cls"] = pick_mates(b["echo_mates"], b["n_mates"], gen).to(device)
             terms = pretraining_losses(out, pad, m_shift.to(device), b["study_id"].to(device),
                                        b["subject_id"].to(device), cfg.loss, gather,
                                        warmup=epoch <= cfg.loss.warmup_epochs)
@@ -288,6 +304,12 @@ def run_pretrain(cfg: PretrainConfig) -> dict[str, Any]:
     # rank 0 reads the held-out clips every epoch in well under a second; their progress bars outlived the reads and
     # kept redrawing on the driver's console through later stages
     held_ds.context.enable_progress_bars = False
+    if cfg.echo_tower == "frozen":
+        init = init_model(mcfg, cfg.seed)   # the workers build the same weights from the same seed
+        log.info("echo tower locked: embedding %d + %d clips once", n_train, n_held)
+        train_ds, held_ds = embed_echo(train_ds, init), embed_echo(held_ds, init)
+        if cfg.cls_positive == "study":
+            train_ds = attach_study_mates(train_ds, cfg.max_mates)
     batch_size = min(cfg.batch_size, n_train // cfg.workers)
     if batch_size < 2:
         raise UserError(f"{n_train} training clips are too few for {cfg.workers} worker(s) (need 2 per worker)")

@@ -21,12 +21,14 @@ KS = (1, 5, 10)
 @torch.no_grad()
 def embed(model: torch.nn.Module, batches: Iterable[dict[str, torch.Tensor]],
           device: torch.device | str = "cpu") -> dict[str, np.ndarray]:
-    """Aligned (unshifted) [CLS] embeddings of both towers plus IDs, in batch order, eval mode."""
+    """Aligned (unshifted) [CLS] embeddings of both towers plus IDs, in batch order, eval mode. Batches carry echo
+    pixels, or a locked echo tower's features (``echo_cls``, ``echo_tok``)."""
     was_training = model.training
     model.eval()
     parts: dict[str, list[np.ndarray]] = {"ecg": [], "echo": [], "subject_id": [], "study_id": []}
     for b in batches:
-        out = model(b["ecg"].to(device), b["echo"].to(device), b["pad_mask"].to(device))
+        echo = (b["echo_cls"].to(device), b["echo_tok"].to(device)) if "echo_cls" in b else b["echo"].to(device)
+        out = model(b["ecg"].to(device), echo, b["pad_mask"].to(device))
         parts["ecg"].append(out["ecg_cls"].float().cpu().numpy())
         parts["echo"].append(out["echo_cls"].float().cpu().numpy())
         parts["subject_id"].append(b["subject_id"].numpy())

@@ -10,7 +10,7 @@ from eee_ray.config import resolve
 # CLI option (dest) -> PretrainConfig field; options left out keep the YAML/dataclass value
 FIELDS = {"clips": "clips", "output": "output", "epochs": "epochs", "workers": "workers", "preset": "preset",
           "resume": "resume", "batch_size": "batch_size", "lr": "lr", "seed": "seed", "gpu": "use_gpu",
-          "workdir": "workdir"}
+          "workdir": "workdir", "echo_tower": "echo_tower", "cls_positive": "cls_positive"}
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -27,6 +27,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, help="seed of the patient split, shifts and initialisation (default 0)")
     p.add_argument("--gpu", action="store_true", help="one GPU per worker (NCCL)")
     p.add_argument("--image-size", type=int, help="echo sub-clip height = width (default 112; 224 allowed)")
+    p.add_argument("--echo-tower", choices=["train", "frozen"],
+                   help="train the echo encoder (the paper, default) or lock it at its seeded init (LiT); a locked "
+                        "tower embeds every clip once, so a step runs the ECG tower only")
+    p.add_argument("--cls-positive", choices=["clip", "study"],
+                   help="[CLS] terms pair a clip's ECG with its own echo (the paper, default) or with another clip "
+                        "of the same study, so beat timing cannot solve them (needs --echo-tower frozen)")
     p.add_argument("--workdir", help="where the local MLflow store lives (default: the parent of --output)")
     p.add_argument("--config", help="YAML file with PretrainConfig fields (CLI options win)")
 

@@ -62,9 +62,16 @@ class EEEModel(nn.Module):
         self.echo = EchoEncoder(vit, ECGEncoder(d_in=cfg.d_vit, **temporal))
         self.align_head = nn.Linear(2 * cfg.d_embed, 1)
 
-    def forward(self, ecg: torch.Tensor, echo: torch.Tensor, pad_mask: torch.Tensor) -> dict[str, torch.Tensor]:
+    def lock_echo(self) -> None:
+        """Freeze the echo tower (LiT): only the ECG tower and the alignment head learn."""
+        for p in self.echo.parameters():
+            p.requires_grad_(False)
+
+    def forward(self, ecg: torch.Tensor, echo: torch.Tensor | tuple[torch.Tensor, torch.Tensor],
+                pad_mask: torch.Tensor) -> dict[str, torch.Tensor]:
+        """``echo``: sub-clip pixels, or the ``(echo_cls, echo_tok)`` a locked echo tower computed once."""
         ecg_cls, ecg_tok = self.ecg(ecg, pad_mask)
-        echo_cls, echo_tok = self.echo(echo, pad_mask)
+        echo_cls, echo_tok = echo if isinstance(echo, tuple) else self.echo(echo, pad_mask)
         logit = self.align_head(torch.cat([ecg_cls, echo_cls], dim=-1)).squeeze(-1)
         return {"ecg_cls": ecg_cls, "ecg_tok": ecg_tok, "echo_cls": echo_cls, "echo_tok": echo_tok,
                 "align_logit": logit}

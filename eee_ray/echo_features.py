@@ -1,0 +1,80 @@
+"""A locked echo tower (LiT, Zhai et al. 2022) and study-level [CLS] positives (positives across time, as in CLOCS).
+
+With ``echo_tower: frozen`` the echo encoder keeps its initial weights, so every clip's echo features are the same in
+every epoch: Ray Data computes them once and they replace the pixels in the training data, and a training step runs
+the ECG tower only. With ``cls_positive: study`` each clip also carries the echo [CLS] of (up to ``max_mates``)
+other clips of its study; the [CLS] terms pair the clip's ECG with one of them, drawn afresh every step. The beat
+timing that the ECG and echo of one clip share then no longer solves the task; what a study's clips share (the
+heart's anatomy) does.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+
+from eee_ray.models.eee import EEEModel, ModelConfig
+from eee_ray.pairs import collate
+
+FEATURE_COLUMNS = ["ecg", "n_tokens", "subject_id", "study_id", "echo_cls", "echo_tok"]
+
+
+def init_model(mcfg: ModelConfig, seed: int) -> EEEModel:
+    """The seeded initial model: the driver (echo features) and every worker build the same weights from it."""
+    torch.manual_seed(seed)
+    return EEEModel(mcfg)
+
+
+class EchoEmbedder:
+    """Ray Data callable class: pixels -> the locked tower's ``echo_cls`` (D) and ``echo_tok`` (T x D) per clip."""
+
+    def __init__(self, echo_state: dict[str, torch.Tensor], mcfg: ModelConfig, threads: int = 1) -> None:
+        torch.set_num_threads(threads)
+        self.echo = EEEModel(mcfg).echo
+        self.echo.load_state_dict(echo_state)
+        self.echo.eval()
+
+    @torch.no_grad()
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, Any]:
+        b = collate(batch)
+        cls, tok = self.echo(b["echo"], b["pad_mask"])
+        n = np.asarray(batch["n_tokens"])
+        tokens = np.empty(len(n), dtype=object)
+        tokens[:] = [tok[i, :k].numpy() for i, k in enumerate(n)]
+        return {**{k: batch[k] for k in FEATURE_COLUMNS[:4]}, "echo_cls": cls.numpy(), "echo_tok": tokens}
+
+
+def embed_echo(ds, model: EEEModel, batch_size: int = 32):
+    """Replace the echo pixels of ``ds`` by the locked tower's features (one actor; materialised)."""
+    state = {k: v.detach().cpu() for k, v in model.echo.state_dict().items()}
+    return ds.map_batches(EchoEmbedder, fn_constructor_kwargs={"echo_state": state, "mcfg": model.cfg},
+                          batch_size=batch_size, concurrency=1, num_cpus=1, batch_format="numpy").materialize()
+
+
+def _study_mates(group: dict[str, np.ndarray], max_mates: int) -> dict[str, Any]:
+    """For each clip of one study: the echo [CLS] of up to ``max_mates`` other clips (itself when it is alone)."""
+    cls = np.stack(list(group["echo_cls"])).astype(np.float32)
+    n = len(cls)
+    # a content-based order, so the chosen mates do not depend on how the shuffle delivered the group
+    order = np.lexsort((cls[:, 0], np.asarray(group["n_tokens"])))
+    rank = np.empty(n, dtype=np.int64)
+    rank[order] = np.arange(n)
+    mates = np.empty(n, dtype=object)
+    for i in range(n):
+        others = [order[(rank[i] + k) % n] for k in range(1, min(n, max_mates + 1))]
+        mates[i] = cls[others] if others else cls[i: i + 1]
+    return {**group, "echo_mates": mates}
+
+
+def attach_study_mates(ds, max_mates: int = 8):
+    """Add ``echo_mates`` to every clip of ``ds`` (a dataset of echo features), grouping by study; materialised."""
+    return ds.groupby("study_id").map_groups(_study_mates, fn_kwargs={"max_mates": max_mates},
+                                             batch_format="numpy").materialize()
+
+
+def pick_mates(mates: torch.Tensor, n_mates: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """One of each clip's study mates, uniformly at random: (B, K, D) + counts (B,) -> (B, D)."""
+    idx = (torch.rand(len(n_mates), generator=generator) * n_mates).long().clamp(max=mates.shape[1] - 1)
+    return mates[torch.arange(len(n_mates)), idx]

@@ -1,0 +1,93 @@
+"""The locked echo tower and study-level [CLS] positives (``echo_tower: frozen``, ``cls_positive: study``): the echo
+features Ray Data computes once are what the tower gives, every clip's mates come from its own study, the tower
+stays at its seeded init through a Ray Train run while the ECG tower learns, and bad settings fail in one line."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from eee_ray.echo_features import attach_study_mates, embed_echo, init_model, pick_mates
+from eee_ray.errors import UserError
+from eee_ray.losses import LossConfig
+from eee_ray.pairs import PairsConfig, collate, load_pairs
+from eee_ray.pretrain import CHECKPOINT_FILE, PretrainConfig, model_config, run_pretrain
+
+PAIRS = PairsConfig(image_size=32, max_tokens=4)
+
+
+@pytest.fixture(scope="module")
+def pairs(ingested_dir):
+    train, held, _ = load_pairs(str(ingested_dir), PAIRS, 0.25, 0)
+    return train
+
+
+def test_echo_features_are_the_locked_towers_output(pairs):
+    model = init_model(model_config(PretrainConfig(pairs=PAIRS)), seed=3)
+    rows = pairs.take(6)
+    feats = embed_echo(pairs, model).take_all()
+    assert len(feats) == pairs.count() and "echo" not in feats[0]
+    by_ecg = {np.asarray(f["ecg"]).tobytes(): f for f in feats}
+    b = collate({k: [r[k] for r in rows] for k in ("ecg", "echo", "n_tokens", "subject_id", "study_id")})
+    with torch.no_grad():
+        cls, tok = model.eval().echo(b["echo"], b["pad_mask"])
+    for i, r in enumerate(rows):
+        f = by_ecg[np.asarray(r["ecg"]).tobytes()]
+        assert np.allclose(f["echo_cls"], cls[i].numpy(), atol=1e-5)
+        assert np.asarray(f["echo_tok"]).shape == (r["n_tokens"], model.cfg.d_embed)
+        assert np.allclose(f["echo_tok"], tok[i, : r["n_tokens"]].numpy(), atol=1e-5)
+
+
+def test_study_mates_come_from_the_same_study(pairs):
+    feats = embed_echo(pairs, init_model(model_config(PretrainConfig(pairs=PAIRS)), seed=0))
+    rows = attach_study_mates(feats, max_mates=2).take_all()
+    assert len(rows) == feats.count()
+    cls_of: dict[int, list[np.ndarray]] = {}
+    for r in rows:
+        cls_of.setdefault(r["study_id"], []).append(np.asarray(r["echo_cls"]))
+    alone = 0
+    for r in rows:
+        own, mates, study = np.asarray(r["echo_cls"]), np.asarray(r["echo_mates"]), cls_of[r["study_id"]]
+        if len(study) == 1:   # the only clip of its study is its own positive (the paper's pairing)
+            alone += 1
+            assert mates.shape == (1, own.size) and np.allclose(mates[0], own)
+            continue
+        assert len(mates) == min(2, len(study) - 1)
+        for m in mates:
+            assert not np.allclose(m, own) and any(np.allclose(m, c) for c in study)
+    assert alone < len(rows)
+    b = collate({k: [r[k] for r in rows[:8]] for k in ("ecg", "n_tokens", "subject_id", "study_id", "echo_cls",
+                                                       "echo_tok", "echo_mates")})
+    picked = pick_mates(b["echo_mates"], b["n_mates"], torch.Generator().manual_seed(0))
+    for i in range(8):
+        assert any(torch.allclose(picked[i], b["echo_mates"][i, k]) for k in range(int(b["n_mates"][i])))
+
+
+def test_bad_settings_fail_in_one_line(tmp_path):
+    base = dict(clips=str(tmp_path), output=str(tmp_path / "o"))
+    with pytest.raises(UserError, match="needs echo_tower frozen"):
+        run_pretrain(PretrainConfig(cls_positive="study", **base))
+    with pytest.raises(UserError, match="echo_tower must be"):
+        run_pretrain(PretrainConfig(echo_tower="locked", **base))
+    with pytest.raises(UserError, match="cls_positive must be"):
+        run_pretrain(PretrainConfig(cls_positive="patient", echo_tower="frozen", **base))
+
+
+@pytest.mark.slow
+def test_locked_tower_stays_at_init_while_ecg_learns(ingested_dir, tmp_path):
+    out = tmp_path / "pretrain"
+    cfg = PretrainConfig(clips=str(ingested_dir), output=str(out), epochs=2, batch_size=8, echo_tower="frozen",
+                         cls_positive="study", pairs=PAIRS, seed=5, loss=LossConfig(w_token=0.0, w_align=0.0))
+    m = run_pretrain(cfg)
+    assert m["epochs"] == 2 and all(np.isfinite(h["loss_total"]) for h in m["history"])
+    assert json.loads((out / "metrics.json").read_text())["heldout_clips"] == m["heldout_clips"]
+    state = torch.load(Path(out) / "checkpoints" / CHECKPOINT_FILE, weights_only=True)["model"]
+    init = init_model(model_config(cfg), cfg.seed).state_dict()
+    echo_keys = [k for k in init if k.startswith("echo.")]
+    ecg_keys = [k for k in init if k.startswith("ecg.")]
+    assert echo_keys and all(torch.equal(state[k], init[k]) for k in echo_keys)
+    assert any(not torch.equal(state[k], init[k]) for k in ecg_keys)
