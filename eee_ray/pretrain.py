@@ -309,7 +309,9 @@ def run_pretrain(cfg: PretrainConfig) -> dict[str, Any]:
         log.info("echo tower locked: embedding %d + %d clips once", n_train, n_held)
         train_ds, held_ds = embed_echo(train_ds, init), embed_echo(held_ds, init)
         if cfg.cls_positive == "study":
-            train_ds = attach_study_mates(train_ds, cfg.max_mates)
+            # the groupby leaves a study's clips side by side, and the shuffle buffer would keep many of them in
+            # one batch, where they are negatives of each other although their positives show the same heart
+            train_ds = attach_study_mates(train_ds, cfg.max_mates).random_shuffle(seed=cfg.seed).materialize()
     batch_size = min(cfg.batch_size, n_train // cfg.workers)
     if batch_size < 2:
         raise UserError(f"{n_train} training clips are too few for {cfg.workers} worker(s) (need 2 per worker)")

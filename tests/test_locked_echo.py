@@ -26,10 +26,17 @@ def pairs(ingested_dir):
     return train
 
 
-def test_echo_features_are_the_locked_towers_output(pairs):
+@pytest.fixture(scope="module")
+def locked(pairs):
+    """The seeded model and the training pairs embedded once by its locked echo tower."""
     model = init_model(model_config(PretrainConfig(pairs=PAIRS)), seed=3)
+    return model, embed_echo(pairs, model)
+
+
+def test_echo_features_are_the_locked_towers_output(pairs, locked):
+    model, embedded = locked
     rows = pairs.take(6)
-    feats = embed_echo(pairs, model).take_all()
+    feats = embedded.take_all()
     assert len(feats) == pairs.count() and "echo" not in feats[0]
     by_ecg = {np.asarray(f["ecg"]).tobytes(): f for f in feats}
     b = collate({k: [r[k] for r in rows] for k in ("ecg", "echo", "n_tokens", "subject_id", "study_id")})
@@ -42,8 +49,8 @@ def test_echo_features_are_the_locked_towers_output(pairs):
         assert np.allclose(f["echo_tok"], tok[i, : r["n_tokens"]].numpy(), atol=1e-5)
 
 
-def test_study_mates_come_from_the_same_study(pairs):
-    feats = embed_echo(pairs, init_model(model_config(PretrainConfig(pairs=PAIRS)), seed=0))
+def test_study_mates_come_from_the_same_study(locked):
+    feats = locked[1]
     rows = attach_study_mates(feats, max_mates=2).take_all()
     assert len(rows) == feats.count()
     cls_of: dict[int, list[np.ndarray]] = {}

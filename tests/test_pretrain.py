@@ -19,6 +19,7 @@ from eee_ray.errors import UserError
 from eee_ray.losses import LossConfig
 from eee_ray.pairs import PairsConfig
 from eee_ray.pretrain import FAILURE_MARKER, PretrainConfig, run_pretrain
+from eee_ray.probe import ecg_cls, heldout_r2
 
 # The learning recipe (also the demo's): 64 px sub-clips, batch 8, plain InfoNCE for the first half, then the paper's
 # dual-margin loss. Its data set: 60 synthetic patients, two 2-3.5 s cines each, small frames (ingest in seconds).
@@ -50,31 +51,6 @@ def test_cli_errors_are_one_line(tmp_path, capsys):
     assert main(["pretrain", "--clips", str(tmp_path), "--output", str(tmp_path / "o"), "--epochs", "0"]) == 2
     with pytest.raises(UserError, match="retrieval_max_clips"):   # YAML-only field: checked before Ray starts
         run_pretrain(PretrainConfig(clips=str(tmp_path), output=str(tmp_path / "o"), retrieval_max_clips=1))
-
-
-def ecg_cls(encoder: torch.nn.Module, samples: list[dict]) -> np.ndarray:
-    from eee_ray.pairs import collate
-
-    b = collate({k: [s[k] for s in samples] for k in ("ecg", "echo", "n_tokens", "subject_id", "study_id")})
-    with torch.no_grad():
-        return encoder.eval()(b["ecg"], b["pad_mask"])[0].numpy()
-
-
-def probe_r2(x: np.ndarray, y: np.ndarray, groups: np.ndarray) -> float:
-    """Ridge probe at patient level (mean [CLS] of a patient's clips), leave-one-patient-out: cross-validated R^2.
-
-    R^2 <= 0 means the features carry no usable information about ``y``, however negative (as does a negative
-    cross-validated correlation: it is no weaker form of information).
-    """
-    from sklearn.linear_model import RidgeCV
-    from sklearn.metrics import r2_score
-    from sklearn.model_selection import LeaveOneOut, cross_val_predict
-
-    ids = np.unique(groups)
-    xp = np.stack([x[groups == i].mean(0) for i in ids])
-    yp = np.array([y[groups == i][0] for i in ids])
-    pred = cross_val_predict(RidgeCV(alphas=np.logspace(-2, 3, 12)), xp, yp, cv=LeaveOneOut())
-    return float(r2_score(yp, pred))
 
 
 @pytest.mark.slow
@@ -129,10 +105,11 @@ def test_pretraining_learns_cross_modal_retrieval(learning_set, tmp_path):
     truth = pd.read_parquet(learning_set / "synth" / "truth" / "patients.parquet").set_index("subject_id")
     groups = np.array([s["subject_id"] for s in samples])
     x_pre, x_rand = ecg_cls(pretrained, samples), ecg_cls(random_init, samples)
+    held = set(m["heldout_patients"])
     for latent in ("wall_thickness", "lv_size", "valve_jet"):
         y = truth.loc[groups, latent].to_numpy()
-        print(f"probe R^2 {latent}: pretrained {probe_r2(x_pre, y, groups):.3f}, "
-              f"random init {probe_r2(x_rand, y, groups):.3f}")
+        print(f"held-out probe R^2 {latent}: pretrained {heldout_r2(x_pre, y, groups, held):.3f}, "
+              f"random init {heldout_r2(x_rand, y, groups, held):.3f}")
 
     # MLflow: one run with every loss term, the retrieval figures and the encoder
     client = mlflow.tracking.MlflowClient(m["mlflow_tracking_uri"])
