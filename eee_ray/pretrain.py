@@ -301,9 +301,6 @@ def run_pretrain(cfg: PretrainConfig) -> dict[str, Any]:
         log.info("held-out retrieval on a seeded sample of %d of %d clips", cfg.retrieval_max_clips, n_held)
         held_ds = held_ds.random_shuffle(seed=cfg.seed).limit(cfg.retrieval_max_clips).materialize()
         n_held = cfg.retrieval_max_clips
-    # rank 0 reads the held-out clips every epoch in well under a second; their progress bars outlived the reads and
-    # kept redrawing on the driver's console through later stages
-    held_ds.context.enable_progress_bars = False
     if cfg.echo_tower == "frozen":
         init = init_model(mcfg, cfg.seed)   # the workers build the same weights from the same seed
         log.info("echo tower locked: embedding %d + %d clips once", n_train, n_held)
@@ -312,6 +309,9 @@ def run_pretrain(cfg: PretrainConfig) -> dict[str, Any]:
             # the groupby leaves a study's clips side by side, and the shuffle buffer would keep many of them in
             # one batch, where they are negatives of each other although their positives show the same heart
             train_ds = attach_study_mates(train_ds, cfg.max_mates).random_shuffle(seed=cfg.seed).materialize()
+    # rank 0 reads the held-out clips every epoch in well under a second; their progress bars outlived the reads and
+    # kept redrawing on the driver's console through later stages
+    held_ds.context.enable_progress_bars = False
     batch_size = min(cfg.batch_size, n_train // cfg.workers)
     if batch_size < 2:
         raise UserError(f"{n_train} training clips are too few for {cfg.workers} worker(s) (need 2 per worker)")

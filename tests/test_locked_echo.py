@@ -87,7 +87,9 @@ def test_bad_settings_fail_in_one_line(tmp_path):
 @pytest.mark.slow
 def test_locked_tower_stays_at_init_while_ecg_learns(ingested_dir, tmp_path):
     out = tmp_path / "pretrain"
-    cfg = PretrainConfig(clips=str(ingested_dir), output=str(out), epochs=2, batch_size=8, echo_tower="frozen",
+    # two workers: DDP leaves the locked parameters alone and the gathered [CLS] pairs span both workers
+    cfg = PretrainConfig(clips=str(ingested_dir), output=str(out), epochs=2, batch_size=4, workers=2,
+                         cpus_per_worker=0.5, echo_tower="frozen",
                          cls_positive="study", pairs=PAIRS, seed=5, loss=LossConfig(w_token=0.0, w_align=0.0))
     m = run_pretrain(cfg)
     assert m["epochs"] == 2 and all(np.isfinite(h["loss_total"]) for h in m["history"])
