@@ -306,9 +306,7 @@ def run_pretrain(cfg: PretrainConfig) -> dict[str, Any]:
         log.info("echo tower locked: embedding %d + %d clips once", n_train, n_held)
         train_ds, held_ds = embed_echo(train_ds, init), embed_echo(held_ds, init)
         if cfg.cls_positive == "study":
-            # the groupby leaves a study's clips side by side, and the shuffle buffer would keep many of them in
-            # one batch, where they are negatives of each other although their positives show the same heart
-            train_ds = attach_study_mates(train_ds, cfg.max_mates).random_shuffle(seed=cfg.seed).materialize()
+            train_ds = attach_study_mates(train_ds, cfg.max_mates, cfg.seed)
     # rank 0 reads the held-out clips every epoch in well under a second; their progress bars outlived the reads and
     # kept redrawing on the driver's console through later stages
     held_ds.context.enable_progress_bars = False

@@ -137,10 +137,18 @@ def few_clips(ingested_dir, tmp_path) -> Path:
 def test_worker_failure_restart_then_resume(few_clips, tmp_path):
     """Two workers (global-batch gather); rank 1 dies at the start of epoch 2 (after the epoch-1 checkpoint is
     committed): the group restarts from that checkpoint and finishes epoch 2. Then ``--resume`` with one more epoch
-    continues the same run from the epoch-2 checkpoint."""
+    continues the same run from the epoch-2 checkpoint.
+
+    It runs with the locked echo tower and study-level positives (the paper's mode runs on two workers in
+    test_multinode): through DDP, the restart and the resume the tower stays bit-identical to its seeded init while
+    the ECG tower learns."""
+    from eee_ray.echo_features import init_model
+    from eee_ray.pretrain import model_config
+
     out = tmp_path / "pretrain"
     base = dict(clips=str(few_clips), output=str(out), workers=2, cpus_per_worker=0.5, batch_size=4,
-                pairs=PairsConfig(image_size=32, max_tokens=4), retrieval_max_clips=3)
+                pairs=PairsConfig(image_size=32, max_tokens=4), retrieval_max_clips=3, echo_tower="frozen",
+                cls_positive="study", seed=5)
     m = run_pretrain(PretrainConfig(epochs=2, inject_failure_epoch=2, **base))
     assert (out / FAILURE_MARKER).is_file()
     # resumed_at records the epoch of the checkpoint a (re)started group loaded: 1, not a restart from scratch
@@ -157,3 +165,7 @@ def test_worker_failure_restart_then_resume(few_clips, tmp_path):
     assert m2["mlflow_run_id"] == m["mlflow_run_id"]
     state = torch.load(out / "checkpoints" / "checkpoint.pt", weights_only=True)
     assert state["epoch"] == 3 and {"model", "optimizer", "config", "model_config"} <= set(state)
+    init = init_model(model_config(PretrainConfig(**base)), 5).state_dict()
+    echo_keys = [k for k in init if k.startswith("echo.")]
+    assert echo_keys and all(torch.equal(state["model"][k], init[k]) for k in echo_keys)
+    assert any(not torch.equal(state["model"][k], init[k]) for k in init if k.startswith("ecg."))
