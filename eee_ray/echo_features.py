@@ -47,10 +47,10 @@ class EchoEmbedder:
 
 
 def embed_echo(ds, model: EEEModel, batch_size: int = 32):
-    """Replace the echo pixels of ``ds`` by the locked tower's features (one actor; materialised)."""
+    """Replace the echo pixels of ``ds`` by the locked tower's features (one actor; lazy)."""
     state = {k: v.detach().cpu() for k, v in model.echo.state_dict().items()}
     return ds.map_batches(EchoEmbedder, fn_constructor_kwargs={"echo_state": state, "mcfg": model.cfg},
-                          batch_size=batch_size, concurrency=1, num_cpus=1, batch_format="numpy").materialize()
+                          batch_size=batch_size, concurrency=1, num_cpus=1, batch_format="numpy")
 
 
 def _attach_mates(batch: dict[str, np.ndarray], by_study: dict[int, np.ndarray], max_mates: int) -> dict[str, Any]:

@@ -86,11 +86,15 @@ def split_patients(subject_ids: list[int], heldout_fraction: float, seed: int) -
     return set(np.random.default_rng(seed).choice(ids, size=n, replace=False).tolist())
 
 
-def load_pairs(clips_dir: str | Path, cfg: PairsConfig, heldout_fraction: float, seed: int):
-    """Read ``clips/`` (the ingest output or its clips folder), build samples, split by patient; both materialised."""
+def load_pairs(clips_dir: str | Path, cfg: PairsConfig, heldout_fraction: float, seed: int, prepare=None):
+    """Read ``clips/`` (the ingest output or its clips folder), build samples, split by patient; both materialised.
+
+    ``prepare`` (dataset -> dataset) runs on all samples before the split, e.g. a locked echo tower's embedding.
+    """
     from eee_ray.ingest import read_clips
 
-    pairs = build_pairs(read_clips(clips_dir), cfg).select_columns(TRAIN_COLUMNS).materialize()
+    pairs = build_pairs(read_clips(clips_dir), cfg).select_columns(TRAIN_COLUMNS)
+    pairs = (prepare(pairs) if prepare else pairs).materialize()
     subjects = [r["subject_id"] for r in pairs.select_columns(["subject_id"]).take_all()]
     heldout = split_patients(subjects, heldout_fraction, seed)
     train = pairs.filter(lambda r: r["subject_id"] not in heldout).materialize()

@@ -11,6 +11,7 @@ hand-over to the downstream benchmark), ``metrics.json`` and the retrieval figur
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -294,19 +295,20 @@ def run_pretrain(cfg: PretrainConfig) -> dict[str, Any]:
     mcfg = model_config(cfg)
 
     init_ray()
-    train_ds, held_ds, held_patients = load_pairs(cfg.clips, cfg.pairs, cfg.heldout_fraction, cfg.seed)
+    locked = cfg.echo_tower == "frozen"
+    # a locked tower embeds every clip once, before the split; the workers build the same weights from the seed
+    prepare = functools.partial(embed_echo, model=init_model(mcfg, cfg.seed)) if locked else None
+    if locked:
+        log.info("echo tower locked: each clip's echo features are computed once, before training")
+    train_ds, held_ds, held_patients = load_pairs(cfg.clips, cfg.pairs, cfg.heldout_fraction, cfg.seed, prepare)
     n_train, n_held = train_ds.count(), held_ds.count()
     if n_held > cfg.retrieval_max_clips:
         # retrieval ranks every held-out clip against every other, every epoch on rank 0: O(N^2) memory and time
         log.info("held-out retrieval on a seeded sample of %d of %d clips", cfg.retrieval_max_clips, n_held)
         held_ds = held_ds.random_shuffle(seed=cfg.seed).limit(cfg.retrieval_max_clips).materialize()
         n_held = cfg.retrieval_max_clips
-    if cfg.echo_tower == "frozen":
-        init = init_model(mcfg, cfg.seed)   # the workers build the same weights from the same seed
-        log.info("echo tower locked: embedding %d + %d clips once", n_train, n_held)
-        train_ds, held_ds = embed_echo(train_ds, init), embed_echo(held_ds, init)
-        if cfg.cls_positive == "study":
-            train_ds = attach_study_mates(train_ds, cfg.max_mates, cfg.seed)
+    if cfg.cls_positive == "study":
+        train_ds = attach_study_mates(train_ds, cfg.max_mates, cfg.seed)
     # rank 0 reads the held-out clips every epoch in well under a second; their progress bars outlived the reads and
     # kept redrawing on the driver's console through later stages
     held_ds.context.enable_progress_bars = False

@@ -12,7 +12,7 @@ import torch
 
 from eee_ray.echo_features import attach_study_mates, embed_echo, init_model, pick_mates
 from eee_ray.errors import UserError
-from eee_ray.pairs import PairsConfig, collate, load_pairs
+from eee_ray.pairs import TRAIN_COLUMNS, PairsConfig, build_pairs, collate
 from eee_ray.pretrain import PretrainConfig, model_config, run_pretrain
 
 PAIRS = PairsConfig(image_size=32, max_tokens=4)
@@ -20,15 +20,16 @@ PAIRS = PairsConfig(image_size=32, max_tokens=4)
 
 @pytest.fixture(scope="module")
 def pairs(ingested_dir):
-    train, held, _ = load_pairs(str(ingested_dir), PAIRS, 0.25, 0)
-    return train
+    from eee_ray.ingest import read_clips
+
+    return build_pairs(read_clips(str(ingested_dir)), PAIRS).select_columns(TRAIN_COLUMNS).materialize()
 
 
 @pytest.fixture(scope="module")
 def locked(pairs):
-    """The seeded model and the training pairs embedded once by its locked echo tower."""
+    """The seeded model and the pairs embedded once by its locked echo tower."""
     model = init_model(model_config(PretrainConfig(pairs=PAIRS)), seed=3)
-    return model, embed_echo(pairs, model)
+    return model, embed_echo(pairs, model).materialize()
 
 
 def test_echo_features_are_the_locked_towers_output(pairs, locked):
