@@ -148,7 +148,7 @@ def test_worker_failure_restart_then_resume(few_clips, tmp_path):
     out = tmp_path / "pretrain"
     base = dict(clips=str(few_clips), output=str(out), workers=2, cpus_per_worker=0.5, batch_size=4,
                 pairs=PairsConfig(image_size=32, max_tokens=4), retrieval_max_clips=3, echo_tower="frozen",
-                cls_positive="study", seed=5)
+                cls_positive="study")
     m = run_pretrain(PretrainConfig(epochs=2, inject_failure_epoch=2, **base))
     assert (out / FAILURE_MARKER).is_file()
     # resumed_at records the epoch of the checkpoint a (re)started group loaded: 1, not a restart from scratch
@@ -165,7 +165,7 @@ def test_worker_failure_restart_then_resume(few_clips, tmp_path):
     assert m2["mlflow_run_id"] == m["mlflow_run_id"]
     state = torch.load(out / "checkpoints" / "checkpoint.pt", weights_only=True)
     assert state["epoch"] == 3 and {"model", "optimizer", "config", "model_config"} <= set(state)
-    init = init_model(model_config(PretrainConfig(**base)), 5).state_dict()
+    init = init_model(model_config(PretrainConfig(**base)), PretrainConfig().seed).state_dict()
     echo_keys = [k for k in init if k.startswith("echo.")]
     assert echo_keys and all(torch.equal(state["model"][k], init[k]) for k in echo_keys)
     assert any(not torch.equal(state["model"][k], init[k]) for k in init if k.startswith("ecg."))
