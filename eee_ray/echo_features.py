@@ -18,7 +18,7 @@ import torch
 from eee_ray.models.eee import EEEModel, ModelConfig
 from eee_ray.pairs import collate
 
-FEATURE_COLUMNS = ["ecg", "n_tokens", "subject_id", "study_id", "echo_cls", "echo_tok"]
+KEPT_COLUMNS = ["ecg", "n_tokens", "subject_id", "study_id"]   # the echo pixels are replaced
 
 
 def init_model(mcfg: ModelConfig, seed: int) -> EEEModel:
@@ -43,7 +43,7 @@ class EchoEmbedder:
         n = np.asarray(batch["n_tokens"])
         tokens = np.empty(len(n), dtype=object)
         tokens[:] = [tok[i, :k].numpy() for i, k in enumerate(n)]
-        return {**{k: batch[k] for k in FEATURE_COLUMNS[:4]}, "echo_cls": cls.numpy(), "echo_tok": tokens}
+        return {**{k: batch[k] for k in KEPT_COLUMNS}, "echo_cls": cls.numpy(), "echo_tok": tokens}
 
 
 def embed_echo(ds, model: EEEModel, batch_size: int = 32):

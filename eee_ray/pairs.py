@@ -136,6 +136,13 @@ def collate(batch: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
     return out
 
 
+def echo_input(batch: dict[str, torch.Tensor], device) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+    """What ``EEEModel`` takes as its echo argument from a collated batch: pixels, or a locked tower's features."""
+    if "echo_cls" in batch:
+        return batch["echo_cls"].to(device), batch["echo_tok"].to(device)
+    return batch["echo"].to(device)
+
+
 class Collate(NumpyBatchCollateFn):
     """``collate`` as the callable class that ``iter_torch_batches(collate_fn=...)`` expects in Ray >= 2.47."""
 

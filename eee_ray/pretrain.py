@@ -23,14 +23,14 @@ from typing import Any
 
 import torch
 
-from eee_ray.config import flat_params, from_dict, save, to_dict
+from eee_ray.config import flat_params, from_dict, load_yaml, save, to_dict
 from eee_ray.echo_features import attach_study_mates, embed_echo, init_model, pick_mates
 from eee_ray.errors import UserError
 from eee_ray.io import atomic_torch_save, atomic_write_text
 from eee_ray.losses import LossConfig, pretraining_losses, weighted_total
 from eee_ray.models.ecg_encoder import save_pretrained
 from eee_ray.models.eee import EEEModel, ModelConfig, preset
-from eee_ray.pairs import NORMALIZATION, Collate, PairsConfig, load_pairs, misalign
+from eee_ray.pairs import NORMALIZATION, Collate, PairsConfig, echo_input, load_pairs, misalign
 from eee_ray.retrieval import embed, plot_retrieval, recall_curve, retrieval_metrics
 from eee_ray.retrieval import summary as retrieval_summary
 
@@ -174,8 +174,7 @@ def train_loop(loop: dict[str, Any]) -> None:
     device = ray.train.torch.get_device()
 
     model = init_model(mcfg, cfg.seed)
-    locked = cfg.echo_tower == "frozen"
-    if locked:
+    if cfg.echo_tower == "frozen":
         model.lock_echo()
     state = _load_state(model)
     history: list[dict[str, float]] = list(state["history"]) if state else []
@@ -203,9 +202,8 @@ def train_loop(loop: dict[str, Any]) -> None:
                                           local_shuffle_seed=cfg.seed + epoch):
             ecg, pad, m_shift = misalign(b["ecg"], b["pad_mask"], cfg.p_shift, gen)
             pad = pad.to(device)
-            echo = (b["echo_cls"].to(device), b["echo_tok"].to(device)) if locked else b["echo"].to(device)
             with amp:
-                out = ddp(ecg.to(device), echo, pad)
+                out = ddp(ecg.to(device), echo_input(b, device), pad)
             out = {k: v.float() for k, v in out.items()}
             if cfg.cls_positive == "study":   # the [CLS] terms' echo side: another clip of the same study
                 out["echo_cls"] = pick_mates(b["echo_mates"], b["n_mates"], gen).to(device)
@@ -274,6 +272,16 @@ def _mlflow_run(cfg: PretrainConfig, output: Path, params: dict[str, Any]) -> tu
     return uri, run.info.run_id
 
 
+def _check_resume_settings(cfg: PretrainConfig, before: dict[str, Any]) -> None:
+    """A resumed run keeps the echo settings of its checkpoint: a locked tower's optimizer holds fewer parameters,
+    and the [CLS] positives define what the run learns."""
+    for name in ("echo_tower", "cls_positive"):
+        was = before.get(name, getattr(PretrainConfig, name))
+        if getattr(cfg, name) != was:
+            raise UserError(f"this run was trained with {name} {was}; resume it with the same setting "
+                            f"(--{name.replace('_', '-')} {was})")
+
+
 def run_pretrain(cfg: PretrainConfig) -> dict[str, Any]:
     """Pretrain, evaluate, write the outputs; returns the content of ``<output>/metrics.json``."""
     import ray.train
@@ -290,6 +298,8 @@ def run_pretrain(cfg: PretrainConfig) -> dict[str, Any]:
         raise UserError(f"{output} already holds a pretraining run; pass --resume to continue it, or pick a new --output")
     if cfg.resume and not (storage / RUN_NAME).exists():
         raise UserError(f"nothing to resume in {output}")
+    if cfg.resume and (output / "config.yaml").is_file():
+        _check_resume_settings(cfg, load_yaml(output / "config.yaml"))
     output.mkdir(parents=True, exist_ok=True)
     save(cfg, output / "config.yaml")
     mcfg = model_config(cfg)

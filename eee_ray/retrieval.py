@@ -15,6 +15,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from eee_ray.pairs import echo_input
+
 KS = (1, 5, 10)
 
 
@@ -27,8 +29,7 @@ def embed(model: torch.nn.Module, batches: Iterable[dict[str, torch.Tensor]],
     model.eval()
     parts: dict[str, list[np.ndarray]] = {"ecg": [], "echo": [], "subject_id": [], "study_id": []}
     for b in batches:
-        echo = (b["echo_cls"].to(device), b["echo_tok"].to(device)) if "echo_cls" in b else b["echo"].to(device)
-        out = model(b["ecg"].to(device), echo, b["pad_mask"].to(device))
+        out = model(b["ecg"].to(device), echo_input(b, device), b["pad_mask"].to(device))
         parts["ecg"].append(out["ecg_cls"].float().cpu().numpy())
         parts["echo"].append(out["echo_cls"].float().cpu().numpy())
         parts["subject_id"].append(b["subject_id"].numpy())

@@ -86,3 +86,23 @@ def test_bad_settings_fail_in_one_line(tmp_path, capsys):
         run_pretrain(PretrainConfig(echo_tower="locked", **base))
     with pytest.raises(UserError, match="cls_positive must be"):
         run_pretrain(PretrainConfig(cls_positive="patient", echo_tower="frozen", **base))
+
+
+def test_resume_keeps_the_echo_settings(tmp_path, capsys):
+    """A run trained with the paper's settings cannot be resumed with a locked tower (its optimizer holds the echo
+    parameters), nor the other way round: one line, before Ray starts."""
+    from eee_ray.cli import main
+    from eee_ray.config import save
+
+    out = tmp_path / "o"
+    (out / "ray_results" / "pretrain").mkdir(parents=True)
+    save(PretrainConfig(clips=str(tmp_path), output=str(out)), out / "config.yaml")
+    args = ["pretrain", "--clips", str(tmp_path), "--output", str(out), "--resume"]
+    assert main(args + ["--echo-tower", "frozen"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "trained with echo_tower train" in err and "--echo-tower train" in err and len(err.splitlines()) == 1
+    save(PretrainConfig(clips=str(tmp_path), output=str(out), echo_tower="frozen", cls_positive="study"),
+         out / "config.yaml")
+    with pytest.raises(UserError, match="cls_positive study"):
+        run_pretrain(PretrainConfig(clips=str(tmp_path), output=str(out), resume=True, echo_tower="frozen"))
+
