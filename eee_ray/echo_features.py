@@ -6,6 +6,10 @@ the ECG tower only. With ``cls_positive: study`` each clip also carries the echo
 other clips of its study; the [CLS] terms pair the clip's ECG with one of them, drawn afresh every step. The beat
 timing that the ECG and echo of one clip share then no longer solves the task; what a study's clips share (the
 heart's anatomy) does.
+
+A randomly initialised tower maps every clip to nearly the same vector (cosines near 1), so the features are
+standardised per dimension with the training clips' statistics (``echo_standardize``) before any loss sees them:
+what tells clips apart is then what the cosine measures.
 """
 
 from __future__ import annotations
@@ -51,6 +55,38 @@ def embed_echo(ds, model: EEEModel, batch_size: int = 32):
     state = {k: v.detach().cpu() for k, v in model.echo.state_dict().items()}
     return ds.map_batches(EchoEmbedder, fn_constructor_kwargs={"echo_state": state, "mcfg": model.cfg},
                           batch_size=batch_size, concurrency=1, num_cpus=1, batch_format="numpy")
+
+
+def _feature_sums(batch: dict[str, np.ndarray]) -> dict[str, Any]:
+    cls = np.stack(list(batch["echo_cls"])).astype(np.float64)
+    tok = np.concatenate(list(batch["echo_tok"])).astype(np.float64)
+    return {f"{name}_{part}": [value] for name, x in (("cls", cls), ("tok", tok))
+            for part, value in (("n", len(x)), ("sum", x.sum(0)), ("sq", (x * x).sum(0)))}
+
+
+def feature_stats(ds) -> dict[str, np.ndarray]:
+    """Per-dimension mean and std of ``echo_cls`` and of all ``echo_tok`` rows of ``ds``: one pass of partial sums."""
+    parts = ds.map_batches(_feature_sums, batch_format="numpy").take_all()
+    stats = {}
+    for name in ("cls", "tok"):
+        n = sum(int(p[f"{name}_n"]) for p in parts)
+        mean = sum(p[f"{name}_sum"] for p in parts) / n
+        var = sum(p[f"{name}_sq"] for p in parts) / n - mean * mean
+        stats[f"{name}_mean"] = mean.astype(np.float32)
+        stats[f"{name}_std"] = np.sqrt(np.maximum(var, 0.0)).astype(np.float32) + np.float32(1e-6)
+    return stats
+
+
+def _standardize(batch: dict[str, np.ndarray], stats: dict[str, np.ndarray]) -> dict[str, Any]:
+    tokens = np.empty(len(batch["echo_tok"]), dtype=object)
+    tokens[:] = [(np.asarray(t) - stats["tok_mean"]) / stats["tok_std"] for t in batch["echo_tok"]]
+    cls = (np.stack(list(batch["echo_cls"])) - stats["cls_mean"]) / stats["cls_std"]
+    return {**batch, "echo_cls": cls.astype(np.float32), "echo_tok": tokens}
+
+
+def standardize_features(ds, stats: dict[str, np.ndarray]):
+    """``echo_cls`` and ``echo_tok`` of ``ds`` centred and scaled per dimension with ``stats`` (lazy)."""
+    return ds.map_batches(_standardize, fn_kwargs={"stats": stats}, batch_format="numpy")
 
 
 def _attach_mates(batch: dict[str, np.ndarray], by_study: dict[int, np.ndarray], max_mates: int) -> dict[str, Any]:

@@ -24,6 +24,7 @@ import numpy as np
 import pandas as pd
 
 from eee_ray.errors import UserError
+from eee_ray.io import read_parquet
 
 log = logging.getLogger(__name__)
 
@@ -183,7 +184,7 @@ def _input_dataset(path: Path):
             raise UserError(f"waveform Parquet {path} lacks column(s) {', '.join(missing)} "
                             f"(needs {', '.join(WAVEFORM_COLUMNS)})")
         n = sum(pq.ParquetFile(f).metadata.num_rows for f in files)
-        return ray.data.read_parquet([str(f) for f in files], columns=list(WAVEFORM_COLUMNS)), n
+        return read_parquet(files, columns=list(WAVEFORM_COLUMNS)), n
     items = wfdb_table(path).to_dict("records")
     return ray.data.from_items(items, override_num_blocks=max(1, min(64, len(items) // 16))), len(items)
 

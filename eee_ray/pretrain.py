@@ -24,7 +24,8 @@ from typing import Any
 import torch
 
 from eee_ray.config import flat_params, from_dict, load_yaml, save, to_dict
-from eee_ray.echo_features import attach_study_mates, embed_echo, init_model, pick_mates
+from eee_ray.echo_features import (attach_study_mates, embed_echo, feature_stats, init_model, pick_mates,
+                                   standardize_features)
 from eee_ray.errors import UserError
 from eee_ray.io import atomic_torch_save, atomic_write_text
 from eee_ray.losses import LossConfig, pretraining_losses, weighted_total
@@ -65,6 +66,7 @@ class PretrainConfig:
     cls_positive: str = "clip"          # clip (the paper) | study: [CLS] terms pair a clip's ECG with the echo of
     #                                     another clip of its study (needs echo_tower frozen); see echo_features.py
     max_mates: int = 8                  # study-level positives: other clips of the study kept per clip
+    echo_standardize: bool = True       # frozen tower: features standardised per dimension (training clips' stats)
     loss: LossConfig = field(default_factory=LossConfig)
     pairs: PairsConfig = field(default_factory=PairsConfig)
     use_gpu: bool = False               # one GPU per worker, NCCL; else gloo on CPU
@@ -274,12 +276,15 @@ def _mlflow_run(cfg: PretrainConfig, output: Path, params: dict[str, Any]) -> tu
 
 def _check_resume_settings(cfg: PretrainConfig, before: dict[str, Any]) -> None:
     """A resumed run keeps the echo settings of its checkpoint: a locked tower's optimizer holds fewer parameters,
-    and the [CLS] positives define what the run learns."""
-    for name in ("echo_tower", "cls_positive"):
-        was = before.get(name, getattr(PretrainConfig, name))
+    and the [CLS] positives and the echo features define what the run learns."""
+    names = ["echo_tower", "cls_positive"] + (["echo_standardize"] if cfg.echo_tower == "frozen" else [])
+    for name in names:
+        # a locked run saved before echo_standardize existed used the raw features
+        was = before.get(name, False if name == "echo_standardize" else getattr(PretrainConfig, name))
         if getattr(cfg, name) != was:
-            raise UserError(f"this run was trained with {name} {was}; resume it with the same setting "
-                            f"(--{name.replace('_', '-')} {was})")
+            hint = (("without --raw-echo-features" if was else "--raw-echo-features") if name == "echo_standardize"
+                    else f"--{name.replace('_', '-')} {was}")
+            raise UserError(f"this run was trained with {name} {was}; resume it with the same setting ({hint})")
 
 
 def run_pretrain(cfg: PretrainConfig) -> dict[str, Any]:
@@ -311,6 +316,9 @@ def run_pretrain(cfg: PretrainConfig) -> dict[str, Any]:
     if locked:
         log.info("echo tower locked: each clip's echo features are computed once, before training")
     train_ds, held_ds, held_patients = load_pairs(cfg.clips, cfg.pairs, cfg.heldout_fraction, cfg.seed, prepare)
+    if locked and cfg.echo_standardize:
+        stats = feature_stats(train_ds)
+        train_ds, held_ds = (standardize_features(d, stats).materialize() for d in (train_ds, held_ds))
     n_train, n_held = train_ds.count(), held_ds.count()
     if n_held > cfg.retrieval_max_clips:
         # retrieval ranks every held-out clip against every other, every epoch on rank 0: O(N^2) memory and time

@@ -7,6 +7,8 @@ has seen the patients it is scored on. R^2 <= 0 means no usable information.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import torch
 
@@ -38,3 +40,13 @@ def heldout_r2(x: np.ndarray, y: np.ndarray, groups: np.ndarray, heldout: set[in
         raise ValueError("the probe needs patients on both sides of the split")
     probe = RidgeCV(alphas=np.logspace(-2, 4, 13)).fit(xp[~test], yp[~test])
     return float(r2_score(yp[test], probe.predict(xp[test])))
+
+
+def pretrained_and_init(encoder_path: str | Path, samples: list[dict], seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """[CLS] of every sample from a pretrained ``ecg_encoder.pt`` and from the same encoder at the random init its
+    pretraining started from (the seeded model builds its ECG tower first)."""
+    from eee_ray.models.ecg_encoder import ECGEncoder, load_pretrained
+
+    torch.manual_seed(seed)
+    init = ECGEncoder(**torch.load(encoder_path, weights_only=True)["config"])
+    return ecg_cls(load_pretrained(encoder_path), samples), ecg_cls(init, samples)

@@ -32,9 +32,11 @@ def ray_session():
     """One local Ray for the whole test session (2 CPUs, like CI)."""
     import ray
 
+    from eee_ray.runtime import LOCAL_ENV_VARS
+
     if not ray.is_initialized():
         ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
-                 runtime_env={"env_vars": {"OMP_NUM_THREADS": "1", "RAY_AUTH_MODE": "disabled"}})
+                 runtime_env={"env_vars": {"OMP_NUM_THREADS": "1", "RAY_AUTH_MODE": "disabled", **LOCAL_ENV_VARS}})
     yield ray
     # left running until the interpreter exits: other session fixtures may still use it
 

@@ -1,5 +1,6 @@
 """The locked echo tower and study-level [CLS] positives (``echo_tower: frozen``, ``cls_positive: study``): the echo
-features Ray Data computes once are what the tower gives, every clip's mates come from its own study, the tower
+features Ray Data computes once are what the tower gives, standardised per dimension with the statistics of the
+clips given, every clip's mates come from its own study, the tower
 stays at its seeded init through a Ray Train run while the ECG tower learns (the restart/resume test in
 test_pretrain.py runs in this mode), and bad settings fail in one line."""
 
@@ -10,7 +11,8 @@ import numpy as np
 import pytest
 import torch
 
-from eee_ray.echo_features import attach_study_mates, embed_echo, init_model, pick_mates
+from eee_ray.echo_features import (attach_study_mates, embed_echo, feature_stats, init_model, pick_mates,
+                                   standardize_features)
 from eee_ray.errors import UserError
 from eee_ray.pairs import TRAIN_COLUMNS, PairsConfig, build_pairs, collate
 from eee_ray.pretrain import PretrainConfig, model_config, run_pretrain
@@ -46,6 +48,33 @@ def test_echo_features_are_the_locked_towers_output(pairs, locked):
         assert np.allclose(f["echo_cls"], cls[i].numpy(), atol=1e-5)
         assert np.asarray(f["echo_tok"]).shape == (r["n_tokens"], model.cfg.d_embed)
         assert np.allclose(f["echo_tok"], tok[i, : r["n_tokens"]].numpy(), atol=1e-5)
+
+
+def test_standardised_features_have_zero_mean_and_unit_std(locked):
+    """A random tower maps every clip to nearly one vector; standardised, the clips differ in every dimension. The
+    statistics are those of the dataset they were computed on (the training split), applied to any other one."""
+    feats = locked[1]
+    rows = feats.take_all()
+    cls = np.stack([r["echo_cls"] for r in rows]).astype(np.float64)
+    tok = np.concatenate([r["echo_tok"] for r in rows]).astype(np.float64)
+    unit = cls / np.linalg.norm(cls, axis=1, keepdims=True)
+    assert (unit @ unit.T).min() > 0.9   # the raw features: all clips nearly parallel
+    stats = feature_stats(feats)
+    for name, x in (("cls", cls), ("tok", tok)):
+        assert np.allclose(stats[f"{name}_mean"], x.mean(0), atol=1e-5)
+        assert np.allclose(stats[f"{name}_std"], x.std(0), rtol=1e-3, atol=1e-5)
+    out = standardize_features(feats, stats).take_all()
+    by_ecg = {np.asarray(r["ecg"]).tobytes(): r for r in rows}
+    z_cls = np.stack([r["echo_cls"] for r in out])
+    z_tok = np.concatenate([r["echo_tok"] for r in out])
+    assert np.allclose(z_cls.mean(0), 0, atol=1e-4) and np.allclose(z_cls.std(0), 1, atol=1e-3)
+    assert np.allclose(z_tok.mean(0), 0, atol=1e-4) and np.allclose(z_tok.std(0), 1, atol=1e-3)
+    for r in out[:5]:   # row by row: the same clip, its tokens' count kept
+        raw = by_ecg[np.asarray(r["ecg"]).tobytes()]
+        assert np.allclose(r["echo_cls"], (raw["echo_cls"] - stats["cls_mean"]) / stats["cls_std"], atol=1e-5)
+        assert np.asarray(r["echo_tok"]).shape == np.asarray(raw["echo_tok"]).shape
+    z_unit = z_cls / np.linalg.norm(z_cls, axis=1, keepdims=True)
+    assert (z_unit @ z_unit.T).min() < 0   # standardised: clips point apart
 
 
 def test_study_mates_come_from_the_same_study(locked):
@@ -105,4 +134,7 @@ def test_resume_keeps_the_echo_settings(tmp_path, capsys):
          out / "config.yaml")
     with pytest.raises(UserError, match="cls_positive study"):
         run_pretrain(PretrainConfig(clips=str(tmp_path), output=str(out), resume=True, echo_tower="frozen"))
+    assert main(args + ["--echo-tower", "frozen", "--cls-positive", "study", "--raw-echo-features"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "trained with echo_standardize True" in err and "without --raw-echo-features" in err
 

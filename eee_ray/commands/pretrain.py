@@ -10,7 +10,8 @@ from eee_ray.config import resolve
 # CLI option (dest) -> PretrainConfig field; options left out keep the YAML/dataclass value
 FIELDS = {"clips": "clips", "output": "output", "epochs": "epochs", "workers": "workers", "preset": "preset",
           "resume": "resume", "batch_size": "batch_size", "lr": "lr", "seed": "seed", "gpu": "use_gpu",
-          "workdir": "workdir", "echo_tower": "echo_tower", "cls_positive": "cls_positive"}
+          "workdir": "workdir", "echo_tower": "echo_tower", "cls_positive": "cls_positive",
+          "echo_standardize": "echo_standardize"}
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -33,6 +34,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--cls-positive", choices=["clip", "study"],
                    help="[CLS] terms pair a clip's ECG with its own echo (the paper, default) or with another clip "
                         "of the same study, so beat timing cannot solve them (needs --echo-tower frozen)")
+    p.add_argument("--raw-echo-features", dest="echo_standardize", action="store_false",
+                   help="with --echo-tower frozen: use the locked tower's features as they are, not standardised per "
+                        "dimension (a random tower maps every clip to nearly one vector; see the README)")
     p.add_argument("--workdir", help="where the local MLflow store lives (default: the parent of --output)")
     p.add_argument("--config", help="YAML file with PretrainConfig fields (CLI options win)")
 

@@ -27,7 +27,7 @@ from eee_ray.errors import UserError
 from eee_ray.ingest import schema as S
 from eee_ray.ingest.config import IngestConfig
 from eee_ray.ingest.discover import InputFile, discover
-from eee_ray.io import atomic_write, atomic_write_text
+from eee_ray.io import atomic_write, atomic_write_text, read_parquet
 
 log = logging.getLogger(__name__)
 PART = "part-{}.parquet"
@@ -317,14 +317,12 @@ def read_clips(output_or_clips: str | Path):
 
     Accepts the ingest output folder or its ``clips/`` folder.
     """
-    import ray
-
     p = Path(output_or_clips)
     clips = p / "clips" if (p / "clips").is_dir() else p
     files = sorted(str(f) for f in clips.glob("part-*.parquet"))
     if not files:
         raise UserError(f"no clips found in {clips} (run `eee-ray ingest` first)")
-    ds = ray.data.read_parquet(files)
+    ds = read_parquet(files)
     if stored_echo_storage(clips) == "bytes":
         ds = ds.map_batches(S.echo_batch_to_tensors, batch_format="numpy")
     return ds
