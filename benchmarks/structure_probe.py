@@ -72,8 +72,7 @@ def main() -> None:
     work = Path(a.workdir).resolve()
     init_ray()
     make_data(work, a.patients, a.strength)
-    samples = build_pairs(read_clips(str(work / "ingest")), PAIRS) \
-        .select_columns(["ecg", "n_tokens", "subject_id", "study_id"]).take_all()
+    samples = build_pairs(read_clips(str(work / "ingest")), PAIRS, echo=False).take_all()
     groups = np.array([s["subject_id"] for s in samples])
     truth = pd.read_parquet(work / "synth" / "truth" / "patients.parquet").set_index("subject_id")
     rows = []

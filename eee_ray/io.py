@@ -45,7 +45,9 @@ def read_parquet(files: Sequence[str | Path], columns: list[str] | None = None):
 
     Ray 2.60's default (DataSourceV2) lists and samples files in separate tasks; on the ingest output of 640 cines
     (256 files) it took 23-26 s to read one column (V1: 3-4 s) and 44-48 s to read all (V1: 25-26 s), measured by
-    ``benchmarks/read_clips.py``.
+    ``benchmarks/read_clips.py``. Read tasks are capped at 4 per cluster CPU (at least 8): Ray's default of up to 200,
+    one per small file, spent more on task start-up than on reading (all columns of those 256 files: 12-18 s with
+    8-16 tasks against 22-28 s with 200).
     """
     import ray
     from ray.data import DataContext
@@ -53,8 +55,10 @@ def read_parquet(files: Sequence[str | Path], columns: list[str] | None = None):
     ctx = DataContext.get_current()
     before = ctx.use_datasource_v2
     ctx.use_datasource_v2 = False   # read when the plan is built, i.e. inside this call
+    cpus = int(ray.cluster_resources().get("CPU", 2)) if ray.is_initialized() else 2
+    tasks = min(len(files), max(8, 4 * cpus))
     try:
-        ds = ray.data.read_parquet([str(f) for f in files])
+        ds = ray.data.read_parquet([str(f) for f in files], override_num_blocks=tasks)
     finally:
         ctx.use_datasource_v2 = before
     return ds.select_columns(columns) if columns else ds

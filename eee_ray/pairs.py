@@ -43,6 +43,7 @@ class PairsConfig:
 
 
 TRAIN_COLUMNS = ["ecg", "echo", "n_tokens", "subject_id", "study_id"]
+ECG_ONLY_COLUMNS = ["path", "subject_id", "study_id", "n_frames", "frame_time_ms", "ecg"]   # of clips/
 
 
 def normalize_ecg(x: np.ndarray) -> np.ndarray:
@@ -51,30 +52,44 @@ def normalize_ecg(x: np.ndarray) -> np.ndarray:
     return ((x - np.median(x)) / max(float(x.std()), NORMALIZATION["eps"])).astype(np.float32)
 
 
-def clip_to_sample(row: dict[str, Any], cfg: PairsConfig) -> list[dict[str, Any]]:
-    """One ``clips/`` row -> ``[sample]``, or ``[]`` when the clip is shorter than one token."""
+def _n_tokens(n_samples: int, n_frames: int, dt: float, cfg: PairsConfig) -> int:
+    """Whole tokens covered by both the ECG and the cine."""
+    return min(n_samples // cfg.token_len, int(n_frames * dt / (cfg.token_len / cfg.sample_rate) + 1e-6),
+               cfg.max_tokens)
+
+
+def clip_to_sample(row: dict[str, Any], cfg: PairsConfig, echo: bool = True) -> list[dict[str, Any]]:
+    """One ``clips/`` row -> ``[sample]``, or ``[]`` when the clip is shorter than one token. With ``echo=False`` the
+    sample has no sub-clips and the row needs no pixels (``n_frames`` says how long the cine is)."""
     ecg = np.asarray(row["ecg"], dtype=np.float32)
-    echo = np.asarray(row["echo"])
-    n_frames = echo.shape[0]
     dt = float(row["frame_time_ms"]) / 1000.0
-    token_s = cfg.token_len / cfg.sample_rate
-    n_tokens = min(len(ecg) // cfg.token_len, int(n_frames * dt / token_s + 1e-6), cfg.max_tokens)
+    n_frames = np.asarray(row["echo"]).shape[0] if echo else int(row["n_frames"])
+    n_tokens = _n_tokens(len(ecg), n_frames, dt, cfg)
     if n_tokens < 1:
         return []
-    tokens = normalize_ecg(ecg)[: n_tokens * cfg.token_len].reshape(n_tokens, cfg.token_len)
-    instants = (np.arange(n_tokens)[:, None] + (np.arange(cfg.frames_per_token)[None, :] + 0.5)
-                / cfg.frames_per_token) * token_s
-    idx = np.clip(np.floor(instants / dt).astype(int), 0, n_frames - 1)
-    size = (cfg.image_size, cfg.image_size)
-    frames = {int(i): cv2.resize(echo[i], size, interpolation=cv2.INTER_AREA) for i in np.unique(idx)}
-    sub = np.stack([[frames[int(i)] for i in r] for r in idx]).astype(np.uint8)
-    return [{"ecg": tokens, "echo": sub, "n_tokens": n_tokens, "subject_id": int(row["subject_id"]),
-             "study_id": int(row["study_id"]), "path": str(row["path"])}]
+    sample = {"ecg": normalize_ecg(ecg)[: n_tokens * cfg.token_len].reshape(n_tokens, cfg.token_len),
+              "n_tokens": n_tokens, "subject_id": int(row["subject_id"]), "study_id": int(row["study_id"]),
+              "path": str(row["path"])}
+    if echo:
+        pixels = np.asarray(row["echo"])
+        token_s = cfg.token_len / cfg.sample_rate
+        instants = (np.arange(n_tokens)[:, None] + (np.arange(cfg.frames_per_token)[None, :] + 0.5)
+                    / cfg.frames_per_token) * token_s
+        idx = np.clip(np.floor(instants / dt).astype(int), 0, n_frames - 1)
+        size = (cfg.image_size, cfg.image_size)
+        frames = {int(i): cv2.resize(pixels[i], size, interpolation=cv2.INTER_AREA) for i in np.unique(idx)}
+        sample["echo"] = np.stack([[frames[int(i)] for i in r] for r in idx]).astype(np.uint8)
+    return [sample]
 
 
-def build_pairs(clips, cfg: PairsConfig):
-    """Ray Data: a dataset of ``clips/`` rows -> a dataset of samples (one per clip long enough for a token)."""
-    return clips.flat_map(functools.partial(clip_to_sample, cfg=cfg))
+def build_pairs(clips, cfg: PairsConfig, echo: bool = True):
+    """Ray Data: a dataset of ``clips/`` rows -> a dataset of samples (one per clip long enough for a token).
+
+    ``echo=False``: ECG tokens and IDs only, and the pixels are never read (probes and embeddings of the ECG tower).
+    """
+    if not echo:
+        clips = clips.select_columns(ECG_ONLY_COLUMNS)
+    return clips.flat_map(functools.partial(clip_to_sample, cfg=cfg, echo=echo))
 
 
 def split_patients(subject_ids: list[int], heldout_fraction: float, seed: int) -> set[int]:

@@ -41,6 +41,7 @@ RUN_NAME = "pretrain"
 CHECKPOINT_FILE = "checkpoint.pt"
 FAILURE_MARKER = ".injected_failure"
 LOSS_KEYS = ("total", "token", "sid", "pid", "align")
+HELDOUT_CACHE_BYTES = 256 * 2**20   # a held-out set up to this size stays in rank 0's memory after the first epoch
 
 
 @dataclass
@@ -159,6 +160,25 @@ def _log_mlflow(client, run_id: str, metrics: dict[str, float], step: int) -> No
     client.log_batch(run_id, metrics=[Metric(k, float(v), now, step) for k, v in metrics.items()])
 
 
+class _HeldOut:
+    """Rank 0's held-out batches: streamed from Ray Data every epoch, or, for a small set, kept after the first pass
+    (each pass through Ray Data costs about 0.5 s of executor start-up: half an epoch of a locked-tower run)."""
+
+    def __init__(self, keep: bool) -> None:
+        self.keep, self.kept = keep, None
+
+    def batches(self):
+        import ray.train
+
+        if self.kept is not None:
+            return self.kept
+        stream = ray.train.get_dataset_shard("heldout").iter_torch_batches(batch_size=64, collate_fn=Collate())
+        if self.keep:
+            self.kept = list(stream)
+            return self.kept
+        return stream
+
+
 def train_loop(loop: dict[str, Any]) -> None:
     """The Ray Train worker function."""
     import ray.train
@@ -191,6 +211,7 @@ def train_loop(loop: dict[str, Any]) -> None:
     gather = gather_with_grad if world > 1 else None
     amp = torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda")
     shard = ray.train.get_dataset_shard("train")
+    heldout = _HeldOut(loop["keep_heldout"])
     step = start * loop["steps_per_epoch"]
 
     for epoch in range(start + 1, cfg.epochs + 1):
@@ -229,8 +250,7 @@ def train_loop(loop: dict[str, Any]) -> None:
         checkpoint = None
         with tempfile.TemporaryDirectory() as tmp:
             if rank == 0:
-                held = ray.train.get_dataset_shard("heldout").iter_torch_batches(batch_size=64, collate_fn=Collate())
-                emb = embed(model, held, device)
+                emb = embed(model, heldout.batches(), device)
                 metrics.update(retrieval_metrics(emb["ecg"], emb["echo"]))
                 history.append(metrics)
                 _log_mlflow(client, loop["run_id"], {k: v for k, v in metrics.items() if k != "epoch"}, epoch)
@@ -344,7 +364,7 @@ def run_pretrain(cfg: PretrainConfig) -> dict[str, Any]:
         train_loop,
         train_loop_config={"cfg": to_dict(cfg), "model": to_dict(mcfg), "tracking_uri": uri, "run_id": run_id,
                            "batch_size": batch_size, "steps_per_epoch": steps_per_epoch,
-                           "threads": max(1, int(cpus))},
+                           "threads": max(1, int(cpus)), "keep_heldout": held_ds.size_bytes() <= HELDOUT_CACHE_BYTES},
         scaling_config=ray.train.ScalingConfig(num_workers=cfg.workers, use_gpu=cfg.use_gpu,
                                                resources_per_worker={"CPU": cpus}),
         torch_config=torch_config(),

@@ -57,6 +57,12 @@ def test_ray_pipeline_and_collate(ray_session):
         n = {10: 2, 20: 4}[study]
         assert b["pad_mask"][i].tolist() == [False] * n + [True] * (4 - n)
         assert b["ecg"][i, n:].abs().sum() == 0 and b["ecg"][i, :n].abs().sum() > 0
+    # ECG-only samples (probes, ECG embeddings): the same tokens and IDs, without the pixels ever being read
+    ecg_only = {r["study_id"]: r for r in build_pairs(ray.data.from_items(rows), PairsConfig(), echo=False).take_all()}
+    full = {r["study_id"]: r for r in ds.take_all()}
+    assert sorted(ecg_only) == [10, 20] and all("echo" not in r for r in ecg_only.values())
+    for study, r in full.items():
+        assert ecg_only[study]["n_tokens"] == r["n_tokens"] and np.array_equal(ecg_only[study]["ecg"], r["ecg"])
 
 
 def test_patient_split_is_disjoint_and_seeded():

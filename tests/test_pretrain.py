@@ -98,7 +98,7 @@ def test_pretraining_learns_cross_modal_retrieval(learning_set, tmp_path):
 
     # the paper's recipe and (b): probes on the frozen ECG [CLS] (patient means) for each echo structure latent,
     # measured, not asserted (tests/test_structure_probe.py asserts (b) with the recipe that learns it here)
-    samples = build_pairs(read_clips(cfg.clips), cfg.pairs).take_all()
+    samples = build_pairs(read_clips(cfg.clips), cfg.pairs, echo=False).take_all()
     truth = pd.read_parquet(learning_set / "synth" / "truth" / "patients.parquet").set_index("subject_id")
     groups = np.array([s["subject_id"] for s in samples])
     x_pre, x_rand = pretrained_and_init(out / "ecg_encoder.pt", samples, LEARN["seed"])

@@ -56,8 +56,7 @@ def test_pretrained_ecg_embedding_predicts_wall_thickness_better_than_its_init(p
     m = run_pretrain(structure_recipe(str(probe_set / "ingest"), str(out)))
     assert m["epochs"] == EPOCHS and len(m["heldout_patients"]) == 40
 
-    samples = build_pairs(read_clips(probe_set / "ingest"), PAIRS) \
-        .select_columns(["ecg", "n_tokens", "subject_id", "study_id"]).take_all()
+    samples = build_pairs(read_clips(probe_set / "ingest"), PAIRS, echo=False).take_all()
     groups = np.array([s["subject_id"] for s in samples])
     truth = pd.read_parquet(probe_set / "synth" / "truth" / "patients.parquet").set_index("subject_id")
     x_pre, x_init = pretrained_and_init(out / "ecg_encoder.pt", samples, seed=0)
