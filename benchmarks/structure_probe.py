@@ -27,33 +27,27 @@ import numpy as np
 import pandas as pd
 from eee_ray.ingest import IngestConfig, read_clips, run_ingest
 from eee_ray.losses import LossConfig
-from eee_ray.pairs import PairsConfig, build_pairs
+from eee_ray.pairs import build_pairs
 from eee_ray.pretrain import PretrainConfig, run_pretrain
-from eee_ray.probe import heldout_r2, pretrained_and_init
+from eee_ray.probe import PROBE_PAIRS, heldout_r2, pretrained_and_init, structure_recipe, structure_world
 from eee_ray.runtime import init_ray
 from eee_ray.synth import SynthConfig, generate
 from eee_ray.synth.labels import LATENTS
 
-PAIRS = PairsConfig(image_size=64)
-
-
-def make_data(work: Path, patients: int, strength: float) -> Path:
+def make_data(work: Path, patients: int, strength: float, synth_seed: int) -> Path:
     if not (work / "ingest" / "clips").is_dir():
-        generate(work / "synth", SynthConfig(seed=0, patients=patients, ecg_patients=patients, studies_min=1,
-                                             studies_max=1, cines_min=4, cines_max=4, rows=240, cols=320,
-                                             frames_min=60, frames_max=100, ecg_records_min=1, ecg_records_max=1,
-                                             defect_fraction=0.0, ecg_latent_strength=strength), overwrite=True)
-        run_ingest(IngestConfig(input=str(work / "synth" / "echo"), output=str(work / "ingest")))
+        world = structure_world(synth_seed, patients, strength)
+        generate(work / "synth", SynthConfig(**world["synth"]), overwrite=True)
+        run_ingest(IngestConfig(input=str(work / "synth" / "echo"), output=str(work / "ingest"), **world["ingest"]))
     return work
 
 
 def recipes(epochs_paper: int, epochs_locked: int) -> dict[str, dict]:
-    locked = dict(epochs=epochs_locked, echo_tower="frozen", cls_positive="study", p_shift=0.0,
-                  loss=LossConfig(w_token=0.0, w_align=0.0, warmup_epochs=epochs_locked))
     return {
-        "paper": dict(epochs=epochs_paper, loss=LossConfig(warmup_epochs=epochs_paper // 2)),
-        "locked+study": locked,
-        "locked+study raw": {**locked, "echo_standardize": False},
+        "paper": dict(epochs=epochs_paper, batch_size=64, pairs=PROBE_PAIRS,
+                      loss=LossConfig(warmup_epochs=epochs_paper // 2)),
+        "locked+study": structure_recipe(epochs_locked),
+        "locked+study raw": structure_recipe(epochs_locked, echo_standardize=False),
     }
 
 
@@ -62,17 +56,17 @@ def main() -> None:
     ap.add_argument("--workdir", default="runs/structure_probe")
     ap.add_argument("--patients", type=int, default=160)
     ap.add_argument("--strength", type=float, default=2.0, help="SynthConfig.ecg_latent_strength")
-    ap.add_argument("--seeds", type=int, nargs="+", default=[0])
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0], help="pretraining seeds (split, init, order)")
+    ap.add_argument("--synth-seed", type=int, default=0, help="seed of the synthetic world (the test's is 0)")
     ap.add_argument("--epochs-paper", type=int, default=40)
     ap.add_argument("--epochs-locked", type=int, default=40)
-    ap.add_argument("--batch-size", type=int, default=64)
     ap.add_argument("--recipes", nargs="+", default=["paper", "locked+study", "locked+study raw"],
                     choices=list(recipes(1, 1)))
     a = ap.parse_args()
     work = Path(a.workdir).resolve()
     init_ray()
-    make_data(work, a.patients, a.strength)
-    samples = build_pairs(read_clips(str(work / "ingest")), PAIRS, echo=False).take_all()
+    make_data(work, a.patients, a.strength, a.synth_seed)
+    samples = build_pairs(read_clips(str(work / "ingest")), PROBE_PAIRS, echo=False).take_all()
     groups = np.array([s["subject_id"] for s in samples])
     truth = pd.read_parquet(work / "synth" / "truth" / "patients.parquet").set_index("subject_id")
     rows = []
@@ -80,8 +74,8 @@ def main() -> None:
         for name in a.recipes:
             out = work / f"{name.replace('+', '_').replace(' ', '_')}-seed{seed}"
             t0 = time.time()
-            m = run_pretrain(PretrainConfig(clips=str(work / "ingest"), output=str(out), batch_size=a.batch_size,
-                                            seed=seed, pairs=PAIRS, resume=(out / "ray_results").exists(),
+            m = run_pretrain(PretrainConfig(clips=str(work / "ingest"), output=str(out), seed=seed,
+                                            resume=(out / "ray_results").exists(),
                                             **recipes(a.epochs_paper, a.epochs_locked)[name]))
             minutes = (time.time() - t0) / 60
             held = set(int(p) for p in m["heldout_patients"])

@@ -15,25 +15,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from eee_ray.losses import LossConfig
-from eee_ray.pairs import PairsConfig
 from eee_ray.pretrain import PretrainConfig, run_pretrain
-from eee_ray.probe import heldout_r2, pretrained_and_init
+from eee_ray.probe import PROBE_PAIRS, heldout_r2, pretrained_and_init, structure_recipe, structure_world
 from eee_ray.synth.labels import LATENTS
 
-# 160 patients, one study of four 2-3.3 s cines each (635 clips): 40 held-out patients for the probe
-PROBE_SYNTH = dict(seed=0, patients=160, ecg_patients=160, studies_min=1, studies_max=1, cines_min=4, cines_max=4,
-                   rows=240, cols=320, frames_min=60, frames_max=100, ecg_records_min=1, ecg_records_max=1,
-                   defect_fraction=0.0, ecg_latent_strength=2.0)
 EPOCHS = 40
-PAIRS = PairsConfig(image_size=64)
-
-
-def structure_recipe(clips: str, output: str, seed: int = 0, epochs: int = EPOCHS) -> PretrainConfig:
-    """Locked + standardised echo features, study positives, [CLS] terms only, plain InfoNCE throughout."""
-    return PretrainConfig(clips=clips, output=output, epochs=epochs, batch_size=64, seed=seed, pairs=PAIRS,
-                          echo_tower="frozen", cls_positive="study", p_shift=0.0,
-                          loss=LossConfig(w_token=0.0, w_align=0.0, warmup_epochs=epochs))
 
 
 @pytest.fixture(scope="module")
@@ -42,8 +28,9 @@ def probe_set(ray_session, tmp_path_factory) -> Path:
     from eee_ray.synth import SynthConfig, generate
 
     root = tmp_path_factory.mktemp("probe")
-    generate(root / "synth", SynthConfig(**PROBE_SYNTH))
-    run_ingest(IngestConfig(input=str(root / "synth" / "echo"), output=str(root / "ingest")))
+    world = structure_world()   # 160 patients, four 2-3.3 s cines each: 40 held-out patients for the probe
+    generate(root / "synth", SynthConfig(**world["synth"]))
+    run_ingest(IngestConfig(input=str(root / "synth" / "echo"), output=str(root / "ingest"), **world["ingest"]))
     return root
 
 
@@ -53,10 +40,11 @@ def test_pretrained_ecg_embedding_predicts_wall_thickness_better_than_its_init(p
     from eee_ray.pairs import build_pairs
 
     out = tmp_path / "pretrain"
-    m = run_pretrain(structure_recipe(str(probe_set / "ingest"), str(out)))
+    m = run_pretrain(PretrainConfig(clips=str(probe_set / "ingest"), output=str(out), seed=0,
+                                    **structure_recipe(EPOCHS)))
     assert m["epochs"] == EPOCHS and len(m["heldout_patients"]) == 40
 
-    samples = build_pairs(read_clips(probe_set / "ingest"), PAIRS, echo=False).take_all()
+    samples = build_pairs(read_clips(probe_set / "ingest"), PROBE_PAIRS, echo=False).take_all()
     groups = np.array([s["subject_id"] for s in samples])
     truth = pd.read_parquet(probe_set / "synth" / "truth" / "patients.parquet").set_index("subject_id")
     x_pre, x_init = pretrained_and_init(out / "ecg_encoder.pt", samples, seed=0)
