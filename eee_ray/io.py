@@ -43,11 +43,10 @@ def atomic_torch_save(obj, path: str | Path) -> Path:
 def read_parquet(files: Sequence[str | Path], columns: list[str] | None = None):
     """``ray.data.read_parquet`` through Ray Data's V1 datasource.
 
-    Ray 2.60's default (DataSourceV2) lists and samples files in separate tasks; on the ingest output of 640 cines
-    (256 files) it took 23-26 s to read one column (V1: 3-4 s) and 44-48 s to read all (V1: 25-26 s), measured by
-    ``benchmarks/read_clips.py``. Read tasks are capped at 4 per cluster CPU (at least 8): Ray's default of up to 200,
-    one per small file, spent more on task start-up than on reading (all columns of those 256 files: 12-18 s with
-    8-16 tasks against 22-28 s with 200).
+    Ray 2.60's default (DataSourceV2) lists and samples files in separate tasks, and Ray's default task count (up to
+    200, one per small file) spends more on task start-up than on reading, so read tasks are capped at 4 per cluster
+    CPU (at least 8). On the ingest output of 640 cines (256 files, 2 CPUs) one column took 0.8 s this way, 3.4 s
+    through V1 with Ray's task count and 21 s through V2; all columns 16, 23 and 42 s (``benchmarks/read_clips.py``).
     """
     import ray
     from ray.data import DataContext
