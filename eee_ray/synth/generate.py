@@ -1,14 +1,18 @@
 """Generate the synthetic MIMIC-like data set (SPEC S2.4): echo tree, ECG tree, label CSVs and ground truth.
 
 Everything derives from ``cfg.seed`` through independent random streams (patients, echo, ECG), so the output is
-byte-identical for the same config and no wall clock is read.
+byte-identical for the same config and no wall clock is read. Each cine's random draws happen in order in this
+process; rendering its frames and writing the DICOM (no randomness left, most of the time) run in worker processes.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import json
+import multiprocessing
+import os
 import shutil
+from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -96,9 +100,16 @@ def _plan_cines(rng: np.random.Generator, cfg: SynthConfig, patients: list[Patie
     return studies, slots
 
 
+def _render_cine(target: Path, renderer: CineRenderer, phase: np.ndarray, frame_time: float, jpeg_quality: int,
+                 tags: dict[str, str]) -> None:
+    """Frames of one cine from its drawn parameters (no randomness), written as DICOM."""
+    frames = np.stack([renderer.frame(float(c), k) for k, c in enumerate(phase)])
+    write_us_multiframe(target, frames, frame_time, jpeg_quality=jpeg_quality, **tags)
+
+
 def _cine(cfg: SynthConfig, rng: np.random.Generator, slot: CineSlot, patient: Patient, morph: Morphology,
-          noise: NoiseBank, echo_root: Path) -> dict:
-    """Render and write one cine (or defect file); return its truth row."""
+          noise: NoiseBank, echo_root: Path, render) -> dict:
+    """Draw one cine (or defect file) and hand its rendering to ``render(fn, *args)``; return its truth row."""
     row = {"path": slot.rel_path, "subject_id": slot.subject_id, "study_id": slot.study_id, "defect": slot.defect,
            "expected_reason": EXPECTED_REASON[slot.defect], "n_frames": None, "frame_time_ms": None, "rows": None,
            "cols": None, "strip_y0": None, "trace_x0": None, "trace_x1": None, "trace_y": None, "ecg_100hz": None,
@@ -127,10 +138,8 @@ def _cine(cfg: SynthConfig, rng: np.random.Generator, slot: CineSlot, patient: P
              f"FR {round(1000 / frame_time)} Hz", "MI 1.1  TIS 0.4"]
     renderer = CineRenderer(strip, strip_y0, anatomy, rng, texts)
     phase = contraction(np.arange(n_frames) * frame_time / 1000.0, peaks)
-    frames = np.stack([renderer.frame(float(c), k) for k, c in enumerate(phase)])
     s = str(slot.subject_id)
-    write_us_multiframe(
-        target, frames, frame_time, jpeg_quality=cfg.jpeg_quality,
+    render(_render_cine, target, renderer, phase, frame_time, cfg.jpeg_quality, dict(
         PatientName=f"SYNTHETIC^PATIENT{s[-4:]}", PatientID=s, PatientBirthDate=f"2{s[-3:]}0101",
         AccessionNumber=f"SA{slot.study_id}", StudyID=str(slot.study_id), InstanceNumber=str(slot.index),
         StudyDate=slot.when.strftime("%Y%m%d"), StudyTime=slot.when.strftime("%H%M%S"),
@@ -138,7 +147,7 @@ def _cine(cfg: SynthConfig, rng: np.random.Generator, slot: CineSlot, patient: P
         StudyInstanceUID=f"2.25.{slot.study_id}{cfg.seed % 1000:03d}1",
         SOPInstanceUID=f"2.25.{slot.study_id}{cfg.seed % 1000:03d}2{slot.index:04d}",
         SeriesInstanceUID=f"2.25.{slot.study_id}{cfg.seed % 1000:03d}3{slot.index:04d}",
-    )
+    ))
     row.update(n_frames=n_frames, frame_time_ms=frame_time, rows=rows, cols=cols, strip_y0=strip_y0,
                trace_x0=truth.x0, trace_x1=truth.x1,
                trace_y=truth.trace_y if truth.x0 is not None else None,
@@ -187,13 +196,44 @@ def _ecg_tree(cfg: SynthConfig, rng: np.random.Generator, patients: list[Patient
     return pd.DataFrame(rows)
 
 
+class _Renderers:
+    """Runs the cines' rendering in worker processes (spawned: the caller may hold Ray's or torch's threads), with
+    a bounded number in flight so that memory stays flat, and a progress bar over the finished cines."""
+
+    def __init__(self, total: int) -> None:
+        self.workers = max(1, min(os.cpu_count() or 1, 8))
+        self.pending: list[Future] = []
+        self.bar = tqdm(total=total, desc="synth echo cines", unit="cine", leave=False)
+
+    def __enter__(self):
+        self.pool = ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"))
+        return self
+
+    def __call__(self, fn, *args) -> None:
+        self.pending.append(self.pool.submit(fn, *args))
+        while len(self.pending) > 2 * self.workers:
+            self._finish_one()
+
+    def _finish_one(self) -> None:
+        self.pending.pop(0).result()   # a worker's error surfaces here
+        self.bar.update()
+
+    def __exit__(self, *exc) -> None:
+        try:
+            while self.pending and exc[0] is None:
+                self._finish_one()
+        finally:
+            self.pool.shutdown(cancel_futures=True)
+            self.bar.close()
+
+
 def _echo_tree(cfg: SynthConfig, rng: np.random.Generator, patients: list[Patient], morphs: list[Morphology],
                noise: NoiseBank, echo_root: Path) -> list[dict]:
     """Write the cines and the two echo CSVs; return one truth row per file."""
     by_id = {p.subject_id: (p, m) for p, m in zip(patients, morphs)}
     studies, slots = _plan_cines(rng, cfg, patients)
-    rows = [_cine(cfg, rng, slot, *by_id[slot.subject_id], noise, echo_root)
-            for slot in tqdm(slots, desc="synth echo cines", unit="cine", leave=False)]
+    with _Renderers(sum(slot.defect != "not_dicom" for slot in slots)) as render:
+        rows = [_cine(cfg, rng, slot, *by_id[slot.subject_id], noise, echo_root, render) for slot in slots]
     _write_csv(echo_root / "echo-record-list.csv", pd.DataFrame(
         [{"subject_id": s.subject_id, "study_id": s.study_id, "acquisition_datetime": _fmt(s.when),
           "dicom_filepath": s.rel_path} for s in slots]))
