@@ -2,7 +2,8 @@
 
 Everything derives from ``cfg.seed`` through independent random streams (patients, echo, ECG), so the output is
 byte-identical for the same config and no wall clock is read. Each cine's random draws happen in order in this
-process; rendering its frames and writing the DICOM (no randomness left, most of the time) run in worker processes.
+process; rendering its frames and writing the DICOM (no random draws left, most of the run time) happen in worker
+processes.
 """
 
 from __future__ import annotations
