@@ -95,6 +95,8 @@ def validate(cfg: PretrainConfig) -> None:
               (cfg.cls_positive in ("clip", "study"), f"cls_positive must be clip or study, not {cfg.cls_positive!r}"),
               (cfg.cls_positive == "clip" or cfg.echo_tower == "frozen",
                "cls_positive study needs echo_tower frozen (the study mates' echo features are computed once)"),
+              (cfg.echo_standardize or cfg.echo_tower == "frozen",
+               "raw echo features (--raw-echo-features) need echo_tower frozen: a trained tower has no fixed features"),
               (cfg.max_mates >= 1, "max_mates must be >= 1")]
     for ok, msg in checks:
         if not ok:

@@ -115,6 +115,9 @@ def test_bad_settings_fail_in_one_line(tmp_path, capsys):
         run_pretrain(PretrainConfig(echo_tower="locked", **base))
     with pytest.raises(UserError, match="cls_positive must be"):
         run_pretrain(PretrainConfig(cls_positive="patient", echo_tower="frozen", **base))
+    assert main(["pretrain", "--clips", str(tmp_path), "--output", str(tmp_path / "o"), "--raw-echo-features"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "need echo_tower frozen" in err and len(err.splitlines()) == 1
 
 
 def test_resume_keeps_the_echo_settings(tmp_path, capsys):

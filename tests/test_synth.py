@@ -233,6 +233,7 @@ def test_same_seed_same_bytes_other_seed_differs(tmp_path):
     ha, hb, hc = _hashes(a), _hashes(b), _hashes(c)
     assert ha == hb and len(ha) > 10
     assert ha != hc
+    assert _hashes(generate(tmp_path / "d", SynthConfig(seed=3, **TINY), workers=1)) == ha   # in-process rendering
 
 
 def test_record_writer_is_byte_identical_to_wfdb_wrsamp(tmp_path):

@@ -201,16 +201,22 @@ class _Renderers:
     """Runs the cines' rendering in worker processes (spawned: the caller may hold Ray's or torch's threads), with
     a bounded number in flight so that memory stays flat, and a progress bar over the finished cines."""
 
-    def __init__(self, total: int) -> None:
-        self.workers = max(1, min(os.cpu_count() or 1, 8))
+    def __init__(self, total: int, workers: int | None) -> None:
+        self.workers = max(1, workers or min(os.cpu_count() or 1, 8))
+        self.pool: ProcessPoolExecutor | None = None
         self.pending: list[Future] = []
         self.bar = tqdm(total=total, desc="synth echo cines", unit="cine", leave=False)
 
     def __enter__(self):
-        self.pool = ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"))
+        if self.workers > 1:
+            self.pool = ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"))
         return self
 
     def __call__(self, fn, *args) -> None:
+        if self.pool is None:
+            fn(*args)
+            self.bar.update()
+            return
         self.pending.append(self.pool.submit(fn, *args))
         while len(self.pending) > 2 * self.workers:
             self._finish_one()
@@ -224,16 +230,17 @@ class _Renderers:
             while self.pending and exc[0] is None:
                 self._finish_one()
         finally:
-            self.pool.shutdown(cancel_futures=True)
+            if self.pool is not None:
+                self.pool.shutdown(cancel_futures=True)
             self.bar.close()
 
 
 def _echo_tree(cfg: SynthConfig, rng: np.random.Generator, patients: list[Patient], morphs: list[Morphology],
-               noise: NoiseBank, echo_root: Path) -> list[dict]:
+               noise: NoiseBank, echo_root: Path, workers: int | None) -> list[dict]:
     """Write the cines and the two echo CSVs; return one truth row per file."""
     by_id = {p.subject_id: (p, m) for p, m in zip(patients, morphs)}
     studies, slots = _plan_cines(rng, cfg, patients)
-    with _Renderers(sum(slot.defect != "not_dicom" for slot in slots)) as render:
+    with _Renderers(sum(slot.defect != "not_dicom" for slot in slots), workers) as render:
         rows = [_cine(cfg, rng, slot, *by_id[slot.subject_id], noise, echo_root, render) for slot in slots]
     _write_csv(echo_root / "echo-record-list.csv", pd.DataFrame(
         [{"subject_id": s.subject_id, "study_id": s.study_id, "acquisition_datetime": _fmt(s.when),
@@ -247,8 +254,13 @@ def _echo_tree(cfg: SynthConfig, rng: np.random.Generator, patients: list[Patien
 FOLD_SHARES = np.array([0.60 / 18] * 18 + [0.15, 0.25])
 
 
-def generate(out: str | Path, cfg: SynthConfig, overwrite: bool = False) -> Path:
-    """Write the synthetic data set under ``out`` (echo/, ecg/, truth/) and return ``out``."""
+def generate(out: str | Path, cfg: SynthConfig, overwrite: bool = False, workers: int | None = None) -> Path:
+    """Write the synthetic data set under ``out`` (echo/, ecg/, truth/) and return ``out``.
+
+    ``workers``: processes that render the cines (default: the CPUs, at most 8; 1 renders in this process). The
+    workers are spawned, so a script that calls this at import time needs Python's ``if __name__ == "__main__":``
+    guard, or ``workers=1``. The output does not depend on ``workers``.
+    """
     out = Path(out)
     _prepare_out(out, overwrite)
     seeds = np.random.SeedSequence(cfg.seed).spawn(4)
@@ -260,7 +272,7 @@ def generate(out: str | Path, cfg: SynthConfig, overwrite: bool = False) -> Path
     strength = cfg.ecg_latent_strength
     morphs = [patient_morphology(rng_pat, strength * p.wall_thickness, strength * p.lv_size,
                                  strength * p.valve_jet, p.af) for p in patients]
-    cine_rows = _echo_tree(cfg, rng_echo, patients, morphs, noise, out / "echo")
+    cine_rows = _echo_tree(cfg, rng_echo, patients, morphs, noise, out / "echo", workers)
 
     ecg_root = out / "ecg"
     records = _ecg_tree(cfg, rng_ecg, patients, morphs, noise, ecg_root)
