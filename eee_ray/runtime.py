@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 log = logging.getLogger(__name__)
@@ -40,7 +38,9 @@ def init_ray(num_cpus: int | None = None, num_gpus: int | None = None) -> None:
         # torch's gloo listens on the address of the machine's host name unless told an interface
         env_vars["GLOO_SOCKET_IFNAME"] = loopback
     kwargs["runtime_env"] = {"env_vars": env_vars}
-    with _loopback_node():
+    from eee_ray.ray_internals import loopback_node
+
+    with loopback_node():
         ray.init(_node_ip_address="127.0.0.1", **kwargs)
 
 
@@ -50,26 +50,6 @@ def _loopback_interface() -> str | None:
 
     names = {name for _, name in socket.if_nameindex()}
     return next((n for n in ("lo", "lo0") if n in names), None)
-
-
-@contextmanager
-def _loopback_node() -> Iterator[None]:
-    """Let a local Ray take 127.0.0.1 as its node IP, so that none of its servers listens on another interface.
-
-    Every Ray server (GCS, raylet, workers' gRPC, dashboard and its agent, runtime-env agent, metrics) listens on
-    loopback only when the node IP is loopback, else on all interfaces or the node IP. On Linux, Ray replaces a
-    ``127.0.0.1`` node IP by the machine's routable address unless ``ENABLE_RAY_CLUSTER`` (env
-    ``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER``, read once at import) is false, as on macOS. It is switched off only while
-    this process starts its own single-node Ray; a driver that joins a cluster never gets here.
-    """
-    from ray._private import ray_constants
-
-    before = ray_constants.ENABLE_RAY_CLUSTER
-    ray_constants.ENABLE_RAY_CLUSTER = False
-    try:
-        yield
-    finally:
-        ray_constants.ENABLE_RAY_CLUSTER = before
 
 
 def tracking_uri(workdir: str | Path) -> str:
