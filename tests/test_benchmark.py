@@ -15,19 +15,14 @@ from eee_ray.downstream import RESULT_COLUMNS, BenchmarkConfig, trial_grid
 from eee_ray.downstream.grid import close_running_runs
 from eee_ray.errors import UserError
 from eee_ray.models.registry import build_model
+from eee_ray.config import MlflowConfig
 from eee_ray.runtime import setup_mlflow
 
 
 @pytest.mark.slow
-def test_tiny_benchmark_end_to_end(synth_dir, ray_session, tmp_path, monkeypatch, capsys):
-    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    out = tmp_path / "bench"
-    (tmp_path / "c.yaml").write_text("n_bootstrap: 50\nbatch_size: 32\ncrops_per_record: 1\n")
-    rc = cli.main(["benchmark", "--dataset", "synthetic", "--data", str(synth_dir), "--output", str(out),
-                   "--preset", "tiny", "--epochs", "1", "--models", "xresnet1d50,eee_random", "--leads", "II,all",
-                   "--max-records", "48", "--config", str(tmp_path / "c.yaml")])
-    assert rc == 0
-    assert "4 trial(s) done" in capsys.readouterr().out
+def test_tiny_benchmark_end_to_end(tiny_benchmark):
+    tmp_path, out, stdout = tiny_benchmark  # the CLI run of conftest.py: xresnet1d50,eee_random x II,all
+    assert "4 trial(s) done" in stdout
 
     res = pd.read_csv(out / "results.csv")
     assert list(res.columns) == RESULT_COLUMNS
@@ -100,9 +95,11 @@ def test_cli_refuses_eee_without_encoder_in_one_line(tmp_path, capsys):
 
 def test_runs_left_running_are_closed(tmp_path, monkeypatch):
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    uri, exp = setup_mlflow(tmp_path, "eee-benchmark")
+    uri, exp = setup_mlflow(MlflowConfig(dir=str(tmp_path)), tmp_path / "bench", "eee-benchmark")
     client = mlflow.MlflowClient(uri)
-    mine = client.create_run(exp, tags={"benchmark_id": "b1"}).info.run_id
-    other = client.create_run(exp, tags={"benchmark_id": "b2"}).info.run_id
+    parent = client.create_run(exp, tags={"benchmark_id": "b1", "kind": "benchmark"}).info.run_id
+    mine = client.create_run(exp, tags={"benchmark_id": "b1", "kind": "trial"}).info.run_id
+    other = client.create_run(exp, tags={"benchmark_id": "b2", "kind": "trial"}).info.run_id
     assert close_running_runs(uri, exp, "b1") == 1
     assert client.get_run(mine).info.status == "KILLED" and client.get_run(other).info.status == "RUNNING"
+    assert client.get_run(parent).info.status == "RUNNING"  # the benchmark's own run is closed by the driver
