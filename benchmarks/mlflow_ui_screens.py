@@ -124,7 +124,7 @@ def pages_for(tracking_uri: str) -> list[Page]:
     names = [e for e in ("eee-ingest", "eee-pretrain", "eee-benchmark") if e in exps]
     pages = [
         Page("mlflow_experiments", "/experiments", expect=names),
-        Page("mlflow_benchmark_runs", f"/experiments/{bench.experiment_id}/runs",
+        Page("mlflow_benchmark_runs", f"/experiments/{bench.experiment_id}",
              expect=[parent.info.run_name, *[t.info.run_name for t in trials]],
              refuse=["Detect issues in your traces"]),
         Page("mlflow_trial", f"/experiments/{bench.experiment_id}/runs/{trial.info.run_id}",

@@ -100,9 +100,13 @@ def model_metadata(meta: dict[str, Any]) -> dict[str, Any]:
 
 def log_model(checkpoint_dir: str | Path, meta: dict[str, Any]):
     """Log the checkpoint in ``checkpoint_dir`` as the active run's pyfunc model; returns MLflow's ``ModelInfo``."""
+    import warnings
+
     import mlflow
 
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings():
+        # the signature below is explicit; MLflow's advice to add type hints for inferring one does not apply
+        warnings.filterwarnings("ignore", message=".*Add type hints to the `predict` method")
         ckpt = Path(tmp) / CHECKPOINT_ARTIFACT
         ckpt.mkdir()
         for name in CHECKPOINT_FILES:
