@@ -195,3 +195,15 @@ def test_mlflow_ui_pages_render(tiny_benchmark):
         sys.path.pop(0)
     work, _, _ = tiny_benchmark
     assert mlflow_ui_screens.main(["--store", str(work), "--no-screenshots"]) == 0
+
+
+def test_predict_refuses_a_bad_model_uri_in_one_line(tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    (tmp_path / "w").mkdir()
+    base = ["predict", "--input", str(tmp_path / "w"), "--output", str(tmp_path / "o"), "--mlflow-dir", str(tmp_path)]
+    assert cli.main([*base, "--model", "eee-ecg-II"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "MLflow model URI" in err
+    assert cli.main([*base, "--model", "models:/eee-ecg-nope/1"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "cannot read MLflow model models:/eee-ecg-nope/1" in err
