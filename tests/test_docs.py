@@ -1,0 +1,191 @@
+"""The documentation is checked like code: a user who follows a link, copies a command or opens a file the docs name
+must find it. Fast (no Ray is started): links and anchors are resolved on disk, and every ``eee-ray`` subcommand and
+flag named in the docs is looked up in that subcommand's own argparse parser.
+
+Checked in README.md and docs/*.md:
+- every relative link resolves to an existing file, and its ``#anchor`` (if any) to a heading of that file
+  (GitHub-style slugs);
+- every ``eee-ray <cmd>`` and ``python jobs/<cmd>.py`` names a real subcommand, and every ``--flag`` on that command
+  line exists in its parser; on a stage's page, a code span that is just a flag (``--echo-tower locked``) must be an
+  option of that page's command(s);
+- every repository path (``eee_ray/...``, ``jobs/...``, ``benchmarks/...``, ``tests/...``, ``docs/...``) exists,
+  ``tests/x.py::name`` names a test in that file, and every dotted ``eee_ray.module.name`` resolves.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import re
+from pathlib import Path
+
+import pytest
+
+from eee_ray.cli import COMMANDS, build_parser
+
+REPO = Path(__file__).resolve().parents[1]
+DOCS = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
+PAGES = ["data", "ingest", "pretraining", "downstream", "inference", "cluster", "robustness", "development",
+         "results", "contract"]
+
+# Pages whose bare flag spans (`--flag value`) must be options of these commands; None = any subcommand.
+PAGE_COMMANDS: dict[str, tuple[str, ...] | None] = {
+    "README.md": None,
+    "data.md": ("synth", "ingest", "benchmark"),
+    "ingest.md": ("ingest",),
+    "pretraining.md": ("pretrain",),
+    "downstream.md": ("benchmark", "analyze"),
+    "inference.md": ("embed", "predict"),
+}
+
+FENCE = re.compile(r"^(```|~~~)")
+COMMENT = re.compile(r"<!--.*?-->", re.S)
+SPAN = re.compile(r"`([^`\n]+)`")
+LINK = re.compile(r"(?<!!)\[(?:[^\]\n]*)\]\(([^)\s]+)(?:\s+\"[^\"]*\")?\)")
+HEADING = re.compile(r"^(#{1,6})\s+(.*?)\s*#*\s*$")
+COMMAND = re.compile(r"(?:\beee-ray\s+([a-z][\w-]*)|\bpython3?\s+jobs/([a-z]\w*)\.py)")
+FLAG = re.compile(r"(?<![\w-])(--[a-zA-Z][\w-]*)")
+END_OF_COMMAND = re.compile(r"\s#|&&|;|\||\beee-ray\s|\bpython3?\s")
+REPO_PATH = re.compile(r"(?<![\w./~-])((?:eee_ray|jobs|benchmarks|tests|docs|\.ci)/[\w./-]*|"
+                       r"cluster\.yaml|cluster\.local\.yaml|pyproject\.toml)(::\w+)?")
+DOTTED = re.compile(r"(?<![\w./])eee_ray(?:\.\w+)+")
+
+
+def _parse(path: Path) -> tuple[list[str], list[str]]:
+    """(prose lines outside fenced code and HTML comments, code texts: fenced blocks and inline spans)."""
+    text = COMMENT.sub("", path.read_text(encoding="utf-8"))
+    prose, code, block, fenced = [], [], [], False
+    for line in text.splitlines():
+        if FENCE.match(line.strip()):
+            if fenced:
+                code.append("\n".join(block))
+                block = []
+            fenced = not fenced
+        elif fenced:
+            block.append(line)
+        else:
+            prose.append(line)
+    code += [m.group(1) for line in prose for m in SPAN.finditer(line)]
+    return prose, code
+
+
+def slug(heading: str) -> str:
+    """GitHub's anchor for a heading: rendered text, lower case, punctuation dropped, spaces -> hyphens."""
+    text = re.sub(r"\[([^\]]*)\]\([^)]*\)", r"\1", heading)
+    text = re.sub(r"<[^>]+>", "", text).replace("`", "").lower()
+    text = re.sub(r"[^\w\- ]", "", text)
+    return text.replace(" ", "-")
+
+
+@functools.lru_cache(maxsize=None)
+def anchors(path: Path) -> frozenset[str]:
+    seen: dict[str, int] = {}
+    out = set()
+    for line in _parse(path)[0]:
+        m = HEADING.match(line)
+        if m:
+            base = slug(m.group(2))
+            n = seen.get(base, 0)
+            seen[base] = n + 1
+            out.add(base if n == 0 else f"{base}-{n}")
+    return frozenset(out)
+
+
+@functools.lru_cache(maxsize=None)
+def options(command: str) -> frozenset[str]:
+    """Option strings of ``eee-ray <command>``, from the parser the CLI itself builds."""
+    parser = build_parser([command])
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    return frozenset(o for action in sub.choices[command]._actions for o in action.option_strings)
+
+
+def _id(path: Path) -> str:
+    return str(path.relative_to(REPO))
+
+
+def test_every_page_exists_and_the_readme_links_it():
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    for page in PAGES:
+        assert (REPO / "docs" / f"{page}.md").is_file(), f"docs/{page}.md is missing"
+        assert f"(docs/{page}.md" in readme, f"README.md does not link docs/{page}.md"
+    assert len(readme.splitlines()) <= 160, "README.md should stay a short entry point (about 150 lines)"
+
+
+@pytest.mark.parametrize("doc", DOCS, ids=_id)
+def test_relative_links_resolve(doc: Path):
+    bad = []
+    for line in _parse(doc)[0]:
+        for target in LINK.findall(SPAN.sub("", line)):
+            if re.match(r"^[a-z][a-z0-9+.-]*:", target):  # http:, https:, mailto:
+                continue
+            file_part, _, anchor = target.partition("#")
+            dest = (doc.parent / file_part).resolve() if file_part else doc
+            if not dest.exists():
+                bad.append(f"{target}: no such file")
+            elif anchor and dest.suffix == ".md" and anchor not in anchors(dest):
+                bad.append(f"{target}: no heading with anchor #{anchor} in {dest.name}")
+    assert not bad, f"{_id(doc)}: broken links:\n" + "\n".join(bad)
+
+
+def _command_lines(code: str) -> list[tuple[str, str]]:
+    """(subcommand, the rest of its command line) for every eee-ray / jobs/ invocation in a piece of code."""
+    joined = re.sub(r"\\\n\s*", " ", code)
+    found = []
+    for line in joined.splitlines():
+        for m in COMMAND.finditer(line):
+            rest = line[m.end():]
+            stop = END_OF_COMMAND.search(rest)
+            found.append((m.group(1) or m.group(2), rest[:stop.start()] if stop else rest))
+    return found
+
+
+@pytest.mark.parametrize("doc", DOCS, ids=_id)
+def test_commands_and_flags_exist(doc: Path):
+    bad = []
+    code = _parse(doc)[1]
+    for piece in code:
+        for command, rest in _command_lines(piece):
+            if command not in COMMANDS:
+                bad.append(f"`{command}` is not an eee-ray subcommand (in `{piece.strip()[:80]}`)")
+                continue
+            bad += [f"eee-ray {command} has no option {flag}" for flag in FLAG.findall(rest)
+                    if flag not in options(command)]
+    if doc.name in PAGE_COMMANDS:
+        commands = PAGE_COMMANDS[doc.name] or tuple(COMMANDS)
+        known = set().union(*(options(c) for c in commands))
+        for piece in code:
+            m = re.match(r"^(--[a-zA-Z][\w-]*)(?:[ =]\S.*)?$", piece.strip())
+            if m and m.group(1) not in known:
+                bad.append(f"{m.group(1)} (in `{piece}`) is not an option of eee-ray {' / '.join(commands)}")
+    assert not bad, f"{_id(doc)}:\n" + "\n".join(sorted(set(bad)))
+
+
+def _module_file(parts: list[str]) -> Path | None:
+    base = REPO.joinpath(*parts)
+    for candidate in (base.with_suffix(".py"), base / "__init__.py"):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+@pytest.mark.parametrize("doc", DOCS, ids=_id)
+def test_named_files_and_modules_exist(doc: Path):
+    bad = []
+    for piece in _parse(doc)[1]:
+        for m in REPO_PATH.finditer(piece):
+            rel, test_name = m.group(1).rstrip("."), m.group(2)
+            path = REPO / rel
+            if not path.exists():
+                bad.append(f"{rel}: no such file or folder")
+            elif test_name and not re.search(rf"^\s*def {test_name[2:]}\(", path.read_text(), re.M):
+                bad.append(f"{rel}{test_name}: no such test")
+        for dotted in DOTTED.findall(piece):
+            parts = dotted.split(".")
+            depth = next((n for n in range(len(parts), 0, -1) if _module_file(parts[:n])), 0)
+            if depth == 0:
+                bad.append(f"{dotted}: no such module")
+            elif depth < len(parts):
+                source = _module_file(parts[:depth]).read_text()
+                if not re.search(rf"\b{parts[depth]}\b", source):
+                    bad.append(f"{dotted}: {'.'.join(parts[:depth])} has no {parts[depth]}")
+    assert not bad, f"{_id(doc)}:\n" + "\n".join(sorted(set(bad)))
