@@ -47,7 +47,7 @@ def recipes(epochs_paper: int, epochs_locked: int) -> dict[str, dict]:
         "paper": dict(epochs=epochs_paper, batch_size=64, pairs=PROBE_PAIRS,
                       loss=LossConfig(warmup_epochs=epochs_paper // 2)),
         "locked+study": structure_recipe(epochs_locked),
-        "locked+study raw": structure_recipe(epochs_locked, echo_standardize=False),
+        "locked+study raw": structure_recipe(epochs_locked, echo_features="raw"),
     }
 
 

@@ -37,7 +37,7 @@ def structure_recipe(epochs: int = 40, **overrides: Any) -> dict[str, Any]:
     """PretrainConfig fields of the recipe that learns structure here: the echo tower locked and its features
     standardised, [CLS] positives from another clip of the same study, [CLS] terms only (no token or alignment term,
     so no shifted samples), plain InfoNCE throughout, batch 64."""
-    return dict(epochs=epochs, batch_size=64, pairs=PROBE_PAIRS, echo_tower="frozen", cls_positive="study",
+    return dict(epochs=epochs, batch_size=64, pairs=PROBE_PAIRS, echo_tower="locked", cls_positive="study",
                 p_shift=0.0, loss=LossConfig(w_token=0.0, w_align=0.0, warmup_epochs=epochs), **overrides)
 
 

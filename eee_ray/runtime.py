@@ -76,24 +76,37 @@ def use_tracking_uri(uri: str) -> None:
         os.environ["MLFLOW_TRACKING_URI"] = before
 
 
-def setup_mlflow(workdir: str | Path, experiment: str) -> tuple[str, str]:
-    """Point MLflow at the store and make sure ``experiment`` exists with artifacts under ``workdir``.
+EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}  # the UI opens on the runs table
+
+
+def mlflow_dir(settings, output: str | Path) -> Path:
+    """The folder of the local store: ``settings.dir``, else the parent of the stage's output folder."""
+    return Path(settings.dir).resolve() if settings.dir else Path(output).resolve().parent
+
+
+def setup_mlflow(settings, output: str | Path, default_experiment: str) -> tuple[str, str]:
+    """Point MLflow at the stage's store (an ``eee_ray.config.MlflowConfig`` and the stage's output folder) and make
+    sure its experiment exists, as a model-training experiment with artifacts beside the store.
 
     Returns ``(tracking_uri, experiment_id)``; pass both to Ray workers, which must call
     ``mlflow.set_tracking_uri`` themselves.
     """
     import mlflow
 
+    workdir = mlflow_dir(settings, output)
+    experiment = settings.experiment or default_experiment
     uri = tracking_uri(workdir)
     use_tracking_uri(uri)
     exp = mlflow.get_experiment_by_name(experiment)
     if exp is None:
         artifacts = None
         if uri.startswith("sqlite:"):
-            artifacts = (Path(workdir).resolve() / "mlartifacts").as_uri()
-        exp_id = mlflow.create_experiment(experiment, artifact_location=artifacts)
+            artifacts = (workdir / "mlartifacts").as_uri()
+        exp_id = mlflow.create_experiment(experiment, artifact_location=artifacts, tags=EXPERIMENT_KIND)
     else:
         exp_id = exp.experiment_id
+        if exp.tags.get("mlflow.experimentKind") != EXPERIMENT_KIND["mlflow.experimentKind"]:
+            mlflow.MlflowClient().set_experiment_tag(exp_id, *next(iter(EXPERIMENT_KIND.items())))
     mlflow.set_experiment(experiment_id=exp_id)
     return uri, exp_id
 
