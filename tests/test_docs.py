@@ -6,7 +6,7 @@ Checked in README.md and docs/*.md:
 - every relative link resolves to an existing file, and its ``#anchor`` (if any) to a heading of that file
   (GitHub-style slugs);
 - every ``eee-ray <cmd>`` and ``python jobs/<cmd>.py`` names a real subcommand, and every ``--flag`` on that command
-  line exists in its parser; on a stage's page, a code span that is just a flag (``--echo-tower locked``) must be an
+  line exists in its parser (for ``python benchmarks/<x>.py``, in the script's ``add_argument`` calls); on a stage's page, a code span that is just a flag (``--echo-tower locked``) must be an
   option of that page's command(s);
 - every repository path (``eee_ray/...``, ``jobs/...``, ``benchmarks/...``, ``tests/...``, ``docs/...``) exists,
   ``tests/x.py::name`` names a test in that file, and every dotted ``eee_ray.module.name`` resolves.
@@ -44,6 +44,7 @@ SPAN = re.compile(r"`([^`\n]+)`")
 LINK = re.compile(r"(?<!!)\[(?:[^\]\n]*)\]\(([^)\s]+)(?:\s+\"[^\"]*\")?\)")
 HEADING = re.compile(r"^(#{1,6})\s+(.*?)\s*#*\s*$")
 COMMAND = re.compile(r"(?:\beee-ray\s+([a-z][\w-]*)|\bpython3?\s+jobs/([a-z]\w*)\.py)")
+SCRIPT = re.compile(r"\bpython3?\s+(benchmarks/\w+\.py)")
 FLAG = re.compile(r"(?<![\w-])(--[a-zA-Z][\w-]*)")
 END_OF_COMMAND = re.compile(r"\s#|&&|;|\||\beee-ray\s|\bpython3?\s")
 REPO_PATH = re.compile(r"(?<![\w./~-])((?:eee_ray|jobs|benchmarks|tests|docs|\.ci)/[\w./-]*|"
@@ -111,8 +112,7 @@ def test_every_page_exists_and_the_readme_links_it():
     assert len(readme.splitlines()) <= 160, "README.md should stay a short entry point (about 150 lines)"
 
 
-@pytest.mark.parametrize("doc", DOCS, ids=_id)
-def test_relative_links_resolve(doc: Path):
+def link_problems(doc: Path) -> list[str]:
     bad = []
     for line in _parse(doc)[0]:
         for target in LINK.findall(SPAN.sub("", line)):
@@ -124,32 +124,34 @@ def test_relative_links_resolve(doc: Path):
                 bad.append(f"{target}: no such file")
             elif anchor and dest.suffix == ".md" and anchor not in anchors(dest):
                 bad.append(f"{target}: no heading with anchor #{anchor} in {dest.name}")
-    assert not bad, f"{_id(doc)}: broken links:\n" + "\n".join(bad)
+    return bad
 
 
-def _command_lines(code: str) -> list[tuple[str, str]]:
-    """(subcommand, the rest of its command line) for every eee-ray / jobs/ invocation in a piece of code."""
-    joined = re.sub(r"\\\n\s*", " ", code)
+def _invocations(code: str, pattern: re.Pattern) -> list[tuple[str, str]]:
+    """(what ``pattern`` names, the rest of that command line) for every invocation in a piece of code; a command line
+    ends at a comment, ``&&``, ``;``, a pipe or the next command, and continues over trailing backslashes."""
     found = []
-    for line in joined.splitlines():
-        for m in COMMAND.finditer(line):
+    for line in re.sub(r"\\\n\s*", " ", code).splitlines():
+        for m in pattern.finditer(line):
             rest = line[m.end():]
             stop = END_OF_COMMAND.search(rest)
-            found.append((m.group(1) or m.group(2), rest[:stop.start()] if stop else rest))
+            found.append((next(g for g in m.groups() if g), rest[:stop.start()] if stop else rest))
     return found
 
 
-@pytest.mark.parametrize("doc", DOCS, ids=_id)
-def test_commands_and_flags_exist(doc: Path):
+def command_problems(doc: Path) -> list[str]:
     bad = []
     code = _parse(doc)[1]
     for piece in code:
-        for command, rest in _command_lines(piece):
+        for command, rest in _invocations(piece, COMMAND):
             if command not in COMMANDS:
-                bad.append(f"`{command}` is not an eee-ray subcommand (in `{piece.strip()[:80]}`)")
+                bad.append(f"eee-ray has no subcommand {command}")
                 continue
             bad += [f"eee-ray {command} has no option {flag}" for flag in FLAG.findall(rest)
                     if flag not in options(command)]
+        for script, rest in _invocations(piece, SCRIPT):  # flags looked up in the script's add_argument calls
+            source = (REPO / script).read_text() if (REPO / script).is_file() else ""
+            bad += [f"{script} has no option {flag}" for flag in FLAG.findall(rest) if f'"{flag}"' not in source]
     if doc.name in PAGE_COMMANDS:
         commands = PAGE_COMMANDS[doc.name] or tuple(COMMANDS)
         known = set().union(*(options(c) for c in commands))
@@ -157,7 +159,7 @@ def test_commands_and_flags_exist(doc: Path):
             m = re.match(r"^(--[a-zA-Z][\w-]*)(?:[ =]\S.*)?$", piece.strip())
             if m and m.group(1) not in known:
                 bad.append(f"{m.group(1)} (in `{piece}`) is not an option of eee-ray {' / '.join(commands)}")
-    assert not bad, f"{_id(doc)}:\n" + "\n".join(sorted(set(bad)))
+    return sorted(set(bad))
 
 
 def _module_file(parts: list[str]) -> Path | None:
@@ -168,8 +170,7 @@ def _module_file(parts: list[str]) -> Path | None:
     return None
 
 
-@pytest.mark.parametrize("doc", DOCS, ids=_id)
-def test_named_files_and_modules_exist(doc: Path):
+def path_problems(doc: Path) -> list[str]:
     bad = []
     for piece in _parse(doc)[1]:
         for m in REPO_PATH.finditer(piece):
@@ -188,4 +189,53 @@ def test_named_files_and_modules_exist(doc: Path):
                 source = _module_file(parts[:depth]).read_text()
                 if not re.search(rf"\b{parts[depth]}\b", source):
                     bad.append(f"{dotted}: {'.'.join(parts[:depth])} has no {parts[depth]}")
-    assert not bad, f"{_id(doc)}:\n" + "\n".join(sorted(set(bad)))
+    return sorted(set(bad))
+
+
+@pytest.mark.parametrize("doc", DOCS, ids=_id)
+def test_relative_links_resolve(doc: Path):
+    bad = link_problems(doc)
+    assert not bad, f"{_id(doc)}: broken links:\n" + "\n".join(bad)
+
+
+@pytest.mark.parametrize("doc", DOCS, ids=_id)
+def test_commands_and_flags_exist(doc: Path):
+    bad = command_problems(doc)
+    assert not bad, f"{_id(doc)}:\n" + "\n".join(bad)
+
+
+@pytest.mark.parametrize("doc", DOCS, ids=_id)
+def test_named_files_and_modules_exist(doc: Path):
+    bad = path_problems(doc)
+    assert not bad, f"{_id(doc)}:\n" + "\n".join(bad)
+
+
+def test_the_checker_catches_broken_docs(tmp_path: Path):
+    """Each kind of mistake in a made-up stage page is reported, and its correct twin is not: the checks can fail."""
+    page = tmp_path / "pretraining.md"
+    page.write_text(
+        "# Pretraining\n\n## What `it` learns: yes\n\n"
+        "[ok](#what-it-learns-yes) [bad anchor](#nowhere) [bad file](missing.md) [web](https://example.org)\n\n"
+        "```bash\n"
+        "eee-ray pretrain --clips c --output o \\\n    --epochs 2 --no-such-flag  # --comment-flag\n"
+        "eee-ray pretend --output o\n"
+        "python jobs/pretrain.py --clips c --made-up\n"
+        "python benchmarks/robustness.py --synth s --bogus\n"
+        "```\n\n"
+        "`--echo-tower locked`, `--not-a-pretrain-option 3`, `eee_ray/pretrain.py`, `eee_ray/nothing.py`,\n"
+        "`tests/test_docs.py::test_the_checker_catches_broken_docs`, `tests/test_docs.py::test_missing`,\n"
+        "`eee_ray.config.resolve`, `eee_ray.config.no_such_name`, `eee_ray.no_such_module`.\n",
+        encoding="utf-8")
+    assert link_problems(page) == ["#nowhere: no heading with anchor #nowhere in pretraining.md",
+                                   "missing.md: no such file"]
+    assert command_problems(page) == [
+        "--not-a-pretrain-option (in `--not-a-pretrain-option 3`) is not an option of eee-ray pretrain",
+        "benchmarks/robustness.py has no option --bogus",
+        "eee-ray has no subcommand pretend",
+        "eee-ray pretrain has no option --made-up",
+        "eee-ray pretrain has no option --no-such-flag"]
+    assert path_problems(page) == [
+        "eee_ray.config.no_such_name: eee_ray.config has no no_such_name",
+        "eee_ray.no_such_module: eee_ray has no no_such_module",
+        "eee_ray/nothing.py: no such file or folder",
+        "tests/test_docs.py::test_missing: no such test"]
