@@ -165,7 +165,8 @@ def add_common_arguments(parser: argparse.ArgumentParser, config_cls: type, expe
     parser.add_argument("--config", metavar="FILE", help=f"YAML file with {config_cls.__name__} fields (options "
                                                          "given on the command line win)")
     parser.add_argument("--mlflow-dir", dest="mlflow.dir", metavar="DIR",
-                        help="folder of the local MLflow store (mlflow.db); default: the parent of the output folder; "
+                        help="folder of the local MLflow store (mlflow.db); default: the parent of the output folder "
+                             "(analyze: the benchmark's store); "
                              "ignored when MLFLOW_TRACKING_URI is set")
     parser.add_argument("--experiment", dest="mlflow.experiment", metavar="NAME",
                         help=f"MLflow experiment (default {experiment})")

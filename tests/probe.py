@@ -1,12 +1,11 @@
-"""Structure probe (issue 4 item 7 b): does the frozen ECG [CLS] predict a patient's echo structure latents?
+"""Structure probe (tests and benchmarks only): does the frozen ECG [CLS] predict a patient's echo structure latents?
 
 A ridge regression on patient means of the [CLS] (the pretraining never saw the latents) is fitted on the training
 patients and scored (R^2) on the held-out patients of the pretraining split, so neither the probe nor the encoder
 has seen the patients it is scored on. R^2 <= 0 means no usable information.
 
 ``structure_world`` and ``structure_recipe`` are the synthetic data set and the pretraining recipe with which the
-ECG [CLS] learns wall thickness (tests/test_structure_probe.py, benchmarks/structure_probe.py, README "Does it
-learn?" (b)).
+ECG [CLS] learns wall thickness (tests/test_structure_probe.py, benchmarks/structure_probe.py, docs/pretraining.md).
 """
 
 from __future__ import annotations
