@@ -6,7 +6,7 @@ Checked in README.md and docs/*.md:
 - every relative link resolves to an existing file, and its ``#anchor`` (if any) to a heading of that file
   (GitHub-style slugs);
 - every ``eee-ray <cmd>`` and ``python jobs/<cmd>.py`` names a real subcommand, and every ``--flag`` on that command
-  line exists in its parser (for ``python benchmarks/<x>.py``, in the script's ``add_argument`` calls); on a stage's page, a code span that is just a flag (``--echo-tower locked``) must be an
+  line exists in its parser and is not a deprecated alias (for ``python benchmarks/<x>.py``, in the script's ``add_argument`` calls); on a stage's page, a code span that is just a flag (``--echo-tower locked``) must be an
   option of that page's command(s);
 - every repository path (``eee_ray/...``, ``jobs/...``, ``benchmarks/...``, ``tests/...``, ``docs/...``) exists,
   ``tests/x.py::name`` names a test in that file, and every dotted ``eee_ray.module.name`` resolves.
@@ -93,11 +93,17 @@ def anchors(path: Path) -> frozenset[str]:
 
 
 @functools.lru_cache(maxsize=None)
-def options(command: str) -> frozenset[str]:
-    """Option strings of ``eee-ray <command>``, from the parser the CLI itself builds."""
+def _parser_options(command: str) -> dict[str, bool]:
+    """Option strings of ``eee-ray <command>``, from the parser the CLI itself builds -> whether the option is a
+    deprecated alias (kept working but hidden from ``--help``)."""
     parser = build_parser([command])
     sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
-    return frozenset(o for action in sub.choices[command]._actions for o in action.option_strings)
+    return {o: action.help == argparse.SUPPRESS for action in sub.choices[command]._actions
+            for o in action.option_strings}
+
+
+def options(command: str) -> frozenset[str]:
+    return frozenset(_parser_options(command))
 
 
 def _id(path: Path) -> str:
@@ -147,8 +153,11 @@ def command_problems(doc: Path) -> list[str]:
             if command not in COMMANDS:
                 bad.append(f"eee-ray has no subcommand {command}")
                 continue
-            bad += [f"eee-ray {command} has no option {flag}" for flag in FLAG.findall(rest)
-                    if flag not in options(command)]
+            for flag in FLAG.findall(rest):
+                if flag not in options(command):
+                    bad.append(f"eee-ray {command} has no option {flag}")
+                elif _parser_options(command)[flag]:
+                    bad.append(f"eee-ray {command} {flag} is a deprecated alias: show its replacement")
         for script, rest in _invocations(piece, SCRIPT):  # flags looked up in the script's add_argument calls
             source = (REPO / script).read_text() if (REPO / script).is_file() else ""
             bad += [f"{script} has no option {flag}" for flag in FLAG.findall(rest) if f'"{flag}"' not in source]
@@ -218,6 +227,7 @@ def test_the_checker_catches_broken_docs(tmp_path: Path):
         "[ok](#what-it-learns-yes) [bad anchor](#nowhere) [bad file](missing.md) [web](https://example.org)\n\n"
         "```bash\n"
         "eee-ray pretrain --clips c --output o \\\n    --epochs 2 --no-such-flag  # --comment-flag\n"
+        "eee-ray pretrain --clips c --output o --workdir w\n"
         "eee-ray pretend --output o\n"
         "python jobs/pretrain.py --clips c --made-up\n"
         "python benchmarks/robustness.py --synth s --bogus\n"
@@ -232,6 +242,7 @@ def test_the_checker_catches_broken_docs(tmp_path: Path):
         "--not-a-pretrain-option (in `--not-a-pretrain-option 3`) is not an option of eee-ray pretrain",
         "benchmarks/robustness.py has no option --bogus",
         "eee-ray has no subcommand pretend",
+        "eee-ray pretrain --workdir is a deprecated alias: show its replacement",
         "eee-ray pretrain has no option --made-up",
         "eee-ray pretrain has no option --no-such-flag"]
     assert path_problems(page) == [
