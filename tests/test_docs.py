@@ -6,7 +6,8 @@ Checked in README.md and docs/*.md:
 - every relative link resolves to an existing file, and its ``#anchor`` (if any) to a heading of that file
   (GitHub-style slugs);
 - every ``eee-ray <cmd>`` and ``python jobs/<cmd>.py`` names a real subcommand, and every ``--flag`` on that command
-  line exists in its parser and is not a deprecated alias (for ``python benchmarks/<x>.py``, in the script's ``add_argument`` calls); on a stage's page, a code span that is just a flag (``--echo-tower locked``) must be an
+  line exists in its parser and is not a deprecated alias (for ``python benchmarks/<x>.py``: in the script's
+  ``add_argument`` calls); on a stage's page, a code span that is just a flag (``--echo-tower locked``) must be an
   option of that page's command(s);
 - every repository path (``eee_ray/...``, ``jobs/...``, ``benchmarks/...``, ``tests/...``, ``docs/...``) exists,
   ``tests/x.py::name`` names a test in that file, and every dotted ``eee_ray.module.name`` resolves.
