@@ -1,5 +1,6 @@
-"""The benchmark end to end (SPEC S7): a tiny Tune grid on the synthetic ECG tree through the CLI writes the result
-tables, one closed MLflow run per trial, and per-trial files the analysis stage can load; plus the grid's rules."""
+"""The benchmark end to end (docs/contract.md, Downstream benchmark): a tiny Tune grid on the synthetic ECG tree through
+the CLI writes the result tables, one closed MLflow run per trial, and per-trial files the analysis stage can load; plus
+the grid's rules."""
 
 import json
 
