@@ -93,6 +93,9 @@ def run_benchmark(cfg: BenchmarkConfig) -> pd.DataFrame:
     from eee_ray.runtime import init_ray, setup_mlflow
 
     cfg.validate()
+    if cfg.pretrained:  # trials run in Tune's own working directory
+        cfg.pretrained = str(Path(cfg.pretrained).resolve())
+    cfg.data = str(Path(cfg.data).resolve())
     grid, notes = trial_grid(cfg)
     table, data_notes, leads = read_table(cfg)
     out = Path(cfg.output).resolve()
