@@ -138,6 +138,26 @@ def _count_nodes(data: Any, limit: int) -> int:
     return count
 
 
+def _refuse_duplicate_keys(root: yaml.Node | None, path: Path) -> None:
+    """A key given twice in one mapping is a copy-paste slip that YAML would settle silently (the last one wins)."""
+    seen: set[int] = set()
+    stack = [root] if root is not None else []
+    while stack:
+        node = stack.pop()
+        if id(node) in seen:  # an alias: its node is checked once
+            continue
+        seen.add(id(node))
+        if isinstance(node, yaml.MappingNode):
+            keys = [k.value for k, _ in node.value if isinstance(k, yaml.ScalarNode)]
+            twice = sorted({k for k in keys if keys.count(k) > 1})
+            if twice:
+                raise UserError(f"config file {path} gives duplicate key {twice[0]} (line {node.start_mark.line + 1}"
+                                " onwards); each field may appear once")
+            stack.extend(n for pair in node.value for n in pair)
+        elif isinstance(node, yaml.SequenceNode):
+            stack.extend(node.value)
+
+
 def load_yaml(path: str | Path | None) -> dict[str, Any]:
     """The mapping of a YAML config file, read with ``yaml.safe_load``; every way a file can be wrong (too big, not
     text, not YAML, a Python tag, an alias bomb, not a mapping) is one ``UserError``."""
@@ -154,6 +174,7 @@ def load_yaml(path: str | Path | None) -> dict[str, Any]:
     except (OSError, UnicodeDecodeError) as e:
         raise UserError(f"config file {p} is not readable UTF-8 text: {e}") from None
     try:
+        _refuse_duplicate_keys(yaml.compose(text, Loader=yaml.SafeLoader), p)
         data = yaml.safe_load(text)
     except yaml.YAMLError as e:
         first = " ".join(str(e).split())[:200]

@@ -31,7 +31,9 @@ log = logging.getLogger(__name__)
 MODES = ("embed", "predict")
 WAVEFORM_COLUMNS = ("record_id", "signal", "fs", "lead_names")
 CHECKPOINT_ARTIFACTS = ("checkpoint", "trial")  # artifact folders of a run that may hold model.pt + meta.json
-SUMMARY_NAME = "_inference.json"  # leading underscore: Parquet readers skip it when reading the folder
+SUMMARY_NAME = "_inference.json"
+MODEL_BUDGET_FACTOR = 4  # a model may create this many times the elements its weights file holds while built ...
+MODEL_BUDGET_SLACK = 10_000_000  # ... plus this many (init temporaries): more means meta.json lies about the model  # leading underscore: Parquet readers skip it when reading the folder
 
 
 @dataclass
@@ -123,31 +125,37 @@ def read_checkpoint(folder: str | Path) -> Checkpoint:
 
 
 def check_fit(ckpt: Checkpoint, what: str = "model.pt") -> None:
-    """The state dict must be loadable, finite and exactly the shape of the meta's model (compared on the ``meta``
-    device, so a lying meta.json never makes us allocate its model); the model's window must be the meta's."""
+    """The state dict must be loadable, finite and exactly the shape of the meta's model; the model's window must be
+    the meta's. The model is built under an allocation budget sized from the file, so a lying meta.json cannot make
+    us allocate a model far larger than the weights it comes with."""
     import torch
 
     from eee_ray.models.registry import build_model
-    from eee_ray.safe_load import check_state_dict, fit_mismatch, load_weights
+    from eee_ray.safe_load import (ModelTooLarge, allocation_budget, check_state_dict, fit_mismatch,
+                                   load_weights)
 
     state = check_state_dict(load_weights(ckpt.state_bytes, what), what)
     spec = ckpt.meta["model_spec"]
+    held = sum(int(v.numel()) for v in state.values())
     try:
-        with torch.device("meta"):
-            skeleton = build_model(**spec)
+        with torch.no_grad(), allocation_budget(MODEL_BUDGET_FACTOR * held + MODEL_BUDGET_SLACK):
+            model = build_model(**spec)
     except UserError as e:
         raise UserError(f"meta.json model_spec: {e}") from None
+    except ModelTooLarge:
+        raise UserError(f"meta.json describes a {spec['name']} far larger than the {held} weights in {what}"
+                        ) from None
     except (TypeError, ValueError) as e:
         raise UserError(f"meta.json model_spec does not describe a buildable model: {str(e)[:160]}") from None
-    mismatch = fit_mismatch(skeleton.state_dict(), state)
+    mismatch = fit_mismatch(model.state_dict(), state)
     if mismatch:
         raise UserError(f"{what} does not fit the {spec['name']} that meta.json describes: {mismatch}")
-    if int(skeleton.window) != int(ckpt.meta["window"]):
+    if int(model.window) != int(ckpt.meta["window"]):
         raise UserError(f"meta.json says window {ckpt.meta['window']} but its {spec['name']} takes "
-                        f"{skeleton.window}-sample windows")
+                        f"{model.window}-sample windows")
     n = _signal_spec(ckpt.meta).n_samples
-    if skeleton.window > n:
-        raise UserError(f"the model's {skeleton.window}-sample window is longer than a prepared record ({n} samples)")
+    if model.window > n:
+        raise UserError(f"the model's {model.window}-sample window is longer than a prepared record ({n} samples)")
 
 
 def download_checkpoint(run_id: str, workdir: str | Path) -> Checkpoint:
@@ -210,6 +218,8 @@ def waveform_row(signal: Any, fs: Any, names: Any, leads: list[str], spec) -> tu
         rate = float(fs)
     except (TypeError, ValueError):
         return None, f"fs is not a number: {str(fs)[:40]!r}"
+    if np.isnan(rate):
+        return None, "fs is missing (null or NaN)"
     if not (np.isfinite(rate) and rate > 0):
         return None, f"fs {rate:g} Hz is not a positive number"
     names = [str(n) for n in names]
@@ -247,7 +257,7 @@ class Predictor:
         if "path" in batch:
             if batch["reason"][i]:
                 return None, str(batch["reason"][i])
-            return read_wfdb(str(batch["path"][i]), self.leads, self.spec)
+            return read_wfdb(os.fsdecode(batch["path"][i]), self.leads, self.spec)
         return waveform_row(batch["signal"][i], batch["fs"][i], batch["lead_names"][i], self.leads, self.spec)
 
     def __call__(self, batch: dict) -> dict:
@@ -335,7 +345,8 @@ def _display(text: str) -> str:
 
 def wfdb_table(path: Path) -> pd.DataFrame:
     """``record_id, path, reason`` of a WFDB folder or a MIMIC ``record_list.csv``: one row per record, ``reason``
-    set for a record refused before reading (a path leaving the input's folder, a record id listed twice)."""
+    set for a record refused before reading (a path leaving the input's folder, a record id listed twice). Paths are
+    bytes, exactly as the OS spells them (a file name need not be UTF-8; Arrow strings must be)."""
     from eee_ray.ecgdata.mimic import _read_csv
     from eee_ray.ecgdata.records import safe_path
 
@@ -350,7 +361,7 @@ def wfdb_table(path: Path) -> pd.DataFrame:
                       else f"path {str(rel)[:80]!r} leaves the folder of {path.name}" if target is None else "")
             seen.add(rid)
             rows.append({"record_id": _display(rid) or f"<line {len(rows) + 2}>",
-                         "path": str(target) if target is not None else "", "reason": reason})
+                         "path": os.fsencode(target) if target is not None else b"", "reason": reason})
         if not rows:
             raise UserError(f"record list {path} lists no records")
         return pd.DataFrame(rows, columns=["record_id", "path", "reason"])
@@ -361,7 +372,7 @@ def wfdb_table(path: Path) -> pd.DataFrame:
         root = path.resolve()
         return pd.DataFrame({
             "record_id": [_display(str(h.relative_to(path).with_suffix(""))) for h in heads],
-            "path": [str(h.with_suffix("")) for h in heads],
+            "path": [os.fsencode(h.with_suffix("")) for h in heads],
             "reason": ["" if h.resolve().is_relative_to(root) else f"header {h.name} is a link out of {path}"
                        for h in heads]})
     raise UserError(f"input must be a WFDB folder, a record_list.csv or a waveform .parquet, not {path}")

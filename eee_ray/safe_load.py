@@ -70,3 +70,42 @@ def fit_mismatch(expected: Mapping[str, Any], state: Mapping[str, Any]) -> str:
              for label, items in (("missing key(s)", missing), ("unexpected key(s)", extra),
                                   ("tensor(s) of another shape (file vs model)", shapes)) if items]
     return "; ".join(parts)
+
+
+FACTORIES = frozenset({"empty", "zeros", "ones", "full", "rand", "randn", "randint", "eye", "empty_strided"})
+
+
+class ModelTooLarge(Exception):
+    """Raised by ``allocation_budget`` before a tensor that would exceed the budget is created."""
+
+
+def _requested(args: tuple) -> int:
+    """Elements a factory call asks for: ``f(2, 3)``, ``f((2, 3))`` or ``f(torch.Size([2, 3]))``."""
+    dims = args[0] if args and isinstance(args[0], (tuple, list)) else args
+    n = 1
+    for d in dims:
+        if not isinstance(d, int) or isinstance(d, bool):
+            break
+        n *= max(d, 0)
+    return n
+
+
+def allocation_budget(elements: int):
+    """A context in which tensor factories (``torch.empty``, ``zeros``, ...) may create ``elements`` elements in all;
+    the call that would exceed it raises ``ModelTooLarge`` before allocating. Building a model from a description
+    inside it bounds what a lying description can make us allocate (torch's ``meta`` device would too, but costs a
+    multi-second import on first use)."""
+    from torch.overrides import TorchFunctionMode
+
+    class _Budget(TorchFunctionMode):
+        left = elements
+
+        def __torch_function__(self, func, types, args=(), kwargs=None):
+            if getattr(func, "__name__", "") in FACTORIES:
+                n = _requested(args)
+                if n > self.left:
+                    raise ModelTooLarge(n)
+                self.left -= n
+            return func(*args, **(kwargs or {}))
+
+    return _Budget()

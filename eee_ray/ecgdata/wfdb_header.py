@@ -57,7 +57,7 @@ def _human(n: float) -> str:
 
 def _signal_file(folder: Path, name: str) -> Path | None:
     """The signal file as a path inside ``folder`` (links resolved), or None when it is not a plain name there."""
-    if name in ("-", ".", "..") or "/" in name or "\\" in name or "\x00" in name or not name.isascii():
+    if name in ("-", ".", "..") or "/" in name or "\\" in name or "\x00" in name:
         return None
     target = (folder / name).resolve()
     return target if target.is_relative_to(folder.resolve()) else None
@@ -66,6 +66,8 @@ def _signal_file(folder: Path, name: str) -> Path | None:
 def header_problem(record: str | Path, limits: HeaderLimits = HeaderLimits()) -> str:
     """'' when the record at ``record`` (path without ``.hea``) may be read, else the reason it must not be."""
     hea = Path(f"{record}.hea")
+    if hea.is_symlink() and hea.resolve().parent != hea.parent.resolve():
+        return f"header {_display(hea.name)} is a link out of its folder"
     try:
         size = hea.stat().st_size
         if size > limits.max_header_bytes:
@@ -73,10 +75,7 @@ def header_problem(record: str | Path, limits: HeaderLimits = HeaderLimits()) ->
         raw = hea.read_bytes()
     except OSError as e:
         return f"header unreadable: {e.strerror or type(e).__name__}"
-    try:
-        text = raw.decode("ascii")
-    except UnicodeDecodeError:
-        return "header is not ASCII text (WFDB headers are)"
+    text = raw.decode("utf-8", "replace")
     lines = [ln.strip() for ln in text.splitlines() if ln.strip() and not ln.lstrip().startswith("#")]
     if not lines:
         return "header is empty"
@@ -127,6 +126,9 @@ def header_problem(record: str | Path, limits: HeaderLimits = HeaderLimits()) ->
                         f"{limits.max_adc_gain:g}] units per mV")
             if gain == 0:  # the WFDB format reads 0 as 'uncalibrated, assume 200'; wfdb-python divides by it
                 return f"ADC gain of signal {k + 1} is 0 (uncalibrated)"
+        if not _NAME.fullmatch(fname.replace(".", "")):
+            if "/" not in fname and "\\" not in fname:
+                return f"signal file name {fname[:60]!r} is not ASCII letters, digits, _, - and ."
         target = _signal_file(hea.parent, fname)
         if target is None:
             return f"signal file {_display(fname)[:60]!r} is outside the record's folder"
