@@ -177,7 +177,9 @@ def load_yaml(path: str | Path | None) -> dict[str, Any]:
         _refuse_duplicate_keys(yaml.compose(text, Loader=yaml.SafeLoader), p)
         data = yaml.safe_load(text)
     except yaml.YAMLError as e:
-        first = " ".join(str(e).split())[:200]
+        mark = getattr(e, "problem_mark", None)
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
+        first = " ".join(str(getattr(e, "problem", None) or e).split())[:160] + where
         raise UserError(f"config file {p} is not valid YAML for a config (plain values only, no tags): {first}"
                         ) from None
     except RecursionError:

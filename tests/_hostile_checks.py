@@ -124,13 +124,13 @@ def _good_record(folder: Path) -> Path:
 
 
 @_timed
-def check_checkpoints(work: Path) -> Tally:
-    """Every bad checkpoint stops ``predict`` before Ray starts; the good one loads; no unsafe pickle ever ran."""
+def check_checkpoints(work: Path, corpus: tuple[Path, list[Case]] | None = None) -> Tally:
+    """Every bad checkpoint stops ``predict`` before Ray starts; the good one loads; no unsafe pickle ever ran.
+    ``corpus``: an already written ``(root, cases)`` of ``write_checkpoints``."""
     from eee_ray.inference import build_model_from, read_checkpoint
 
     tally = Tally("checkpoints")
-    root = work / "checkpoints"
-    cases = write_checkpoints(root)
+    root, cases = corpus or (work / "checkpoints", write_checkpoints(work / "checkpoints"))
     inp = _good_record(work / "checkpoint_input")
     for case in cases:
         if case.whole:
@@ -149,7 +149,8 @@ def check_checkpoints(work: Path) -> Tally:
 
 
 def _predict_rows(argv: list, tally: Tally, out: Path) -> pd.DataFrame | None:
-    rc, err, crash = run_cli(argv)
+    """``eee-ray predict ARGV`` on one actor (the corpus is one batch), its rows ``record_id, reason``."""
+    rc, err, crash = run_cli([*argv, "--max-actors", "1", "--batch-size", "64"])
     if crash or rc != 0:
         tally.crashes += 1
         tally.wrong.append(f"predict run failed (exit {rc}): {(crash or err).strip().splitlines()[-1:]}")
@@ -158,9 +159,10 @@ def _predict_rows(argv: list, tally: Tally, out: Path) -> pd.DataFrame | None:
 
 
 @_timed
-def check_wfdb(work: Path, through_ray: bool = False, checkpoint: Path | None = None) -> Tally:
-    """Hostile WFDB records: one reason each. Fast mode reads each record as the actors do (``wfdb_table`` then
-    ``read_wfdb``); ``through_ray`` runs ``eee-ray predict`` on the folder and on ``record_list.csv``."""
+def check_wfdb(work: Path, through_ray: tuple[str, ...] = (), checkpoint: Path | None = None) -> Tally:
+    """Hostile WFDB records: one reason each, read from the folder and from ``record_list.csv``. By default each
+    record is read as the actors read it (``wfdb_table`` then ``read_wfdb``); the inputs named in ``through_ray``
+    (``records``, ``record_list``) go through ``eee-ray predict`` instead."""
     from eee_ray.ecgdata.records import SignalSpec, read_wfdb
     from eee_ray.inference import wfdb_table
 
@@ -171,7 +173,7 @@ def check_wfdb(work: Path, through_ray: bool = False, checkpoint: Path | None = 
     in_list = [c for c in cases if c.family == "record-list" or (c.name.isascii() and "\\" not in c.name)]
     inputs = [(root / "records", in_folder), (root / "record_list.csv", in_list)]
     for inp, expected in inputs:
-        if through_ray:
+        if inp.stem in through_ray:
             out = work / f"wfdb_out_{inp.stem}"
             got = _predict_rows(["predict", "--input", inp, "--output", out, "--checkpoint", checkpoint], tally, out)
             if got is None:

@@ -47,6 +47,10 @@ def _number(text: str | None) -> float | None:
     return value
 
 
+def _size(n: int) -> str:
+    return f"{n:,} bytes" if n < 1 << 20 else _human(n)
+
+
 def _human(n: float) -> str:
     for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
         if n < 1024 or unit == "TiB":
@@ -123,7 +127,7 @@ def header_problem(record: str | Path, limits: HeaderLimits = HeaderLimits()) ->
             gain = _number(g["gain"]) if g else None
             if gain is None or not math.isfinite(gain) or gain < 0 or gain > limits.max_adc_gain:
                 return (f"ADC gain {fields[2][:30]!r} of signal {k + 1} is not a number in (0, "
-                        f"{limits.max_adc_gain:g}] units per mV")
+                        f"{limits.max_adc_gain:g}] units per physical unit")
             if gain == 0:  # the WFDB format reads 0 as 'uncalibrated, assume 200'; wfdb-python divides by it
                 return f"ADC gain of signal {k + 1} is 0 (uncalibrated)"
         if not _NAME.fullmatch(fname.replace(".", "")):
@@ -147,7 +151,7 @@ def header_problem(record: str | Path, limits: HeaderLimits = HeaderLimits()) ->
             return f"signal file {fname} not found beside the header"
         if have < need:
             return (f"header claims {int(sig_len)} samples x {f['samples']} channel(s) of format {f['fmt']} "
-                    f"({_human(need)}) but {fname} holds {_human(have)}")
+                    f"({_size(need)}) but {fname} holds {_size(have)}")
     return ""
 
 
