@@ -26,7 +26,10 @@ def load_weights(source: str | Path | bytes, what: str) -> Any:
 
     import torch
 
-    stream = io.BytesIO(source) if isinstance(source, bytes) else Path(source)
+    try:
+        stream = io.BytesIO(source if isinstance(source, bytes) else Path(source).read_bytes())
+    except OSError as e:
+        raise UserError(f"{what} cannot be read: {e.strerror or e}") from None
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # e.g. "unusual pickle protocol": the verdict below says enough
@@ -35,7 +38,7 @@ def load_weights(source: str | Path | bytes, what: str) -> Any:
         found = _GLOBAL.search(str(e))
         names = f" ({found.group(1)})" if found else ""
         raise UserError(f"{what} holds Python objects beyond tensors{names}; a weights file never needs them, so it "
-                        "is refused unread (nothing in it was run); re-export the weights as a plain state_dict"
+                        "is refused unread (nothing in it was run); re-export it with tensors and plain values only"
                         ) from None
     except Exception as e:  # noqa: BLE001 - whatever torch raises on a damaged file is a bad file, not a bug
         first = str(e).strip().splitlines()[0][:120] if str(e).strip() else type(e).__name__

@@ -134,8 +134,8 @@ def check_checkpoints(work: Path, corpus: tuple[Path, list[Case]] | None = None)
     inp = _good_record(work / "checkpoint_input")
     for case in cases:
         if case.whole:
-            judge_whole(tally, case, ["predict", "--input", inp, "--output", work / "ckpt_out", "--checkpoint",
-                                      root / case.name])
+            judge_whole(tally, case, list(case.argv) or ["predict", "--input", inp, "--output", work / "ckpt_out",
+                                                         "--checkpoint", root / case.name])
             continue
         tally.tried += 1
         try:

@@ -140,6 +140,19 @@ def write_checkpoints(root: str | Path) -> list[Case]:
                                                                              "pretrained": "/etc/passwd"}))
     add("meta_bad_preprocessing", "preprocessing", state,
         _meta(model, preprocessing={"sample_rate": "fast", "duration_s": 10.0}))
+
+    # pretrained ECG encoders handed to `eee-ray benchmark --pretrained`
+    enc = root / "encoders"
+    enc.mkdir()
+    torch.save({"state_dict": state, "config": {"d_in": 50}, "x": _RunsCode(marker)}, enc / "unsafe_pickle.pt")
+    (enc / "truncated.pt").write_bytes(good_bytes[: len(good_bytes) // 3])
+    torch.save(state, enc / "a_state_dict.pt")
+    for name, expect in (("unsafe_pickle.pt", "holds Python objects beyond tensors"),
+                         ("truncated.pt", "not a readable torch weights file"),
+                         ("a_state_dict.pt", "is not an ecg_encoder.pt")):
+        cases.append(Case("checkpoint", f"encoders/{name}", expect, whole=True,
+                          argv=("benchmark", "--data", str(root), "--pretrained", str(enc / name), "--models", "eee",
+                                "--output", str(root / "bench_out"))))
     return cases
 
 
