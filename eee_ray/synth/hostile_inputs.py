@@ -319,6 +319,7 @@ def write_label_corpus(root: str | Path) -> list[Case]:
     add("fold_inf", "['I509']", "bad label row", fold="inf")
     add("no_label_row", None, "no label row")
     add("empty_subject", "['I509']", "empty study_id or subject_id", subject="")
+    add("", "['I509']", "empty study_id or subject_id", path="files/x")  # a record-list row without a study_id
     add("path_up", "['I509']", "escapes the data root", path="../outside/1")
     add("path_absolute", "['I509']", "escapes the data root", path="/etc/hostname")
     add("path_link_out", "['I509']", "escapes the data root", path="files/link_out/1")
