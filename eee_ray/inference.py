@@ -32,9 +32,9 @@ log = logging.getLogger(__name__)
 MODES = ("embed", "predict")
 WAVEFORM_COLUMNS = ("record_id", "signal", "fs", "lead_names")
 CHECKPOINT_ARTIFACTS = ("checkpoint", "trial")  # artifact folders of a run that may hold model.pt + meta.json
-SUMMARY_NAME = "_inference.json"
+SUMMARY_NAME = "_inference.json"  # leading underscore: Parquet readers skip it when reading the folder
 MODEL_BUDGET_FACTOR = 4  # a model may create this many times the elements its weights file holds while built ...
-MODEL_BUDGET_SLACK = 10_000_000  # ... plus this many (init temporaries): more means meta.json lies about the model  # leading underscore: Parquet readers skip it when reading the folder
+MODEL_BUDGET_SLACK = 10_000_000  # ... plus this many (init temporaries): more means meta.json lies about the model
 
 
 @dataclass

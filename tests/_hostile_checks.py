@@ -180,7 +180,8 @@ def check_wfdb(work: Path, through_ray: tuple[str, ...] = (), checkpoint: Path |
                 continue
         else:
             table = wfdb_table(inp)
-            reasons = [r or read_wfdb(os.fsdecode(p), LEADS, SignalSpec())[1] for p, r in zip(table["path"], table["reason"])]
+            reasons = [r or read_wfdb(os.fsdecode(p), LEADS, SignalSpec())[1]
+                       for p, r in zip(table["path"], table["reason"])]
             got = pd.DataFrame({"record_id": table["record_id"], "reason": reasons})
         judge_rows(tally, expected, got)
     return tally

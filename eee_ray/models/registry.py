@@ -11,7 +11,6 @@ import dataclasses
 from pathlib import Path
 from typing import Any, Callable
 
-import torch
 from torch import nn
 
 from eee_ray.config import from_dict
