@@ -1,4 +1,4 @@
-"""A corpus of broken and unusual echo inputs (issue 7 item 1): what a real archive throws at the ingest.
+"""A corpus of broken and unusual echo inputs: what a real archive throws at the ingest.
 
 ``write_bad_input_corpus(dir)`` forges each case from one small, valid synthetic cine (``write_us_multiframe``)
 with pydicom and returns ``(relative path as the manifest spells it, expected reason)`` per file; the expected
