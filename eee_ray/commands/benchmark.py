@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 from eee_ray.config import add_common_arguments
@@ -57,4 +58,9 @@ def run(args: argparse.Namespace) -> int:
     print(f"MLflow: {mlflow_ui_command(summary['tracking_uri'])}   (then open {mlflow_ui_url()})")
     for r in summary.get("registered_models", []):
         print(f"registered {r['uri']}: {r['model']} ({r['strategy']}), test macro AUROC {r.get('test_macro_auroc', '-')}")
+    if summary["failed"]:
+        failed = [n for n in summary["notes"] if n.startswith("trial ")]
+        print(f"eee-ray benchmark: error: {summary['failed']} of {summary['trials']} trial(s) failed "
+              f"(first: {failed[0] if failed else 'see the log'})", file=sys.stderr)
+        return 1
     return 0
