@@ -6,9 +6,9 @@ Starts ``mlflow ui`` on a free loopback port over the store's sqlite database, o
 by ``--virtual-time-budget``) and checks that the expected text is there:
 
 - the experiments list: the stage experiments;
-- the benchmark experiment: it opens on the runs table (a model-training experiment, not the GenAI overview), with
-  the benchmark's parent run and its trials nested under it;
-- one trial's page: its headline metric, its datasets and its logged model;
+- the benchmark experiment: it opens on the runs table (not the GenAI traces overview), with the benchmark's parent
+  run as the one row its trials are nested under;
+- one trial's page: its parent run, its datasets, its registered model and its headline metric;
 - the registered model ``eee-ecg-<leads>``: its version.
 
 Usage: ``python benchmarks/mlflow_ui_screens.py --store WORKDIR [--out docs/img]`` where WORKDIR holds mlflow.db
@@ -33,7 +33,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
-from eee_ray.runtime import UI_VIEW  # noqa: E402 (the model-training view: MLflow 3.17 opens on GenAI otherwise)
+from eee_ray.runtime import UI_VIEW  # the model-training view: MLflow 3.17 opens on GenAI traces otherwise
+from eee_ray.serving import REGISTRY_PREFIX
 
 RENDER_BUDGET_MS = 20000  # virtual time Chromium gives the app to fetch and render before the DOM/screenshot is taken
 SERVER_START_S = 120  # `mlflow ui` on a loaded 2-core machine takes ~10-40 s to answer /health
@@ -45,6 +46,7 @@ class Page:
     route: str  # the app's hash route
     expect: list[str] = field(default_factory=list)  # text that must appear in the rendered DOM
     refuse: list[str] = field(default_factory=list)  # text that must not appear
+    height: int = 950  # browser window height (px) of the screenshot
 
 
 def find_chromium() -> str | None:
@@ -121,18 +123,23 @@ def pages_for(tracking_uri: str) -> list[Page]:
     parent = parents[0]
     trials = client.search_runs([bench.experiment_id], f"tags.mlflow.parentRunId = '{parent.info.run_id}' and "
                                                        "tags.kind = 'trial'", order_by=["metrics.test_macro_auroc DESC"])
-    trial = trials[0]
-    registered = sorted(m.name for m in client.search_registered_models("name LIKE 'eee-ecg-%'"))
+    registered = sorted(m.name for m in client.search_registered_models(f"name LIKE '{REGISTRY_PREFIX}%'"))
+    # the trial shown: the one behind a registered version of this benchmark, else the best on test
+    versions = [v for name in registered for v in client.search_model_versions(f"name = '{name}'")
+                if v.run_id in {t.info.run_id for t in trials}]
+    trial = next((t for t in trials if versions and t.info.run_id == versions[0].run_id), trials[0])
+    shown_model = [versions[0].name] if versions else []
     names = [e for e in ("eee-ingest", "eee-pretrain", "eee-benchmark") if e in exps]
     pages = [
         Page("mlflow_experiments", "/experiments", expect=names),
+        # the experiment opens on its runs table; the trials are nested: hidden under their parent's expander
         Page("mlflow_benchmark_runs", f"/experiments/{bench.experiment_id}",
-             expect=[parent.info.run_name, *[t.info.run_name for t in trials]],
-             refuse=["Detect issues in your traces", "Token usage"]),
+             expect=[parent.info.run_name, "matching runs"],
+             refuse=["Detect issues in your traces", "Token usage", *[t.info.run_name for t in trials]]),
+        # one trial: its parent, datasets, tags, registered model and headline metric
         Page("mlflow_trial", f"/experiments/{bench.experiment_id}/runs/{trial.info.run_id}",
-             expect=[trial.info.run_name, "test_macro_auroc", f"{cfg_dataset(trial)}-test", "model"]),
-        Page("mlflow_trial_metrics", f"/experiments/{bench.experiment_id}/runs/{trial.info.run_id}/model-metrics",
-             expect=["val_macro_auroc", "train_loss"]),
+             expect=[trial.info.run_name, parent.info.run_name, "test_macro_auroc", f"{cfg_dataset(trial)}-train",
+                     *shown_model], height=1700),
     ]
     if registered:
         pages.append(Page("mlflow_registered_model", f"/models/{registered[0]}", expect=[registered[0], "Version 1"]))
@@ -163,7 +170,7 @@ def main(argv: list[str] | None = None) -> int:
     with mlflow_ui(uri, free_port()) as url:
         for page in pages_for(uri):
             png = None if args.no_screenshots else Path(args.out) / f"{page.name}.png"
-            dom = render(chromium, f"{url}/#{page.route}?{UI_VIEW}", png)
+            dom = render(chromium, f"{url}/#{page.route}?{UI_VIEW}", png, height=page.height)
             missing = [t for t in page.expect if t not in dom]
             present = [t for t in page.refuse if t.lower() in dom.lower()]
             ok = not missing and not present

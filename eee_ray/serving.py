@@ -50,7 +50,7 @@ class EcgClassifier(PythonModel):
         self.label_names = ckpt.label_names
         self.predictor = Predictor(ckpt, "predict", ckpt.meta.get("aggregate", "mean"), batch_size=32)
 
-    def predict(self, context, model_input, params: dict[str, Any] | None = None) -> pd.DataFrame:
+    def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.DataFrame:
         df = pd.DataFrame(model_input)
         missing = [c for c in ("signal", "fs", "lead_names") if c not in df.columns]
         if missing:
@@ -100,13 +100,9 @@ def model_metadata(meta: dict[str, Any]) -> dict[str, Any]:
 
 def log_model(checkpoint_dir: str | Path, meta: dict[str, Any]):
     """Log the checkpoint in ``checkpoint_dir`` as the active run's pyfunc model; returns MLflow's ``ModelInfo``."""
-    import warnings
-
     import mlflow
 
-    with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings():
-        # the signature below is explicit; MLflow's advice to add type hints for inferring one does not apply
-        warnings.filterwarnings("ignore", message=".*Add type hints to the `predict` method")
+    with tempfile.TemporaryDirectory() as tmp:
         ckpt = Path(tmp) / CHECKPOINT_ARTIFACT
         ckpt.mkdir()
         for name in CHECKPOINT_FILES:
