@@ -37,7 +37,7 @@ from eee_ray.runtime import UI_VIEW  # the model-training view: MLflow 3.17 open
 from eee_ray.serving import REGISTRY_PREFIX
 
 RENDER_BUDGET_MS = 20000  # virtual time Chromium gives the app to fetch and render before the DOM/screenshot is taken
-SERVER_START_S = 120  # `mlflow ui` on a loaded 2-core machine takes ~10-40 s to answer /health
+SERVER_START_S = 300  # `mlflow ui` answers /health after 5-10 s on an idle 2-core machine, up to ~2 min on a loaded one
 
 
 @dataclass

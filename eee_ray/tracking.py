@@ -17,6 +17,7 @@ import pandas as pd
 PARENT_TAG = "mlflow.parentRunId"  # the tag the MLflow UI nests a run under
 SOURCE_TAG = "mlflow.source.name"  # the UI's "Source" column
 DATA_CONTEXT_TAG = "mlflow.data.context"  # training / validation / testing, as the UI labels a dataset input
+DATASET_INSERT_TRIES = 3  # a sqlite store refuses the second of two simultaneous inserts of one new dataset
 
 
 def listing_digest(listing: pd.DataFrame) -> str:
@@ -44,7 +45,10 @@ def log_dataset(client, run_id: str, listing: pd.DataFrame, name: str, source: s
     ``counts`` go into the dataset's profile beside its row count. Returns the digest."""
     import json
 
+    import time
+
     from mlflow.entities import Dataset, DatasetInput, InputTag
+    from mlflow.exceptions import MlflowException
     from mlflow.types.utils import _infer_schema
 
     digest = listing_digest(listing)
@@ -53,7 +57,16 @@ def log_dataset(client, run_id: str, listing: pd.DataFrame, name: str, source: s
     profile = json.dumps({"num_rows": int(len(listing)), **{k: int(v) for k, v in (counts or {}).items()}})
     entity = Dataset(name=name, digest=digest, source_type="local", source=json.dumps({"uri": uri}), schema=schema,
                      profile=profile)
-    client.log_inputs(run_id, datasets=[DatasetInput(entity, tags=[InputTag(DATA_CONTEXT_TAG, context)])])
+    inputs = [DatasetInput(entity, tags=[InputTag(DATA_CONTEXT_TAG, context)])]
+    for attempt in range(DATASET_INSERT_TRIES):
+        try:
+            client.log_inputs(run_id, datasets=inputs)
+            return digest
+        except MlflowException as e:
+            # two runs inserting the same new dataset at once: one wins, the other finds it on the next try
+            if "UNIQUE constraint" not in str(e) or attempt == DATASET_INSERT_TRIES - 1:
+                raise
+            time.sleep(0.2 * (attempt + 1))
     return digest
 
 

@@ -23,7 +23,7 @@ import pandas as pd
 from eee_ray.config import save
 from eee_ray.downstream.config import EXPERIMENT, MODEL_STRATEGIES, BenchmarkConfig
 from eee_ray.downstream.report import collect_results, results_markdown
-from eee_ray.downstream.train import tune_trainable
+from eee_ray.downstream.train import log_split_datasets, tune_trainable
 from eee_ray.ecgdata.labels import load_mapping, shared_labels_dir
 from eee_ray.ecgdata.mimic import find_root, read_mimic
 from eee_ray.ecgdata.ptbxl import read_ptbxl
@@ -31,7 +31,7 @@ from eee_ray.ecgdata.records import CANONICAL_LEADS, build_dataset, lead_names
 from eee_ray.errors import UserError
 from eee_ray.io import atomic_write, atomic_write_text
 from eee_ray.serving import register_best
-from eee_ray.tracking import log_dataset, run_tags
+from eee_ray.tracking import run_tags
 
 log = logging.getLogger(__name__)
 
@@ -144,8 +144,8 @@ def _run_grid(cfg: BenchmarkConfig, grid: list[dict[str, str]], notes: list[str]
     for k, v in {"dataset": cfg.dataset, "data": cfg.data, "preset": cfg.preset, "epochs": cfg.epochs,
                  "trials": len(grid), **{f"{k}": v for k, v in data.summary().items() if k != "positives"}}.items():
         client.log_param(parent, k, v)
-    log_dataset(client, parent, pd.DataFrame({"record_id": data.record_ids.astype(str), "split": data.split}),
-                cfg.dataset, cfg.data, "training", {k: v for k, v in data.summary().items() if k != "positives"})
+    # the splits every trial reads, logged once here first: trials running at once then find them in the store
+    log_split_datasets(client, parent, data, cfg)
     trainable = tune.with_parameters(tune_trainable, data=data, cfg=cfg, tracking_uri=uri, experiment_id=exp_id,
                                      benchmark_id=benchmark_id, parent_run_id=parent)
     tuner = tune.Tuner(
