@@ -156,6 +156,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", default=str(Path(__file__).resolve().parents[1] / "docs" / "img"),
                    help="folder for the PNG screenshots (default docs/img)")
     p.add_argument("--no-screenshots", action="store_true", help="only check the rendered text")
+    p.add_argument("--pages", default="", help="comma list of page names to render (default all: mlflow_experiments, "
+                                               "mlflow_benchmark_runs, mlflow_trial, mlflow_registered_model)")
     args = p.parse_args(argv)
     chromium = find_chromium()
     if chromium is None:
@@ -168,7 +170,8 @@ def main(argv: list[str] | None = None) -> int:
     uri = f"sqlite:///{db}"
     failures = 0
     with mlflow_ui(uri, free_port()) as url:
-        for page in pages_for(uri):
+        wanted = {n.strip() for n in args.pages.split(",") if n.strip()}
+        for page in (p for p in pages_for(uri) if not wanted or p.name in wanted):
             png = None if args.no_screenshots else Path(args.out) / f"{page.name}.png"
             dom = render(chromium, f"{url}/#{page.route}?{UI_VIEW}", png, height=page.height)
             missing = [t for t in page.expect if t not in dom]

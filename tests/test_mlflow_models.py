@@ -195,7 +195,10 @@ def test_mlflow_ui_pages_render(tiny_benchmark):
     finally:
         sys.path.pop(0)
     work, _, _ = tiny_benchmark
-    assert mlflow_ui_screens.main(["--store", str(work), "--no-screenshots"]) == 0
+    # the two pages that show what this project sets up: the runs table (model-training view, trials nested under the
+    # benchmark) and a trial (parent, datasets, registered model, headline metric); the script renders all four
+    assert mlflow_ui_screens.main(["--store", str(work), "--no-screenshots",
+                                   "--pages", "mlflow_benchmark_runs,mlflow_trial"]) == 0
 
 
 def test_predict_refuses_a_bad_model_uri_in_one_line(tmp_path, capsys, monkeypatch):
