@@ -23,13 +23,16 @@ from typing import Any
 
 import torch
 
+from eee_ray import recipes
+from eee_ray.collapse import CollapseConfig, spread_metrics, spread_summary, verdict
 from eee_ray.config import flat_params, from_dict, load_yaml, save, to_dict
 from eee_ray.echo_features import (attach_study_mates, embed_echo, feature_stats, init_model, pick_mates,
                                    standardize_features)
 from eee_ray.errors import UserError
 from eee_ray.io import atomic_torch_save, atomic_write_text
-from eee_ray.losses import LossConfig, pretraining_losses, weighted_total
+from eee_ray.losses import OBJECTIVES, LossConfig, pretraining_losses, weighted_total
 from eee_ray.models.ecg_encoder import save_pretrained
+from eee_ray.models.echo_encoder import PIXEL_NORMS
 from eee_ray.models.eee import EEEModel, ModelConfig, preset
 from eee_ray.pairs import NORMALIZATION, Collate, PairsConfig, echo_input, load_pairs, misalign
 from eee_ray.retrieval import embed, plot_retrieval, recall_curve, retrieval_metrics
@@ -46,8 +49,10 @@ HELDOUT_CACHE_BYTES = 256 * 2**20   # a held-out set up to this size stays in ra
 
 @dataclass
 class PretrainConfig:
-    """Everything one pretraining run depends on (SPEC S4-S6 defaults)."""
+    """Everything one pretraining run depends on. The defaults are the ``default`` recipe (eee_ray/recipes.py);
+    ``recipes.pretrain_config(name, ...)`` starts from another one."""
 
+    recipe: str = "default"             # the named recipe the fields started from (eee_ray/recipes.py)
     clips: str = ""                     # ingest output (the folder holding clips/, or clips/ itself)
     output: str = ""                    # checkpoints, ecg_encoder.pt, metrics.json, retrieval.png
     epochs: int = 10
@@ -57,7 +62,7 @@ class PretrainConfig:
     lr: float = 1e-3
     weight_decay: float = 0.05
     grad_clip: float = 1.0
-    batch_size: int = 16                # per worker; the contrastive matrix spans workers x batch_size clips
+    batch_size: int = 8                 # per worker; the contrastive matrix spans workers x batch_size clips
     seed: int = 0
     p_shift: float = 0.3                # share of samples whose ECG is shifted against the echo (M_shift = 1)
     heldout_fraction: float = 0.25      # share of patients held out for retrieval
@@ -68,7 +73,9 @@ class PretrainConfig:
     #                                     another clip of its study (needs echo_tower frozen); see echo_features.py
     max_mates: int = 8                  # study-level positives: other clips of the study kept per clip
     echo_standardize: bool = True       # frozen tower: features standardised per dimension (training clips' stats)
-    loss: LossConfig = field(default_factory=LossConfig)
+    pixel_norm: str = "clip"            # echo input scaling: clip (each sub-clip standardised) | fixed (earlier)
+    cls_position: bool = False          # add position 0 of the sinusoid table to the [CLS] (earlier behaviour)
+    loss: LossConfig = field(default_factory=lambda: LossConfig(objective="info_nce"))
     pairs: PairsConfig = field(default_factory=PairsConfig)
     use_gpu: bool = False               # one GPU per worker, NCCL; else gloo on CPU
     cpus_per_worker: float = 0.0        # 0 = auto: 1, or less so that all workers fit beside one free CPU
@@ -76,13 +83,14 @@ class PretrainConfig:
     mlflow_experiment: str = "eee-pretrain"
     workdir: str = ""                   # MLflow store (sqlite) location; empty = the parent of ``output``
     inject_failure_epoch: int = 0       # testing hook: one worker exits once at the start of this epoch (0 = off)
+    collapse: CollapseConfig = field(default_factory=CollapseConfig)
 
 
 def model_config(cfg: PretrainConfig) -> ModelConfig:
     """The preset, with the input geometry taken from the pairs config."""
     p = cfg.pairs
     return preset(cfg.preset, token_len=p.token_len, max_tokens=p.max_tokens, frames=p.frames_per_token,
-                  image_size=p.image_size)
+                  image_size=p.image_size, pixel_norm=cfg.pixel_norm, cls_position=cfg.cls_position)
 
 
 def validate(cfg: PretrainConfig) -> None:
@@ -97,7 +105,12 @@ def validate(cfg: PretrainConfig) -> None:
                "cls_positive study needs echo_tower frozen (the study mates' echo features are computed once)"),
               (cfg.echo_standardize or cfg.echo_tower == "frozen",
                "raw echo features (--raw-echo-features) need echo_tower frozen: a trained tower has no fixed features"),
-              (cfg.max_mates >= 1, "max_mates must be >= 1")]
+              (cfg.max_mates >= 1, "max_mates must be >= 1"),
+              (cfg.pixel_norm in PIXEL_NORMS, f"pixel_norm must be one of {', '.join(PIXEL_NORMS)}, not {cfg.pixel_norm!r}"),
+              (cfg.loss.objective in OBJECTIVES,
+               f"loss.objective must be one of {', '.join(OBJECTIVES)}, not {cfg.loss.objective!r}"),
+              (cfg.loss.warmup_epochs >= 0, "loss.warmup_epochs must be >= 0")]
+    recipes.check(cfg.recipe)
     for ok, msg in checks:
         if not ok:
             raise UserError(msg)
@@ -234,7 +247,7 @@ def train_loop(loop: dict[str, Any]) -> None:
                 out["echo_cls"] = pick_mates(b["echo_mates"], b["n_mates"], gen).to(device)
             terms = pretraining_losses(out, pad, m_shift.to(device), b["study_id"].to(device),
                                        b["subject_id"].to(device), cfg.loss, gather,
-                                       warmup=epoch <= cfg.loss.warmup_epochs)
+                                       warmup=cfg.loss.info_nce_at(epoch))
             opt.zero_grad(set_to_none=True)
             weighted_total(terms, cfg.loss, contrastive_scale=world).backward()
             torch.nn.utils.clip_grad_norm_(ddp.parameters(), cfg.grad_clip)
@@ -254,10 +267,11 @@ def train_loop(loop: dict[str, Any]) -> None:
             if rank == 0:
                 emb = embed(model, heldout.batches(), device)
                 metrics.update(retrieval_metrics(emb["ecg"], emb["echo"]))
+                metrics.update(spread_metrics(emb))
                 history.append(metrics)
                 _log_mlflow(client, loop["run_id"], {k: v for k, v in metrics.items() if k != "epoch"}, epoch)
-                log.info("epoch %d/%d  loss %.4f  held-out %s", epoch, cfg.epochs, metrics["loss_total"],
-                         retrieval_summary(metrics))
+                log.info("epoch %d/%d  loss %.4f  held-out %s; %s", epoch, cfg.epochs, metrics["loss_total"],
+                         retrieval_summary(metrics), spread_summary(history))
                 atomic_torch_save({"model": model.state_dict(), "optimizer": opt.state_dict(), "config": loop["cfg"],
                                    "model_config": loop["model"], "epoch": epoch, "history": history,
                                    "resumed_at": resumed_at}, Path(tmp) / CHECKPOINT_FILE)
@@ -297,15 +311,21 @@ def _mlflow_run(cfg: PretrainConfig, output: Path, params: dict[str, Any]) -> tu
 
 
 def _check_resume_settings(cfg: PretrainConfig, before: dict[str, Any]) -> None:
-    """A resumed run keeps the echo settings of its checkpoint: a locked tower's optimizer holds fewer parameters,
-    and the [CLS] positives and the echo features define what the run learns."""
-    names = ["echo_tower", "cls_positive"] + (["echo_standardize"] if cfg.echo_tower == "frozen" else [])
+    """A resumed run keeps its recipe, its model inputs and its echo settings: a locked tower's optimizer holds fewer
+    parameters, and the recipe, the [CLS] positives and the echo features define what the run learns."""
+    if "recipe" in before and cfg.recipe != before["recipe"]:   # runs saved before recipes existed: no name to keep
+        raise UserError(f"this run was trained with recipe {before['recipe']}; resume it with the same recipe "
+                        f"(--recipe {before['recipe']})")
+    # fields missing from a run saved before they existed hold that run's behaviour
+    earlier = {"echo_standardize": False, "pixel_norm": "fixed", "cls_position": True}
+    names = (["pixel_norm", "cls_position", "echo_tower", "cls_positive"]
+             + (["echo_standardize"] if cfg.echo_tower == "frozen" else []))
     for name in names:
-        # a locked run saved before echo_standardize existed used the raw features
-        was = before.get(name, False if name == "echo_standardize" else getattr(PretrainConfig, name))
+        was = before.get(name, earlier.get(name, getattr(PretrainConfig, name)))
         if getattr(cfg, name) != was:
             hint = (("without --raw-echo-features" if was else "--raw-echo-features") if name == "echo_standardize"
-                    else f"--{name.replace('_', '-')} {was}")
+                    else f"--{name.replace('_', '-')} {was}" if name in ("echo_tower", "cls_positive")
+                    else f"{name}: {was} in the --config file")
             raise UserError(f"this run was trained with {name} {was}; resume it with the same setting ({hint})")
 
 
@@ -401,13 +421,24 @@ def _finish(cfg: PretrainConfig, output: Path, mcfg: ModelConfig, state: dict[st
     final = retrieval_metrics(emb["ecg"], emb["echo"])
     history = state["history"]
     figure = plot_retrieval(recall_curve(emb["ecg"], emb["echo"]), history, output / "retrieval.png")
+    final.update(spread_metrics(emb))
+    # clip-level retrieval is what the [CLS] terms train only with clip positives; study positives pair a clip's
+    # ECG with its study mates' echo, so its own echo need not rank first
+    reason = verdict(final, judge_retrieval=state["epoch"] > cfg.loss.warmup_epochs and cfg.cls_positive == "clip",
+                     cfg=cfg.collapse)
+    message = (f"COLLAPSED: {reason}. The encoder did not learn; see docs/pretraining.md (recipe {cfg.recipe})"
+               if reason else "")
     metrics: dict[str, Any] = {
-        **final, "heldout_clips": len(emb["ecg"]), "train_clips": n_train, "epochs": state["epoch"],
+        **final, "collapsed": bool(reason), "collapse_reason": reason, "collapse_message": message, "recipe": cfg.recipe,
+        "heldout_clips": len(emb["ecg"]), "train_clips": n_train, "epochs": state["epoch"],
         "heldout_patients": held_patients, "resumed_at": state["resumed_at"], "workers": cfg.workers,
         "preset": cfg.preset, "mlflow_run_id": run_id, "mlflow_tracking_uri": client.tracking_uri,
         **{f"loss_{k}": history[-1][f"loss_{k}"] for k in LOSS_KEYS}, "history": history,
     }
     atomic_write_text(output / "metrics.json", json.dumps(metrics, indent=2))
+    client.log_metric(run_id, "collapsed", float(bool(reason)))
+    if message:
+        log.warning(message)
     for path in (output / "ecg_encoder.pt", output / "checkpoints" / CHECKPOINT_FILE, figure,
                  output / "metrics.json", output / "config.yaml"):
         client.log_artifact(run_id, str(path))

@@ -3,19 +3,25 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
-from eee_ray.config import resolve
+from eee_ray.config import load_yaml
+from eee_ray.recipes import RECIPES, resolve_pretrain
 
 
 # CLI option (dest) -> PretrainConfig field; options left out keep the YAML/dataclass value
 FIELDS = {"clips": "clips", "output": "output", "epochs": "epochs", "workers": "workers", "preset": "preset",
           "resume": "resume", "batch_size": "batch_size", "lr": "lr", "seed": "seed", "gpu": "use_gpu",
           "workdir": "workdir", "echo_tower": "echo_tower", "cls_positive": "cls_positive",
-          "echo_standardize": "echo_standardize"}
+          "echo_standardize": "echo_standardize", "recipe": "recipe"}
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.argument_default = argparse.SUPPRESS  # "not given" stays distinguishable from a default
+    p.add_argument("--recipe", choices=list(RECIPES),
+                   help="named recipe the other options start from (default: default, which learns out of the box; "
+                        "paper: the paper's dual-margin loss from step 1; locked-study: locked echo tower, study "
+                        "positives; see docs/pretraining.md)")
     p.add_argument("--clips", help="ingest output folder (holding clips/) or the clips/ folder itself")
     p.add_argument("--output", help="folder for checkpoints, ecg_encoder.pt, metrics.json, retrieval.png")
     p.add_argument("--epochs", type=int, help="training epochs (default 10)")
@@ -23,7 +29,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--preset", choices=["tiny", "paper"], help="model size: tiny (CPU) or paper (GPU) (default tiny)")
     p.add_argument("--resume", action="store_true",
                    help="continue the run already in --output from its last checkpoint")
-    p.add_argument("--batch-size", type=int, help="clips per worker and step (default 16)")
+    p.add_argument("--batch-size", type=int, help="clips per worker and step (default: the recipe's, 8)")
     p.add_argument("--lr", type=float, help="AdamW learning rate (default 1e-3)")
     p.add_argument("--seed", type=int, help="seed of the patient split, shifts and initialisation (default 0)")
     p.add_argument("--gpu", action="store_true", help="one GPU per worker (NCCL)")
@@ -42,16 +48,19 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from eee_ray.pretrain import PretrainConfig, run_pretrain
+    from eee_ray.pretrain import run_pretrain
     from eee_ray.retrieval import summary
     from eee_ray.runtime import mlflow_ui_command
 
     given = vars(args)
-    cfg = resolve(PretrainConfig, given.get("config"), {f: given[o] for o, f in FIELDS.items() if o in given})
+    cli = {f: given[o] for o, f in FIELDS.items() if o in given}
     if "image_size" in given:
-        cfg.pairs.image_size = given["image_size"]
+        cli["pairs"] = {"image_size": given["image_size"]}
+    cfg = resolve_pretrain(load_yaml(given.get("config")), cli)
     m = run_pretrain(cfg)
-    print(f"pretrained {m['epochs']} epochs on {m['train_clips']} clips; held-out {summary(m)}")
+    print(f"pretrained {m['epochs']} epochs ({m['recipe']} recipe) on {m['train_clips']} clips; held-out {summary(m)}")
     print(f"encoder: {cfg.output}/ecg_encoder.pt  metrics: {cfg.output}/metrics.json")
     print(f"MLflow run {m['mlflow_run_id']}: {mlflow_ui_command(m['mlflow_tracking_uri'])}")
+    if m["collapsed"]:
+        print(f"eee-ray pretrain: warning: {m['collapse_message']}", file=sys.stderr)
     return 0
