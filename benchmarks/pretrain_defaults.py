@@ -23,6 +23,7 @@ import json
 import time
 from pathlib import Path
 
+from eee_ray.collapse import verdict
 from eee_ray.ingest import IngestConfig, run_ingest
 from eee_ray.pretrain import run_pretrain
 from eee_ray.recipes import pretrain_config
@@ -56,8 +57,13 @@ def run_one(root: Path, column: str, workers: int, epochs: int) -> dict:
     t0 = time.time()
     m = run_pretrain(cfg)
     m["wall_s"] = time.time() - t0
-    (out / "metrics.json").write_text(json.dumps(m, indent=2))
     return m
+
+
+def collapsed(m: dict) -> bool:
+    """The collapse verdict of the current CollapseConfig on a run's final metrics (runs made before a threshold
+    changed are judged alike)."""
+    return bool(verdict(m, judge_retrieval=True))
 
 
 def meets(m: dict) -> bool:
@@ -71,7 +77,7 @@ def row(seed: int, column: str, workers: int, m: dict) -> str:
             f"({m['ecg2echo_r1'] / m['chance_r1']:.1f}x / {m['echo2ecg_r1'] / m['chance_r1']:.1f}x) | "
             f"{m['ecg2echo_mean_rank']:.1f} / {m['echo2ecg_mean_rank']:.1f} ({m['chance_mean_rank']:.1f}) | "
             f"{m['ecg2echo_p']:.4f} / {m['echo2ecg_p']:.4f} | {m['ecg_mean_cos']:.2f} / {m['echo_mean_cos']:.2f} | "
-            f"{m['ecg_erank']:.1f} / {m['echo_erank']:.1f} | {'yes' if m['collapsed'] else 'no'} | "
+            f"{m['ecg_erank']:.1f} / {m['echo_erank']:.1f} | {'yes' if collapsed(m) else 'no'} | "
             f"{'yes' if meets(m) else 'no'} |")
 
 
@@ -106,7 +112,7 @@ def main() -> None:
         ratios = [m[f"{d}_r1"] / m["chance_r1"] for m in ms for d in ("ecg2echo", "echo2ecg")]
         print(f"{column}: {sum(meets(m) for m in ms)} of {len(ms)} runs meet R@1 >= {TARGET_RATIO:g}x chance and "
               f"p < {TARGET_P:g} both ways; R@1 / chance {min(ratios):.1f}-{max(ratios):.1f}; "
-              f"collapsed {sum(m['collapsed'] for m in ms)} of {len(ms)}")
+              f"collapsed {sum(collapsed(m) for m in ms)} of {len(ms)}")
 
 
 if __name__ == "__main__":

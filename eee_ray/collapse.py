@@ -21,11 +21,12 @@ TOWERS = ("ecg", "echo")
 class CollapseConfig:
     """When a finished run counts as collapsed (judged on its last epoch, on the held-out clips)."""
 
-    max_mean_cos: float = 0.95     # a tower whose clips sit closer than this (mean off-diagonal cosine) has collapsed
-    #                                to about one direction: retrieval then ranks by noise
-    min_erank: float = 1.2         # ... or whose [CLS] embeddings span fewer effective dimensions than this
-    chance_p: float = 0.05         # retrieval "at chance": the mean rank's permutation p is at least this in both
-    #                                directions (a collapsed run measured 0.13-0.85; a learning one 0.0005-0.002)
+    max_mean_cos: float = 0.99     # a tower whose held-out clips sit closer than this (mean off-diagonal cosine)
+    #                                has collapsed to about one direction (within 8 degrees): retrieval then ranks by
+    #                                noise. Learning runs sit at 0.7-0.98: a narrow cone is not a collapse
+    min_erank: float = 1.05        # ... or whose unit [CLS] embeddings span fewer effective dimensions than this
+    chance_p: float = 0.05         # retrieval "at chance": the mean rank's permutation p is at least this in one
+    #                                direction or both
 
 
 def embedding_spread(x: np.ndarray) -> tuple[float, float]:
@@ -60,7 +61,7 @@ def verdict(last: dict[str, Any], judge_retrieval: bool, cfg: CollapseConfig | N
         if cos > cfg.max_mean_cos or erank < cfg.min_erank:
             reasons.append(f"the {tower.upper() if tower == 'ecg' else tower} tower's held-out embeddings collapsed "
                            f"(mean cosine {cos:.3f}, effective rank {erank:.2f})")
-    if judge_retrieval and min(last["ecg2echo_p"], last["echo2ecg_p"]) >= cfg.chance_p:
+    if judge_retrieval and max(last["ecg2echo_p"], last["echo2ecg_p"]) >= cfg.chance_p:
         reasons.append(f"held-out retrieval is at chance (mean rank {last['ecg2echo_mean_rank']:.1f} / "
                        f"{last['echo2ecg_mean_rank']:.1f} of {int(last['heldout_clips'])}, p = "
                        f"{last['ecg2echo_p']:.2g} / {last['echo2ecg_p']:.2g})")

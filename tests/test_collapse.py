@@ -62,6 +62,9 @@ def test_a_collapsed_run_says_so(few_clips, tmp_path, capsys):
     err = [line for line in capsys.readouterr().err.splitlines() if "COLLAPSED" in line]
     assert len(err) == 1 and err[0].startswith("eee-ray pretrain: warning: COLLAPSED: "), err
     m = json.loads((out / "metrics.json").read_text())
+    for h in m["history"]:
+        print({k: round(h[k], 4) for k in ("ecg_mean_cos", "echo_mean_cos", "ecg_erank", "echo_erank", "ecg2echo_p",
+                                            "echo2ecg_p")})
     assert m["collapsed"] is True and m["recipe"] == "paper" and "collapsed (mean cosine" in m["collapse_reason"]
     for h in m["history"]:
         assert {"ecg_mean_cos", "ecg_erank", "echo_mean_cos", "echo_erank"} <= set(h)
