@@ -1,8 +1,8 @@
 """The whole chain on the embedded default, one stage after another, in one work folder.
 
-Each stage writes under ``<workdir>/<stage>``; a stage whose output is complete is reused, never silently
+Each stage writes under ``<output>/<stage>``; a stage whose output is complete is reused, never silently
 overwritten (``redo`` moves the old output aside first). All stages record into one MLflow store,
-``sqlite:///<workdir>/mlflow.db``, unless MLFLOW_TRACKING_URI says otherwise.
+``sqlite:///<output>/mlflow.db`` (the stages' shared default), unless MLFLOW_TRACKING_URI says otherwise.
 """
 
 from __future__ import annotations
@@ -18,15 +18,27 @@ from eee_ray.runtime import init_ray, mlflow_ui_command, tracking_uri
 log = logging.getLogger(__name__)
 
 
+STAGES = ("synth", "ingest", "pretrain", "benchmark", "analyze")
+
+
 @dataclass
 class DemoConfig:
-    workdir: str = "eee_workdir"
+    output: str = "eee_workdir"          # the work folder: one sub-folder per stage and the MLflow store
     patients: int | None = None          # synthetic patients with echo; None: the synth default
     seed: int = 0
     pretrain_epochs: int | None = None   # None: DEMO_PRETRAIN_EPOCHS
     benchmark_epochs: int | None = None  # None: DEMO_BENCHMARK_EPOCHS
     num_cpus: int | None = None
     redo: list[str] = field(default_factory=list)
+
+    def validate(self) -> None:
+        from eee_ray.errors import UserError
+
+        if self.patients is not None and self.patients < 4:
+            raise UserError("--patients must be at least 4 (train, validation and test need different patients)")
+        unknown = [r for r in self.redo if r not in STAGES]
+        if unknown:
+            raise UserError(f"--redo takes stages of {', '.join(STAGES)}, not {', '.join(unknown)}")
 
 
 DEMO_PRETRAIN_EPOCHS = 16
@@ -57,14 +69,15 @@ def _reuse(done: Path, name: str, redo: list[str], out: Path) -> bool:
 
 def run_demo(cfg: DemoConfig) -> Path:
     from eee_ray.analyze import AnalyzeConfig, run_analysis
-    from eee_ray.benchmark import BenchmarkConfig, run_benchmark
+    from eee_ray.downstream import BenchmarkConfig, run_benchmark
     from eee_ray.ingest import IngestConfig, run_ingest
     from eee_ray.pretrain import run_pretrain
     from eee_ray.recipes import pretrain_config
     from eee_ray.retrieval import summary as retrieval_summary
     from eee_ray.synth import SynthConfig, generate
 
-    work = Path(cfg.workdir).resolve()
+    cfg.validate()
+    work = Path(cfg.output).resolve()
     work.mkdir(parents=True, exist_ok=True)
     cfgmod.save(cfg, work / "demo_config.yaml")
     init_ray(cfg.num_cpus)
@@ -79,8 +92,7 @@ def run_demo(cfg: DemoConfig) -> Path:
     _banner(2, "ingest", f"DICOM cines -> clips + traced ECG (Ray Data) -> {ingest_dir}")
     if "ingest" in cfg.redo:
         _move_aside(ingest_dir)
-    summary = run_ingest(IngestConfig(input=str(synth_dir / "echo"), output=str(ingest_dir),
-                                      mlflow_workdir=str(work)))
+    summary = run_ingest(IngestConfig(input=str(synth_dir / "echo"), output=str(ingest_dir)))
     rejected = ", ".join(f"{r} {n}" for r, n in sorted(summary.by_reason.items())) or "none"
     print(f"    {summary.total} files: {summary.by_status.get('ok', 0)} accepted; rejected: {rejected}")
 
@@ -89,23 +101,23 @@ def run_demo(cfg: DemoConfig) -> Path:
         epochs = cfg.pretrain_epochs or DEMO_PRETRAIN_EPOCHS
         # the default recipe (docs/pretraining.md); 64 px sub-clips keep the CPU demo short
         metrics = run_pretrain(pretrain_config(
-            "default", clips=str(ingest_dir), output=str(pre_dir), preset="tiny", workdir=str(work), epochs=epochs,
+            "default", clips=str(ingest_dir), output=str(pre_dir), preset="tiny", epochs=epochs,
             pairs={"image_size": DEMO_IMAGE_SIZE}))
+        print(f"    held-out {retrieval_summary(metrics)}")
         if metrics["collapsed"]:
             print(f"    {metrics['collapse_message']}")
-        print(f"    held-out {retrieval_summary(metrics)}")
 
     _banner(4, "benchmark", f"XResNet1D50, S4, ST-MEM, EEE x lead II / 12 leads (Ray Tune) -> {bench_dir}")
     if not _reuse(bench_dir / "results.csv", "benchmark", cfg.redo, bench_dir):
         run_benchmark(BenchmarkConfig(
             dataset="synthetic", data=str(synth_dir), output=str(bench_dir), preset="tiny",
             pretrained=str(pre_dir / "ecg_encoder.pt"), epochs=cfg.benchmark_epochs or DEMO_BENCHMARK_EPOCHS,
-            mlflow_workdir=str(work), seed=cfg.seed))
+            seed=cfg.seed))
 
     analysis_dir = bench_dir / "analysis"
     _banner(5, "analyze", f"LDA grid, ROC curves, per-label AUROC -> {analysis_dir}")
     if not _reuse(analysis_dir / "lda_grid.png", "analyze", cfg.redo, analysis_dir):
-        run_analysis(AnalyzeConfig(benchmark=str(bench_dir), output=str(analysis_dir), mlflow_workdir=str(work)))
+        run_analysis(AnalyzeConfig(benchmark=str(bench_dir), output=str(analysis_dir)))
 
     print(f"\n=== done in {time.time() - t0:.0f} s\n")
     results_md = bench_dir / "results.md"

@@ -34,8 +34,8 @@ DEFAULT = "default"
 RECIPES: dict[str, dict[str, Any]] = {
     "default": {},
     "paper": {"batch_size": 16, "loss": {"objective": "dual_margin", "warmup_epochs": 0}},
-    "locked-study": {"epochs": 40, "batch_size": 64, "pairs": {"image_size": 64}, "echo_tower": "frozen",
-                     "cls_positive": "study", "echo_standardize": True, "p_shift": 0.0, "pixel_norm": "fixed",
+    "locked-study": {"epochs": 40, "batch_size": 64, "pairs": {"image_size": 64}, "echo_tower": "locked",
+                     "cls_positive": "study", "echo_features": "standardized", "p_shift": 0.0, "pixel_norm": "fixed",
                      "cls_position": True,
                      "loss": {"w_token": 0.0, "w_align": 0.0, "objective": "info_nce", "warmup_epochs": 0}},
 }
@@ -75,16 +75,31 @@ def pretrain_config(recipe: str = DEFAULT, **fields: Any):
         data[k] = merge(data[k], v) if isinstance(v, Mapping) and not dataclasses.is_dataclass(fields[k]) \
             and isinstance(data.get(k), Mapping) else v
     data["recipe"] = recipe
-    return from_dict(PretrainConfig, data)
+    return from_dict(PretrainConfig, data)   # validated by run_pretrain
 
 
-def resolve_pretrain(yaml_data: Mapping[str, Any], cli: Mapping[str, Any]):
-    """The CLI's ``PretrainConfig``: dataclass defaults < recipe (``--recipe``, else the YAML's ``recipe``, else
-    ``default``) < YAML fields < CLI flags."""
-    from eee_ray.config import from_dict
+def resolve_pretrain(yaml_data: Mapping[str, Any], overrides: Mapping[str, Any]):
+    """A ``PretrainConfig``: dataclass defaults < recipe (``overrides["recipe"]``, else the YAML's ``recipe``, else
+    ``default``) < YAML fields < ``overrides`` (keys may be dotted paths such as ``pairs.image_size``; None values
+    are ignored), then ``validate()``."""
+    from eee_ray.config import _set_path, from_dict
     from eee_ray.pretrain import PretrainConfig
 
-    name = cli.get("recipe") or yaml_data.get("recipe") or DEFAULT
-    data = merge(merge(recipe_fields(name), yaml_data), {k: v for k, v in cli.items() if v is not None})
+    name = overrides.get("recipe") or yaml_data.get("recipe") or DEFAULT
+    check(name)
+    data = merge(recipe_fields(name), yaml_data)
+    for k, v in overrides.items():
+        if v is not None:
+            _set_path(data, k, v)
     data["recipe"] = name
-    return from_dict(PretrainConfig, data)
+    cfg = from_dict(PretrainConfig, data)
+    cfg.validate()
+    return cfg
+
+
+def resolve_cli_recipe(args: Any):
+    """``eee-ray pretrain``'s configuration from its parsed command line (options' ``dest`` = dotted field paths)."""
+    from eee_ray.config import CLI_ONLY, load_yaml
+
+    given = {k: v for k, v in vars(args).items() if not k.startswith("_") and k not in CLI_ONLY}
+    return resolve_pretrain(load_yaml(getattr(args, "config", None)), given)

@@ -16,6 +16,7 @@ from eee_ray.echo_features import (attach_study_mates, embed_echo, feature_stats
 from eee_ray.errors import UserError
 from eee_ray.pairs import TRAIN_COLUMNS, PairsConfig, build_pairs, collate
 from eee_ray.pretrain import PretrainConfig, model_config, run_pretrain
+from eee_ray.recipes import pretrain_config
 
 PAIRS = PairsConfig(image_size=32, max_tokens=4)
 
@@ -30,7 +31,7 @@ def pairs(ingested_dir):
 @pytest.fixture(scope="module")
 def locked(pairs):
     """The seeded model and the pairs embedded once by its locked echo tower."""
-    model = init_model(model_config(PretrainConfig(pairs=PAIRS)), seed=3)
+    model = init_model(model_config(pretrain_config("locked-study", pairs=PAIRS)), seed=3)   # as that recipe runs it
     return model, embed_echo(pairs, model).materialize()
 
 
@@ -58,7 +59,7 @@ def test_standardised_features_have_zero_mean_and_unit_std(locked):
     cls = np.stack([r["echo_cls"] for r in rows]).astype(np.float64)
     tok = np.concatenate([r["echo_tok"] for r in rows]).astype(np.float64)
     unit = cls / np.linalg.norm(cls, axis=1, keepdims=True)
-    assert (unit @ unit.T).min() > 0.9   # the raw features: all clips nearly parallel
+    assert (unit @ unit.T).min() > 0.9   # the raw features (the recipe's earlier input scaling): nearly parallel
     stats = feature_stats(feats)
     for name, x in (("cls", cls), ("tok", tok)):
         assert np.allclose(stats[f"{name}_mean"], x.mean(0), atol=1e-5)
@@ -107,17 +108,17 @@ def test_bad_settings_fail_in_one_line(tmp_path, capsys):
 
     assert main(["pretrain", "--clips", str(tmp_path), "--output", str(tmp_path / "o"), "--cls-positive", "study"]) == 2
     err = capsys.readouterr().err.strip()
-    assert "needs echo_tower frozen" in err and len(err.splitlines()) == 1
+    assert "needs echo_tower locked" in err and len(err.splitlines()) == 1
     base = dict(clips=str(tmp_path), output=str(tmp_path / "o"))
-    with pytest.raises(UserError, match="needs echo_tower frozen"):
+    with pytest.raises(UserError, match="needs echo_tower locked"):
         run_pretrain(PretrainConfig(cls_positive="study", **base))
     with pytest.raises(UserError, match="echo_tower must be"):
-        run_pretrain(PretrainConfig(echo_tower="locked", **base))
+        run_pretrain(PretrainConfig(echo_tower="loose", **base))
     with pytest.raises(UserError, match="cls_positive must be"):
-        run_pretrain(PretrainConfig(cls_positive="patient", echo_tower="frozen", **base))
-    assert main(["pretrain", "--clips", str(tmp_path), "--output", str(tmp_path / "o"), "--raw-echo-features"]) == 2
+        run_pretrain(PretrainConfig(cls_positive="patient", echo_tower="locked", **base))
+    assert main(["pretrain", "--clips", str(tmp_path), "--output", str(tmp_path / "o"), "--echo-features", "raw"]) == 2
     err = capsys.readouterr().err.strip()
-    assert "need echo_tower frozen" in err and len(err.splitlines()) == 1
+    assert "need echo_tower locked" in err and len(err.splitlines()) == 1
 
 
 def test_resume_keeps_the_echo_settings(tmp_path, capsys):
@@ -130,14 +131,30 @@ def test_resume_keeps_the_echo_settings(tmp_path, capsys):
     (out / "ray_results" / "pretrain").mkdir(parents=True)
     save(PretrainConfig(clips=str(tmp_path), output=str(out)), out / "config.yaml")
     args = ["pretrain", "--clips", str(tmp_path), "--output", str(out), "--resume"]
-    assert main(args + ["--echo-tower", "frozen"]) == 2
+    assert main(args + ["--echo-tower", "locked"]) == 2
     err = capsys.readouterr().err.strip()
     assert "trained with echo_tower train" in err and "--echo-tower train" in err and len(err.splitlines()) == 1
-    save(PretrainConfig(clips=str(tmp_path), output=str(out), echo_tower="frozen", cls_positive="study"),
+    save(PretrainConfig(clips=str(tmp_path), output=str(out), echo_tower="locked", cls_positive="study"),
          out / "config.yaml")
     with pytest.raises(UserError, match="cls_positive study"):
-        run_pretrain(PretrainConfig(clips=str(tmp_path), output=str(out), resume=True, echo_tower="frozen"))
-    assert main(args + ["--echo-tower", "frozen", "--cls-positive", "study", "--raw-echo-features"]) == 2
+        run_pretrain(PretrainConfig(clips=str(tmp_path), output=str(out), resume=True, echo_tower="locked"))
+    assert main(args + ["--echo-tower", "locked", "--cls-positive", "study", "--echo-features", "raw"]) == 2
     err = capsys.readouterr().err.strip()
-    assert "trained with echo_standardize True" in err and "without --raw-echo-features" in err
+    assert "trained with echo_features standardized" in err and "--echo-features standardized" in err
 
+
+
+def test_previous_spellings_still_work_with_a_warning(tmp_path, capsys):
+    """'frozen' and --raw-echo-features of the previous release map onto the new names (for one release)."""
+    from eee_ray.cli import main
+
+    out = tmp_path / "o"
+    (out / "ray_results" / "pretrain").mkdir(parents=True)
+    from eee_ray.config import save
+
+    save(PretrainConfig(clips=str(tmp_path), output=str(out)), out / "config.yaml")
+    args = ["pretrain", "--clips", str(tmp_path), "--output", str(out), "--resume"]
+    assert main(args + ["--echo-tower", "frozen", "--raw-echo-features"]) == 2
+    err = capsys.readouterr().err
+    assert "--raw-echo-features is deprecated" in err and "'frozen' is deprecated" in err
+    assert "trained with echo_tower train" in err  # the old spelling was understood as 'locked'

@@ -31,7 +31,7 @@ def test_defaults_are_the_default_recipe_and_paper_is_the_papers_objective():
 
 def test_locked_study_recipe_is_the_structure_recipe():
     cfg = pretrain_config("locked-study", epochs=5)
-    assert (cfg.echo_tower, cfg.cls_positive, cfg.echo_standardize, cfg.p_shift) == ("frozen", "study", True, 0.0)
+    assert (cfg.echo_tower, cfg.cls_positive, cfg.echo_features, cfg.p_shift) == ("locked", "study", "standardized", 0.0)
     assert cfg.loss.w_token == 0.0 and cfg.loss.w_align == 0.0 and cfg.loss.objective == "info_nce"
     assert cfg.batch_size == 64 and cfg.pairs.image_size == 64 and cfg.epochs == 5   # explicit fields win
     # a dict changes the fields it names; a LossConfig replaces the section
@@ -40,10 +40,12 @@ def test_locked_study_recipe_is_the_structure_recipe():
 
 
 def test_resolution_order_recipe_then_yaml_then_cli(tmp_path):
-    cfg = resolve_pretrain({"recipe": "paper", "batch_size": 12, "loss": {"tau": 0.1}}, {"batch_size": 4})
-    assert cfg.recipe == "paper" and cfg.batch_size == 4 and cfg.loss.tau == 0.1
+    paths = {"clips": str(tmp_path), "output": str(tmp_path / "o")}
+    cfg = resolve_pretrain({"recipe": "paper", "batch_size": 12, "loss": {"tau": 0.1}},
+                           {"batch_size": 4, "pairs.image_size": 64, **paths})
+    assert cfg.recipe == "paper" and cfg.batch_size == 4 and cfg.loss.tau == 0.1 and cfg.pairs.image_size == 64
     assert cfg.loss.objective == "dual_margin"   # from the recipe: the YAML's loss section named only tau
-    assert resolve_pretrain({"recipe": "paper"}, {"recipe": "default"}).loss.objective == "info_nce"
+    assert resolve_pretrain({"recipe": "paper"}, {"recipe": "default", **paths}).loss.objective == "info_nce"
     assert set(RECIPES) == {"default", "paper", "locked-study"}
 
 

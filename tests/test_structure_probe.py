@@ -16,8 +16,8 @@ import pandas as pd
 import pytest
 
 from eee_ray.pretrain import run_pretrain
-from eee_ray.probe import PROBE_PAIRS, heldout_r2, pretrained_and_init, structure_world
 from eee_ray.recipes import pretrain_config
+from probe import PROBE_PAIRS, heldout_r2, pretrained_and_init, structure_world
 from eee_ray.synth.labels import LATENTS
 
 EPOCHS = 40

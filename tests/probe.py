@@ -1,4 +1,4 @@
-"""Structure probe (issue 4 item 7 b): does the frozen ECG [CLS] predict a patient's echo structure latents?
+"""Structure probe (tests and benchmarks only): does the frozen ECG [CLS] predict a patient's echo structure latents?
 
 A ridge regression on patient means of the [CLS] (the pretraining never saw the latents) is fitted on the training
 patients and scored (R^2) on the held-out patients of the pretraining split, so neither the probe nor the encoder
