@@ -2,10 +2,9 @@
 
 Reads the clips of an ingest output (no Ray), builds the tiny model at several seeds with
 
-- ``earlier``: echo pixels scaled by the fixed (x - 0.5) / 0.25, the [CLS] with position 0 of the sinusoid table;
-- ``pixels``: each echo sub-clip standardised by its own mean and std, [CLS] as before;
-- ``cls``: [CLS] without the position-0 row, pixels as before;
-- ``corrected``: both (the presets' default),
+- echo pixels scaled by the fixed (x - 0.5) / 0.25 (``pixel_norm: fixed``) or each sub-clip standardised by its
+  own mean and std (``clip``, the presets' setting);
+- the [CLS] with or without row 0 of the sinusoid position table (``cls_position``; without: the presets' setting),
 
 and prints the mean off-diagonal cosine and the effective rank (eee_ray/collapse.py) of the ECG [CLS], the echo
 [CLS] and the echo ViT's per-sub-clip [CLS] over the clips, plus the echo pixel statistics.
@@ -27,7 +26,8 @@ from eee_ray.collapse import embedding_spread
 from eee_ray.models.eee import EEEModel, preset
 from eee_ray.pairs import PairsConfig, clip_to_sample, collate
 
-VARIANTS = {"earlier": ("fixed", True), "pixels": ("clip", True), "cls": ("fixed", False), "corrected": ("clip", False)}
+VARIANTS = {"fixed, [CLS] at position 0": ("fixed", True), "per sub-clip, [CLS] at position 0": ("clip", True),
+            "fixed, [CLS] without position": ("fixed", False), "per sub-clip, [CLS] without position": ("clip", False)}
 
 
 def load_samples(clips: Path, cfg: PairsConfig, limit: int) -> list[dict]:
@@ -55,7 +55,7 @@ def main() -> None:
     sub = b["echo"][~b["pad_mask"]]
     px = sub.float() / 255.0
     print(f"{len(samples)} clips, {len(sub)} sub-clips; echo pixels / 255: mean {px.mean():.3f}, std {px.std():.3f}")
-    print("\n| input scaling, [CLS] | seed | ECG [CLS] mean cos / eff. rank | echo [CLS] | echo ViT [CLS] (sub-clips) |")
+    print("\n| echo pixel scaling, [CLS] | seed | ECG [CLS] mean cos / eff. rank | echo [CLS] | echo ViT [CLS] (sub-clips) |")
     print("|---|---|---|---|---|")
     for name, (pixel_norm, cls_position) in VARIANTS.items():
         for seed in a.seeds:

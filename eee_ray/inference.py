@@ -1,5 +1,5 @@
-"""ECG-only inference with a trained benchmark model (SPEC S8): ``embed`` (record-averaged penultimate features) and
-``predict`` (per-label probabilities), batched with Ray Data.
+"""ECG-only inference with a trained benchmark model (docs/contract.md, Analysis and inference): ``embed``
+(record-averaged penultimate features) and ``predict`` (per-label probabilities), batched with Ray Data.
 
 A checkpoint is a folder with ``model.pt`` (a plain state_dict, loaded with ``weights_only=True``) and ``meta.json``
 (the model spec, leads, label names, window, aggregation and preprocessing), as written by ``eee-ray benchmark``; it

@@ -1,5 +1,6 @@
-"""The benchmark end to end (SPEC S7): a tiny Tune grid on the synthetic ECG tree through the CLI writes the result
-tables, one closed MLflow run per trial, and per-trial files the analysis stage can load; plus the grid's rules."""
+"""The benchmark end to end (docs/contract.md, Downstream benchmark): a tiny Tune grid on the synthetic ECG tree through
+the CLI writes the result tables, one closed MLflow run per trial, and per-trial files the analysis stage can load; plus
+the grid's rules."""
 
 import json
 
@@ -7,10 +8,11 @@ import mlflow
 import numpy as np
 import pandas as pd
 import pytest
-from sklearn.metrics import roc_auc_score
 import torch
+from sklearn.metrics import roc_auc_score
 
 from eee_ray import cli
+from eee_ray.config import MlflowConfig
 from eee_ray.downstream import RESULT_COLUMNS, BenchmarkConfig, trial_grid
 from eee_ray.downstream.grid import close_running_runs
 from eee_ray.errors import UserError
@@ -100,7 +102,7 @@ def test_cli_refuses_eee_without_encoder_in_one_line(tmp_path, capsys):
 
 def test_runs_left_running_are_closed(tmp_path, monkeypatch):
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    uri, exp = setup_mlflow(tmp_path, "eee-benchmark")
+    uri, exp = setup_mlflow(MlflowConfig(dir=str(tmp_path)), tmp_path / "bench", "eee-benchmark")
     client = mlflow.MlflowClient(uri)
     mine = client.create_run(exp, tags={"benchmark_id": "b1"}).info.run_id
     other = client.create_run(exp, tags={"benchmark_id": "b2"}).info.run_id

@@ -1,6 +1,6 @@
-"""The downstream ECG data (SPEC S2.2, S7): leads picked by name in MIMIC's stored order, 500 -> 100 Hz, every bad
-input skipped with its own reason (never a crash), record paths kept inside the data root, the real PTB-XL subset,
-and the crop / sliding-window / aggregation logic."""
+"""The downstream ECG data (docs/contract.md: MIMIC-IV-ECG, Downstream benchmark): leads picked by name in MIMIC's
+stored order, 500 -> 100 Hz, every bad input skipped with its own reason (never a crash), record paths kept inside the
+data root, the real PTB-XL subset, and the crop / sliding-window / aggregation logic."""
 
 import json
 

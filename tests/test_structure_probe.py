@@ -2,9 +2,9 @@
 
 The real chain (synth -> ingest -> ``run_pretrain`` under Ray Train) on a synthetic world where the ECG carries a
 patient's wall thickness weakly (``ecg_latent_strength`` 2), with the ``locked-study`` recipe: a locked echo tower
-whose features are standardised, study-level [CLS] positives, [CLS] terms only (docs/pretraining.md). A ridge
-probe on the frozen ECG [CLS] (patient means, fitted on the training patients) predicts the held-out patients' wall
-thickness clearly better than the same probe on the encoder's own random init.
+whose features are standardised, study-level [CLS] positives, [CLS] terms only (docs/pretraining.md, "What it
+learns"). A ridge probe on the frozen ECG [CLS] (patient means, fitted on the training patients) predicts the held-out
+patients' wall thickness clearly better than the same probe on the encoder's own random init.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""ICD-10-CM -> CCSR ``CIR`` labels (SPEC S2.3).
+"""ICD-10-CM -> CCSR ``CIR`` labels (docs/contract.md, ICD-10 to CCSR labels).
 
 A mapping is ``{icd10_code: (ccsr_category, ...)}`` restricted to categories that start with ``CIR``. Sources: the
 official AHRQ DXCCSR CSV (quoted headers and values, default category plus categories 1-6, one code -> several

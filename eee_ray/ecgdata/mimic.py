@@ -1,4 +1,4 @@
-"""MIMIC-IV-ECG v1.0 (and the MIMIC-like synthetic ECG tree) -> record table (SPEC S2.2).
+"""MIMIC-IV-ECG v1.0 (and the MIMIC-like synthetic ECG tree) -> record table (docs/contract.md, MIMIC-IV-ECG).
 
 ``record_list.csv`` gives ``subject_id, study_id, path`` (read by name); labels come from MIMIC-IV-ECG-Ext-ICD
 ``records_w_diag_icd10.csv`` (``study_id``, ``all_diag_all``, ``fold``) or a generic CSV (``study_id`` plus a column
@@ -24,7 +24,7 @@ CODE_COLUMNS = ("all_diag_all", "codes", "icd10", "icd_codes", "diagnoses")
 
 @dataclass(frozen=True)
 class FoldScheme:
-    """Ext-ICD folds -> splits (SPEC S2.2)."""
+    """Ext-ICD folds -> splits (docs/contract.md, MIMIC-IV-ECG)."""
 
     val_folds: tuple[int, ...] = (18,)
     test_folds: tuple[int, ...] = (19,)

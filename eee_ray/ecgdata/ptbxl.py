@@ -1,4 +1,5 @@
-"""PTB-XL -> record table, so the benchmark runs on real ECGs without MIMIC access (SPEC S7).
+"""PTB-XL -> record table, so the benchmark runs on real ECGs without MIMIC access (docs/contract.md, Downstream
+benchmark).
 
 Labels: each requested name is either a diagnostic superclass of ``scp_statements.csv`` (NORM, MI, STTC, CD, HYP)
 or an SCP code itself (LVH); a record is positive when its ``scp_codes`` hold a diagnostic statement of that class

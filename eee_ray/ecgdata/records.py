@@ -1,8 +1,9 @@
 """The shared downstream data set: every record as 10 s at 100 Hz, a label matrix, patient-wise splits, and a reason
-for every record that could not be used (SPEC S7).
+for every record that could not be used (docs/contract.md, Downstream benchmark).
 
 Readers (``mimic.py``, ``ptbxl.py``) produce a record table; ``build_dataset`` reads the WFDB files once with Ray Data
-on the driver (never inside a Tune trial: SPEC S10) and materialises the result to numpy, which the trials share.
+on the driver (never inside a Tune trial: docs/contract.md, Ray and MLflow facts) and materialises the result to numpy,
+which the trials share.
 """
 
 from __future__ import annotations

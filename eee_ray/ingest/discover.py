@@ -1,4 +1,5 @@
-"""Find the input files and their research IDs (SPEC S2.1), and read DICOM headers without pixel data.
+"""Find the input files and their research IDs (docs/contract.md, MIMIC-IV-ECHO), and read DICOM headers without pixel
+data.
 
 IDs come from ``echo-record-list.csv`` when the input root has one, else from the MIMIC path
 (``.../pSUBJECT/sSTUDY/...``), else (in the worker) from the DICOM tags ``PatientID``/``StudyID`` when numeric.

@@ -20,7 +20,7 @@ from eee_ray.synth.dicom_writer import write_us_multiframe
 from eee_ray.synth.strip import TRACE_RGB, draw_strip
 
 ROWS, COLS = 160, 200            # small frames: the corpus must be quick to write and to ingest
-STRIP_Y0 = 112                   # bottom 30 % is the ECG strip (SPEC S3)
+STRIP_Y0 = 112                   # bottom 30 % is the ECG strip (docs/contract.md, Ingest)
 FRAMES = 6
 FRAME_TIME_MS = 33.3
 SECONDARY_CAPTURE = "1.2.840.10008.5.1.4.1.1.7"

@@ -1,4 +1,5 @@
-"""Generate the synthetic MIMIC-like data set (SPEC S2.4): echo tree, ECG tree, label CSVs and ground truth.
+"""Generate the synthetic MIMIC-like data set (docs/contract.md, Synthetic data): echo tree, ECG tree, label CSVs and
+ground truth.
 
 Everything derives from ``cfg.seed`` through independent random streams (patients, echo, ECG), so the output is
 byte-identical for the same config and no wall clock is read. Each cine's random draws happen in order in this
