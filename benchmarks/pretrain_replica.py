@@ -9,7 +9,7 @@ close to, not equal to, a real run's.
 Each variant prints one line per epoch: held-out Recall@1 both ways, mean rank (of N) with permutation p, and the
 spread of both towers ([CLS] mean cosine / effective rank).
 
-    python benchmarks/pretrain_replica.py --clips runs/ingest --variants earlier earlier+warmup5 default
+    python benchmarks/pretrain_replica.py --clips runs/ingest --variants paper-fixed paper-fixed+warmup5 default
 """
 
 from __future__ import annotations
@@ -32,11 +32,11 @@ from eee_ray.pretrain import model_config
 from eee_ray.recipes import pretrain_config
 from eee_ray.retrieval import retrieval_metrics
 
-EARLIER = dict(pixel_norm="fixed", cls_position=True)
+FIXED = dict(pixel_norm="fixed", cls_position=True)   # fixed pixel scaling, [CLS] at position 0
 # variant -> (recipe, fields on top)
 VARIANTS = {
-    "earlier": ("paper", EARLIER),                                            # the earlier default
-    "earlier+warmup5": ("paper", {**EARLIER, "batch_size": 8, "loss": {"warmup_epochs": 5}}),
+    "paper-fixed": ("paper", FIXED),
+    "paper-fixed+warmup5": ("paper", {**FIXED, "batch_size": 8, "loss": {"warmup_epochs": 5}}),
     "paper": ("paper", {}),                                                   # corrected scaling, paper's loss
     "paper+warmup5": ("paper", {"batch_size": 8, "loss": {"warmup_epochs": 5}}),
     "default-b16": ("default", {"batch_size": 16}),
