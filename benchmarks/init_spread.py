@@ -55,7 +55,8 @@ def main() -> None:
     sub = b["echo"][~b["pad_mask"]]
     px = sub.float() / 255.0
     print(f"{len(samples)} clips, {len(sub)} sub-clips; echo pixels / 255: mean {px.mean():.3f}, std {px.std():.3f}")
-    print("\n| echo pixel scaling, [CLS] | seed | ECG [CLS] mean cos / eff. rank | echo [CLS] | echo ViT [CLS] (sub-clips) |")
+    print("\n| echo pixel scaling, [CLS] | seed | ECG [CLS] mean cos / eff. rank | echo [CLS] "
+          "| echo ViT [CLS] (sub-clips) |")
     print("|---|---|---|---|---|")
     for name, (pixel_norm, cls_position) in VARIANTS.items():
         for seed in a.seeds:

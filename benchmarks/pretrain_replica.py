@@ -25,7 +25,7 @@ import pyarrow.parquet as pq
 import torch
 
 from eee_ray.collapse import spread_metrics
-from eee_ray.losses import LossConfig, pretraining_losses, weighted_total
+from eee_ray.losses import pretraining_losses, weighted_total
 from eee_ray.models.eee import EEEModel
 from eee_ray.pairs import PairsConfig, clip_to_sample, collate, misalign, split_patients
 from eee_ray.pretrain import model_config
@@ -62,7 +62,7 @@ def run(samples: list[dict], name: str, seed: int, epochs: int) -> None:
     train = [s for s in samples if s["subject_id"] not in held]
     heldout = collate({k: [s[k] for s in samples if s["subject_id"] in held] for k in KEYS})
     torch.manual_seed(seed)
-    model = EEEModel(dataclasses.replace(model_config(cfg)))
+    model = EEEModel(model_config(cfg))
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     gen, rng = torch.Generator().manual_seed(seed), random.Random(seed)
     t0 = time.time()
@@ -86,8 +86,8 @@ def run(samples: list[dict], name: str, seed: int, epochs: int) -> None:
         emb = {"ecg": o["ecg_cls"].numpy(), "echo": o["echo_cls"].numpy()}
         m, s = retrieval_metrics(emb["ecg"], emb["echo"]), spread_metrics(emb)
         n = int(m["heldout_clips"])
-        print(f"epoch {epoch:2d} ({time.time() - t0:4.0f} s)  R@1 {m['ecg2echo_r1'] * n:.0f} / {m['echo2ecg_r1'] * n:.0f} "
-              f"of {n}  mean rank {m['ecg2echo_mean_rank']:.1f} / {m['echo2ecg_mean_rank']:.1f} "
+        print(f"epoch {epoch:2d} ({time.time() - t0:4.0f} s)  R@1 {m['ecg2echo_r1'] * n:.0f} / "
+              f"{m['echo2ecg_r1'] * n:.0f} of {n}  mean rank {m['ecg2echo_mean_rank']:.1f} / {m['echo2ecg_mean_rank']:.1f} "
               f"(chance {m['chance_mean_rank']:.1f}, p {m['ecg2echo_p']:.4f} / {m['echo2ecg_p']:.4f})  "
               f"cos {s['ecg_mean_cos']:.2f} / {s['echo_mean_cos']:.2f}  erank {s['ecg_erank']:.1f} / "
               f"{s['echo_erank']:.1f}", flush=True)

@@ -450,7 +450,8 @@ def _finish(cfg: PretrainConfig, output: Path, mcfg: ModelConfig, state: dict[st
     message = (f"COLLAPSED: {reason}. The encoder did not learn; see docs/pretraining.md (recipe {cfg.recipe})"
                if reason else "")
     metrics: dict[str, Any] = {
-        **final, "collapsed": bool(reason), "collapse_reason": reason, "collapse_message": message, "recipe": cfg.recipe,
+        **final, "collapsed": bool(reason), "collapse_reason": reason, "collapse_message": message,
+        "recipe": cfg.recipe,
         "heldout_clips": len(emb["ecg"]), "train_clips": n_train, "epochs": state["epoch"],
         "heldout_patients": held_patients, "resumed_at": state["resumed_at"], "workers": cfg.workers,
         "preset": cfg.preset, "mlflow_run_id": run_id, "mlflow_tracking_uri": client.tracking_uri,

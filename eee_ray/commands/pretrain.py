@@ -15,8 +15,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
     p.argument_default = argparse.SUPPRESS  # an option not given leaves the YAML/recipe/dataclass value
     p.add_argument("--recipe", choices=list(RECIPES),
-                   help="named recipe the other options start from: default (learns out of the box), paper (the "
-                        "paper's dual-margin loss from step 1), locked-study (locked echo tower, study positives; "
+                   help="named recipe the other options start from: default (plain InfoNCE; learns from a random "
+                        "start), paper (the paper's dual-margin loss from step 1), locked-study (locked echo tower, study positives; "
                         "puts wall thickness into the ECG embedding); see docs/pretraining.md")
     p.add_argument("--clips", help="ingest output folder (holding clips/) or the clips/ folder itself")
     p.add_argument("--output", help="folder for checkpoints, ecg_encoder.pt, metrics.json, retrieval.png")
@@ -25,7 +25,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--preset", choices=["tiny", "paper"], help="model size: tiny (CPU) or paper (GPU) (default tiny)")
     p.add_argument("--resume", action="store_true",
                    help="continue the run already in --output from its last checkpoint")
-    p.add_argument("--batch-size", dest="batch_size", type=int, help="clips per worker and step (default: the recipe's; 8)")
+    p.add_argument("--batch-size", dest="batch_size", type=int,
+                   help="clips per worker and step (default: the recipe's; 8)")
     p.add_argument("--lr", type=float, help="AdamW learning rate (default 1e-3)")
     p.add_argument("--seed", type=int, help="seed of the patient split, shifts and initialisation (default 0)")
     p.add_argument("--gpu", dest="use_gpu", action="store_true", help="one GPU per worker (NCCL)")
