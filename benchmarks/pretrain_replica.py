@@ -15,7 +15,6 @@ spread of both towers ([CLS] mean cosine / effective rank).
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import random
 import time
 from pathlib import Path
