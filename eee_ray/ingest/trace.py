@@ -35,9 +35,11 @@ class TraceConfig:
     min_trace_columns: int = 16          # fewer traced columns than this: no_ecg_trace
     # Plausibility: what is accepted must look like a waveform drawn as a thin curve, a function of x. Protects
     # against colour Doppler, text, markers and dots in the trace's hue being taken for an ECG (-> no_ecg_trace).
-    max_median_thickness_px: float = 8.0  # median lit pixels per traced column above this: a blob, not a curve
+    max_median_thickness_px: float = 10.0  # median stroke thickness per column (lit px less the vertical travel)
+                                           # above this: a blob, not a curve
     max_multi_run_fraction: float = 0.2   # more traced columns than this holding 2+ separate vertical runs: text
     min_fill: float = 0.6                 # traced columns / the chain's extent below this: scattered marks
+    max_segments: int = 3                 # more pieces (split by gaps > max_gap_px) than this: scattered marks
     # Coverage: against the trace's own extent, plus a minimum extent; a trace in a corner of the band is normal.
     min_extent_px: int = 48              # a trace shorter than this many columns: ecg_low_coverage (too few samples)
     min_extent_fraction: float = 0.15    # ... or shorter than this share of the strip width (less than ~a beat)
@@ -56,6 +58,7 @@ class TraceConfig:
     auto_hue_halfwidth: int = 8
     auto_min_pixels: int = 40
     auto_candidates: int = 3             # hue peaks tried (Doppler colour can outnumber the trace's pixels)
+    auto_prefer_ratio: float = 1.3       # the auto hue replaces an accepted paper trace only with this many more px
     # Cursor lines: a lit column run this tall and at most this wide is a moving cursor, removed before tracing.
     # Protects the trace from a vertical line taken as a QRS flank (or as the whole trace).
     cursor_min_height_fraction: float = 0.9
@@ -80,7 +83,8 @@ def hsv_mask(strip_rgb: np.ndarray, lower, upper) -> np.ndarray:
 
 
 def grow(strict: np.ndarray, loose: np.ndarray) -> np.ndarray:
-    """Hysteresis: the loose pixels 8-connected (through loose pixels) to a strict one, plus the strict ones."""
+    """Hysteresis: the strict pixels plus every loose pixel 8-connected to one through loose pixels, so a stretch
+    of a thin stroke that dimmed out of the strict window comes back whole when any of its pixels stayed inside."""
     loose = loose | strict
     n, labels = cv2.connectedComponents(loose, connectivity=8, ltype=cv2.CV_32S)
     keep = np.zeros(n, np.uint8)
@@ -157,14 +161,21 @@ def auto_mask(strip_rgb: np.ndarray, cfg: TraceConfig) -> tuple[np.ndarray, int]
 
 
 def plausibility(trace: np.ndarray, traced: np.ndarray) -> tuple[float, float]:
-    """(median lit pixels per traced column, share of traced columns holding 2+ vertical runs that are more than
-    one pixel apart): a drawn waveform has a few pixels per column in one run."""
+    """(median stroke thickness per traced column, share of traced columns holding 2+ vertical runs more than two
+    pixels apart). The thickness is the column's lit pixels less the trace's vertical travel to its neighbours, so
+    a steep QRS flank counts as thin as it is drawn, and a blob (Doppler colour) as thick as it is."""
     sub = trace[:, traced]
     if sub.shape[1] == 0:
         return 0.0, 0.0
-    thick = float(np.median(sub.sum(axis=0)))
+    n = sub.sum(axis=0, dtype=np.int64)
+    centre = (np.arange(sub.shape[0], dtype=np.int64) @ sub.astype(np.int64)) / np.maximum(n, 1)
+    step = np.abs(np.diff(centre))
+    travel = np.maximum(np.concatenate([[0.0], step]), np.concatenate([step, [0.0]]))
+    thick = float(np.median(n - travel))
     closed = sub.copy()
-    closed[1:-1] |= sub[:-2] & sub[2:]  # a one-pixel hole does not split a run
+    closed[1:-1] |= sub[:-2] & sub[2:]          # holes of one ...
+    closed[1:-2] |= sub[:-3] & sub[3:]          # ... and two pixels do not split a run
+    closed[2:-1] |= sub[:-3] & sub[3:]
     starts = (closed[1:] > closed[:-1]).sum(axis=0) + closed[0]
     return thick, float((starts > 1).mean())
 
@@ -212,6 +223,13 @@ def _runs(flags: np.ndarray) -> int:
     return int((np.flatnonzero(edges == -1) - np.flatnonzero(edges == 1)).max(initial=0))
 
 
+def _segments(untraced: np.ndarray, max_gap: int) -> int:
+    """Pieces of the trace between gaps longer than ``max_gap`` columns."""
+    edges = np.diff(np.concatenate(([0], untraced.astype(np.int8), [0])))
+    lengths = np.flatnonzero(edges == -1) - np.flatnonzero(edges == 1)
+    return 1 + int((lengths > max_gap).sum())
+
+
 def _max_jump(trace: np.ndarray, cols: np.ndarray) -> int:
     """Largest vertical break between consecutive traced columns, per column of distance (small gaps included)."""
     h = trace.shape[0]
@@ -225,17 +243,26 @@ def _max_jump(trace: np.ndarray, cols: np.ndarray) -> int:
 def trace_ecg(strip_rgb: np.ndarray, cfg: TraceConfig, trace_color: str = "paper") -> TraceResult:
     """Trace the ECG in ``strip_rgb`` (H, W, 3) RGB uint8 and run the checks (docs/ingest.md, "Tracing").
 
-    ``auto``: the paper's window first; when it yields no accepted trace, the saturated hue that looks most like a
-    trace; the paper's verdict stands when that is rejected too and the paper's window found something."""
-    res = check_trace(paper_mask(cv2.cvtColor(strip_rgb, cv2.COLOR_RGB2HSV), cfg), cfg, "paper")
-    if trace_color != "auto" or res.reason is None:
-        return res
+    ``auto``: the paper's window and the saturated hue that looks most like a trace; an accepted trace beats a
+    rejected one, and of two accepted ones the auto hue wins only with clearly more trace pixels (a cyan trace's
+    dimmed edges fall inside the paper's window; its full stroke does not). The paper's verdict stands when both
+    are rejected and the paper's window found something."""
+    hsv = cv2.cvtColor(strip_rgb, cv2.COLOR_RGB2HSV)
+    value = hsv[..., 2]
+    paper = check_trace(paper_mask(hsv, cfg), cfg, "paper", value)
+    if trace_color != "auto":
+        return paper
     mask, hue = auto_mask(strip_rgb, cfg)
-    auto = check_trace(mask, cfg, f"auto(h={hue})")
-    return auto if auto.reason is None or res.x0 < 0 else res
+    auto = check_trace(mask, cfg, f"auto(h={hue})", value)
+    if paper.reason is None and auto.reason is None:
+        more = auto.quality["trace_pixels"] > cfg.auto_prefer_ratio * paper.quality["trace_pixels"]
+        return auto if more else paper
+    if auto.reason is None or (paper.reason is not None and paper.x0 < 0):
+        return auto
+    return paper
 
 
-def check_trace(mask: np.ndarray, cfg: TraceConfig, mode: str) -> TraceResult:
+def check_trace(mask: np.ndarray, cfg: TraceConfig, mode: str, value: np.ndarray | None = None) -> TraceResult:
     """Cursor lines out, the trace chain, then the checks in order; the waveform of whatever was traced."""
     h, w = mask.shape
     cursor = cursor_columns(mask, cfg)
@@ -264,13 +291,12 @@ def check_trace(mask: np.ndarray, cfg: TraceConfig, mode: str) -> TraceResult:
         "outlier_fraction": (lit - int(trace.sum())) / max(lit, 1),
         "median_thickness_px": thick,
         "multi_run_fraction": multi,
+        "trace_pixels": int(trace.sum()),
+        "segments": _segments(inside, cfg.max_gap_px),
     }
     res = TraceResult(None, "accepted", mask, mode, x0, x1, quality=quality)
     min_extent = max(cfg.min_extent_px, int(np.ceil(cfg.min_extent_fraction * w)))
-    if extent < min_extent:
-        res.reason, res.detail = S.ECG_LOW_COVERAGE, (
-            f"trace spans {extent} columns ({extent / w:.2f} of the strip width), less than {min_extent}")
-    elif thick > cfg.max_median_thickness_px:
+    if thick > cfg.max_median_thickness_px:
         res.reason, res.detail = S.NO_ECG_TRACE, (
             f"the lit pixels form a blob, not a thin curve: median {thick:.1f} px per column "
             f"(> {cfg.max_median_thickness_px}) with the {mode} colour window")
@@ -282,6 +308,13 @@ def check_trace(mask: np.ndarray, cfg: TraceConfig, mode: str) -> TraceResult:
         res.reason, res.detail = S.NO_ECG_TRACE, (
             f"the lit pixels are scattered marks, not a curve: {n_cols} of {extent} columns (< {cfg.min_fill}) "
             f"with the {mode} colour window")
+    elif quality["segments"] > cfg.max_segments:
+        res.reason, res.detail = S.NO_ECG_TRACE, (
+            f"the lit pixels are scattered marks, not a curve: {quality['segments']} pieces (> {cfg.max_segments}) "
+            f"with the {mode} colour window")
+    elif extent < min_extent:
+        res.reason, res.detail = S.ECG_LOW_COVERAGE, (
+            f"trace spans {extent} columns ({extent / w:.2f} of the strip width), less than {min_extent}")
     elif edge_cols > cfg.max_edge_columns:
         res.reason, res.detail = S.ECG_AMPLITUDE_CLIPPED, (
             f"trace touches the strip's top/bottom edge in {edge_cols} columns (> {cfg.max_edge_columns})")
@@ -297,16 +330,23 @@ def check_trace(mask: np.ndarray, cfg: TraceConfig, mode: str) -> TraceResult:
     elif quality["outlier_fraction"] > cfg.max_outlier_fraction:
         res.reason, res.detail = S.ECG_HSV_OUTLIERS, (
             f"{quality['outlier_fraction']:.1%} of the lit pixels lie off the trace (> {cfg.max_outlier_fraction:.0%})")
-    res.ecg_px = column_waveform(trace, x0, x1)
+    res.ecg_px = column_waveform(trace, x0, x1, value)
     return res
 
 
-def column_waveform(trace: np.ndarray, x0: int, x1: int) -> np.ndarray:
-    """Centre row of the trace pixels per column in [x0, x1], positive up from the strip's centre; gaps interpolated."""
+def column_waveform(trace: np.ndarray, x0: int, x1: int, value: np.ndarray | None = None) -> np.ndarray:
+    """Centre row of the trace pixels per column in [x0, x1], positive up from the strip's centre; gaps interpolated.
+
+    With ``value`` (the strip's HSV V channel) the centre weighs each trace pixel by its brightness, i.e. by how
+    much of the anti-aliased stroke covers it: a one-column QRS spike then peaks where it was drawn."""
     h = trace.shape[0]
     sub = trace[:, x0:x1 + 1]
-    n = sub.sum(axis=0, dtype=np.int64)
-    rows = np.arange(h, dtype=np.int64) @ sub.astype(np.int64)  # exact integer sums of the lit rows
+    if value is None:
+        wgt = sub.astype(np.int64)
+    else:
+        wgt = sub.astype(np.int64) * value[:, x0:x1 + 1].astype(np.int64)
+    n = wgt.sum(axis=0)
+    rows = np.arange(h, dtype=np.int64) @ wgt  # exact integer sums
     xs = np.arange(sub.shape[1])
     have = n > 0
     centre = np.interp(xs, xs[have], rows[have] / n[have])

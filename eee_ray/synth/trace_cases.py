@@ -27,7 +27,7 @@ DEFECTS = ("gap", "break", "clipped", "no_trace", "short", "text_in_trace_colour
 KINDS = CLEAN + DEFECTS
 # The verdict(s) a defect must get; the first is the one named in the table.
 EXPECTED = {"gap": ("ecg_discontinuous",), "break": ("ecg_discontinuous",), "clipped": ("ecg_amplitude_clipped",),
-            "no_trace": ("no_ecg_trace",), "short": ("ecg_low_coverage",),
+            "no_trace": ("no_ecg_trace",), "short": ("ecg_low_coverage", "no_ecg_trace"),
             "text_in_trace_colour": ("ecg_hsv_outliers", "no_ecg_trace"),
             "doppler_in_band": ("no_ecg_trace", "ecg_hsv_outliers"),
             "markers_only": ("no_ecg_trace", "ecg_hsv_outliers")}
@@ -261,9 +261,11 @@ def render_case(kind: str, seed: int, rows: int = 480, cols: int = 640, ptbxl_di
             span = {"clipped": rng.uniform(1.6, 2.4), "break": rng.uniform(0.3, 0.45)}.get(kind, rng.uniform(0.45, 0.8))
             gain = span * h / max(hi - lo, 0.2)
             rows_f = (h - 1) / 2.0 - (col_mv - (hi + lo) / 2.0) * gain
+            if kind == "clipped":  # the scanner clamps the trace to its band
+                rows_f = np.clip(rows_f, 0.5, h - 1.5)
             xs = x0 + np.arange(n, dtype=np.float64)
             alpha = np.zeros((h, cols), np.float32)
-            if kind == "break":  # the trace resumes >= 32 px higher or lower after a 4-column erase bar
+            if kind == "break":  # the trace resumes >= 40 px higher or lower after a 4-column erase bar
                 flat = np.flatnonzero(np.abs(np.diff(rows_f)) < 1.0) + 1
                 flat = flat[(flat > 0.3 * n) & (flat < 0.7 * n)]
                 cut = int(rng.choice(flat)) if flat.size else n // 2
@@ -271,7 +273,7 @@ def render_case(kind: str, seed: int, rows: int = 480, cols: int = 640, ptbxl_di
                 a -= a.min() - 3          # first part up against the top, second down against the bottom
                 b += (h - 4) - b.max()
                 room = float(b[0] - a[-1])
-                sep = rng.uniform(32, max(33.0, room))
+                sep = rng.uniform(40, max(41.0, room))
                 b -= max(0.0, room - sep)
                 if rng.random() < 0.5:    # or the other way round
                     a, b = (h - 1) - a, (h - 1) - b
