@@ -82,14 +82,22 @@ def test_text_in_the_trace_colour_is_an_hsv_outlier():
     assert res.quality["outlier_fraction"] > TraceConfig().max_outlier_fraction
 
 
-def test_short_trace_has_low_coverage():
+def test_partial_width_trace_is_judged_against_its_own_extent():
+    """A trace over a quarter of the strip is normal (real scanners); one shorter than the minimum extent, or with
+    many small dropouts, has low coverage."""
     res = trace_ecg(draw(ecg_like(150, 40), x0=200), TraceConfig())
-    assert res.reason == S.ECG_LOW_COVERAGE
+    assert res.reason is None, res.detail
+    assert trace_ecg(draw(ecg_like(60, 40), x0=200), TraceConfig()).reason == S.ECG_LOW_COVERAGE
+    holes = draw(ecg_like(600, 40))
+    for x in range(40, 600, 12):  # 3-column dropouts every 12 columns: each bridged, together 25 % missing
+        holes[:, x:x + 3] = 8
+    res = trace_ecg(holes, TraceConfig())
+    assert res.reason == S.ECG_LOW_COVERAGE and "own extent" in res.detail
 
 
 def test_thresholds_are_configurable():
-    strip = draw(ecg_like(150, 40), x0=200)
-    assert trace_ecg(strip, TraceConfig(min_coverage=0.2)).reason is None
+    strip = draw(ecg_like(60, 40), x0=200)
+    assert trace_ecg(strip, TraceConfig(min_extent_fraction=0.05, min_extent_px=40)).reason is None
 
 
 @pytest.mark.parametrize("with_cursor", [False, True])

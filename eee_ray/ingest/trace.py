@@ -32,6 +32,8 @@ class TraceConfig:
     loose_min_saturation: int = 45       # ... lowers S to this (below, dark speckle's chroma noise passes) ...
     loose_min_value: int = 50            # ... lowers V to this (below, JPEG ringing on the dark band passes) ...
     loose_value_above: int = 30          # ... and raises the V ceiling by this (bright anti-aliasing over text)
+    pair_seeds: bool = True              # two loose neighbours whose summed colour is in the strict window seed too:
+                                         # a dark 1-px anti-aliased stroke has no single pixel left in the window
     min_trace_columns: int = 16          # fewer traced columns than this: no_ecg_trace
     # Plausibility: what is accepted must look like a waveform drawn as a thin curve, a function of x. Protects
     # against colour Doppler, text, markers and dots in the trace's hue being taken for an ECG (-> no_ecg_trace).
@@ -103,13 +105,34 @@ def _in_window(hsv: np.ndarray, h_lo: int, h_hi: int, s_lo: int, v_lo: int, v_hi
     return (hue & (hsv[..., 1] >= s_lo) & (hsv[..., 2] >= v_lo) & (hsv[..., 2] <= v_hi)).astype(np.uint8)
 
 
-def paper_mask(hsv: np.ndarray, cfg: TraceConfig) -> np.ndarray:
-    """The paper's window, grown by hysteresis into the looser one."""
+def pair_sums(strip_rgb: np.ndarray) -> list[np.ndarray]:
+    """HSV of each pixel plus its lower and its right neighbour (saturating): where an anti-aliased 1-px stroke
+    splits its colour over two pixels, their sum shows the colour it was drawn in."""
+    out = []
+    for a, b in ((strip_rgb[:-1], strip_rgb[1:]), (strip_rgb[:, :-1], strip_rgb[:, 1:])):
+        pair = np.zeros_like(strip_rgb)
+        s = cv2.add(a, b)  # saturating uint8 sum
+        pair[:s.shape[0], :s.shape[1]] = s
+        out.append(cv2.cvtColor(pair, cv2.COLOR_RGB2HSV))
+    return out
+
+
+def paper_mask(hsv: np.ndarray, cfg: TraceConfig, strip_rgb: np.ndarray | None = None) -> np.ndarray:
+    """The paper's window, grown by hysteresis into the looser one. With ``strip_rgb`` the strict seeds include
+    the pixel pairs whose summed colour lies in the window (both pixels of the pair), for 1-px strokes."""
     lo, hi = cfg.hsv_lower, cfg.hsv_upper
     strict = _in_window(hsv, lo[0], hi[0], lo[1], lo[2], hi[2]) & (hsv[..., 1] <= hi[1])
     loose = _in_window(hsv, lo[0] - cfg.loose_hue_margin, hi[0] + cfg.loose_hue_margin,
                        min(lo[1], cfg.loose_min_saturation), min(lo[2], cfg.loose_min_value),
                        min(255, hi[2] + cfg.loose_value_above))
+    if strip_rgb is not None and cfg.pair_seeds:
+        for k, ph in enumerate(pair_sums(strip_rgb)):
+            seed = _in_window(ph, lo[0], hi[0], lo[1], lo[2], hi[2]) & (ph[..., 1] <= hi[1]) & loose
+            if k == 0:
+                seed[1:] |= seed[:-1]
+            else:
+                seed[:, 1:] |= seed[:, :-1]
+            strict |= seed & loose
     return grow(strict, loose)
 
 
@@ -249,7 +272,7 @@ def trace_ecg(strip_rgb: np.ndarray, cfg: TraceConfig, trace_color: str = "paper
     are rejected and the paper's window found something."""
     hsv = cv2.cvtColor(strip_rgb, cv2.COLOR_RGB2HSV)
     value = hsv[..., 2]
-    paper = check_trace(paper_mask(hsv, cfg), cfg, "paper", value)
+    paper = check_trace(paper_mask(hsv, cfg, strip_rgb), cfg, "paper", value)
     if trace_color != "auto":
         return paper
     mask, hue = auto_mask(strip_rgb, cfg)

@@ -50,6 +50,7 @@ class TraceCase:
     x1: int | None = None
     trace_y: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))  # centre per column, up from mid
     r_peaks: int = 0                  # R peaks in the drawn trace (same detector as on the traced one)
+    seconds: float = 0.0              # ECG time the drawn trace shows
     encoding: str = "jpeg422"         # jpeg422 | palette | rgb
     drawn: np.ndarray | None = None   # the frame before encoding (RGB), what write_case_dicom encodes
     jpeg_quality: int = 90
@@ -291,6 +292,7 @@ def render_case(kind: str, seed: int, rows: int = 480, cols: int = 640, ptbxl_di
             case.trace_y = _centre(alpha, x0, x0 + n - 1)
             a = alpha[:, :, None]
             strip[:] = np.round(strip * (1 - a) + np.array(colour, np.float32) * a).astype(np.uint8)
+        case.seconds = seconds
         case.r_peaks = r_peak_count(case.trace_y, n / seconds)
 
     # what is drawn on top of the trace: cursors, text and markers in the trace's hue
