@@ -95,14 +95,20 @@ def grow(strict: np.ndarray, loose: np.ndarray) -> np.ndarray:
     return keep[labels]
 
 
-def _in_window(hsv: np.ndarray, h_lo: int, h_hi: int, s_lo: int, v_lo: int, v_hi: int) -> np.ndarray:
-    """HSV window with a hue range that may wrap around 0/180."""
-    h = hsv[..., 0].astype(np.int16)
-    if h_lo < 0 or h_hi > 179:
-        hue = (h >= h_lo % 180) | (h <= h_hi % 180)
+def _in_window(hsv: np.ndarray, h_lo: int, h_hi: int, s_lo: int, v_lo: int, v_hi: int, s_hi: int = 255) -> np.ndarray:
+    """HSV window (0/1 uint8) with a hue range that may wrap around 0/180."""
+    def rng(a: int, b: int) -> np.ndarray:
+        return cv2.inRange(hsv, np.array((a, s_lo, v_lo), np.uint8), np.array((b, s_hi, v_hi), np.uint8))
+
+    if h_hi - h_lo >= 179:
+        out = rng(0, 179)
+    elif h_lo < 0:
+        out = rng(0, h_hi) | rng(h_lo + 180, 179)
+    elif h_hi > 179:
+        out = rng(h_lo, 179) | rng(0, h_hi - 180)
     else:
-        hue = (h >= h_lo) & (h <= h_hi)
-    return (hue & (hsv[..., 1] >= s_lo) & (hsv[..., 2] >= v_lo) & (hsv[..., 2] <= v_hi)).astype(np.uint8)
+        out = rng(h_lo, h_hi)
+    return out & 1
 
 
 def pair_sums(strip_rgb: np.ndarray) -> list[np.ndarray]:
@@ -121,13 +127,13 @@ def paper_mask(hsv: np.ndarray, cfg: TraceConfig, strip_rgb: np.ndarray | None =
     """The paper's window, grown by hysteresis into the looser one. With ``strip_rgb`` the strict seeds include
     the pixel pairs whose summed colour lies in the window (both pixels of the pair), for 1-px strokes."""
     lo, hi = cfg.hsv_lower, cfg.hsv_upper
-    strict = _in_window(hsv, lo[0], hi[0], lo[1], lo[2], hi[2]) & (hsv[..., 1] <= hi[1])
+    strict = _in_window(hsv, lo[0], hi[0], lo[1], lo[2], hi[2], hi[1])
     loose = _in_window(hsv, lo[0] - cfg.loose_hue_margin, hi[0] + cfg.loose_hue_margin,
                        min(lo[1], cfg.loose_min_saturation), min(lo[2], cfg.loose_min_value),
                        min(255, hi[2] + cfg.loose_value_above))
     if strip_rgb is not None and cfg.pair_seeds:
         for k, ph in enumerate(pair_sums(strip_rgb)):
-            seed = _in_window(ph, lo[0], hi[0], lo[1], lo[2], hi[2]) & (ph[..., 1] <= hi[1]) & loose
+            seed = _in_window(ph, lo[0], hi[0], lo[1], lo[2], hi[2], hi[1]) & loose
             if k == 0:
                 seed[1:] |= seed[:-1]
             else:
@@ -187,18 +193,16 @@ def plausibility(trace: np.ndarray, traced: np.ndarray) -> tuple[float, float]:
     """(median stroke thickness per traced column, share of traced columns holding 2+ vertical runs more than two
     pixels apart). The thickness is the column's lit pixels less the trace's vertical travel to its neighbours, so
     a steep QRS flank counts as thin as it is drawn, and a blob (Doppler colour) as thick as it is."""
-    sub = trace[:, traced]
+    sub = np.ascontiguousarray(trace[:, traced])
     if sub.shape[1] == 0:
         return 0.0, 0.0
-    n = sub.sum(axis=0, dtype=np.int64)
-    centre = (np.arange(sub.shape[0], dtype=np.int64) @ sub.astype(np.int64)) / np.maximum(n, 1)
+    f = sub.astype(np.float32)
+    n = f.sum(axis=0)
+    centre = (np.arange(sub.shape[0], dtype=np.float32) @ f) / np.maximum(n, 1)
     step = np.abs(np.diff(centre))
     travel = np.maximum(np.concatenate([[0.0], step]), np.concatenate([step, [0.0]]))
     thick = float(np.median(n - travel))
-    closed = sub.copy()
-    closed[1:-1] |= sub[:-2] & sub[2:]          # holes of one ...
-    closed[1:-2] |= sub[:-3] & sub[3:]          # ... and two pixels do not split a run
-    closed[2:-1] |= sub[:-3] & sub[3:]
+    closed = cv2.morphologyEx(sub, cv2.MORPH_CLOSE, np.ones((3, 1), np.uint8))  # 1-2 px holes split no run
     starts = (closed[1:] > closed[:-1]).sum(axis=0) + closed[0]
     return thick, float((starts > 1).mean())
 
@@ -364,12 +368,11 @@ def column_waveform(trace: np.ndarray, x0: int, x1: int, value: np.ndarray | Non
     much of the anti-aliased stroke covers it: a one-column QRS spike then peaks where it was drawn."""
     h = trace.shape[0]
     sub = trace[:, x0:x1 + 1]
-    if value is None:
-        wgt = sub.astype(np.int64)
-    else:
-        wgt = sub.astype(np.int64) * value[:, x0:x1 + 1].astype(np.int64)
+    wgt = sub.astype(np.float32)
+    if value is not None:
+        wgt *= value[:, x0:x1 + 1]
     n = wgt.sum(axis=0)
-    rows = np.arange(h, dtype=np.int64) @ wgt  # exact integer sums
+    rows = np.arange(h, dtype=np.float32) @ wgt
     xs = np.arange(sub.shape[1])
     have = n > 0
     centre = np.interp(xs, xs[have], rows[have] / n[have])
