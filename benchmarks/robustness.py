@@ -2,9 +2,9 @@
 
 Scenarios:
   corpus           every kind of broken input (``eee_ray.synth.bad_inputs``) beside good synthetic cines
-  ingest-kill      a Ray Data worker dies hard mid-ingest (``IngestConfig.crash_marker``)
+  ingest-kill      a Ray Data worker dies hard mid-ingest (``EEE_RAY_FAULTS=ingest_worker_crash=PATH``)
   ctrl-c           `eee-ray ingest` gets SIGINT mid-run (whole process group), then the same command again
-  train-kill       a Ray Train worker exits at the start of epoch 2 (``PretrainConfig.inject_failure_epoch``)
+  train-kill       a Ray Train worker exits at the start of epoch 2 (``EEE_RAY_FAULTS=pretrain_worker_exit=EPOCH``)
 
 Columns: inputs tried (files, or epochs for training), verdicts right (the expected reason or acceptance; epochs
 run once, in order, with finite losses), wrong, job crashed (the run raised or exited non-zero), lost / duplicated
@@ -36,6 +36,8 @@ sys.path.insert(0, str(REPO / "tests"))
 from _platform_helpers import (child_env, ingest_cmd, interrupt_ingest, kill_processes_of,  # noqa: E402
                                raw_manifest, reasons, short_temp_dir)
 
+from eee_ray.config import MlflowConfig  # noqa: E402
+from eee_ray.faults import injected  # noqa: E402
 from eee_ray.synth.bad_inputs import write_bad_input_corpus  # noqa: E402
 
 GOOD_COPIES = 4
@@ -104,7 +106,8 @@ def ingest_kill(synth: Path, work: Path) -> Row:
     t0 = time.perf_counter()
     crash = ""
     try:
-        run_ingest(IngestConfig(input=str(synth / "echo"), output=str(work / "kill_out"), crash_marker=str(marker)))
+        with injected(ingest_worker_crash=marker):
+            run_ingest(IngestConfig(input=str(synth / "echo"), output=str(work / "kill_out")))
     except Exception as e:
         crash = f"{type(e).__name__}: {e}"
     seconds = time.perf_counter() - t0
@@ -144,8 +147,9 @@ def train_kill(clips: Path, work: Path) -> Row:
     fault = f"rank 1 exits at epoch {FAIL_EPOCH}"
     t0 = time.perf_counter()
     try:
-        metrics = run_pretrain(PretrainConfig(clips=str(clips), output=str(out), epochs=TRAIN_EPOCHS, workers=2,
-                                              batch_size=4, inject_failure_epoch=FAIL_EPOCH, workdir=str(work)))
+        with injected(pretrain_worker_exit=FAIL_EPOCH):
+            metrics = run_pretrain(PretrainConfig(clips=str(clips), output=str(out), epochs=TRAIN_EPOCHS, workers=2,
+                                                  batch_size=4, mlflow=MlflowConfig(dir=str(work))))
     except Exception as e:
         return Row("train-kill", fault, TRAIN_EPOCHS, 0, 0, True, TRAIN_EPOCHS, 0, time.perf_counter() - t0,
                    f"{type(e).__name__}: {e}")

@@ -1,15 +1,15 @@
-"""Does pretraining put echo structure into the ECG embedding? (issue 4 item 7 b, README "Does it learn?")
+"""Does pretraining put echo structure into the ECG embedding? (docs/pretraining.md)
 
 Runs the real chain (synth -> ingest -> ``run_pretrain`` under Ray Train) with three recipes on one synthetic data set
 and probes the frozen ECG [CLS] of each for the echo latents (ridge on patient means, fitted on the training
-patients, R^2 on the held-out patients; ``eee_ray.probe``), against the same encoder at its random init:
+patients, R^2 on the held-out patients; ``tests/probe.py``), against the same encoder at its random init:
 
 - ``paper``: both towers trained, [CLS] positives = the clip's own echo (the paper's pairing), token + [CLS] +
   alignment terms; plain InfoNCE for the first half, then the dual-margin loss.
 - ``locked+study``: echo tower locked at its seeded init, its features standardised per dimension, [CLS] positives =
   another clip of the same study, [CLS] terms only, plain InfoNCE, no shifted samples (without the alignment term
   they would only be left out).
-- ``locked+study raw``: the same with the locked tower's raw features (``--raw-echo-features``).
+- ``locked+study raw``: the same with the locked tower's raw features (``--echo-features raw``).
 
     python benchmarks/structure_probe.py --workdir runs/probe --patients 160 --strength 2 --seeds 0 1 2
 
@@ -20,19 +20,23 @@ About 10 minutes per seed for ``paper`` on 2 cores, 1-2 minutes for the locked r
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from eee_ray.ingest import IngestConfig, read_clips, run_ingest
-from eee_ray.losses import LossConfig
-from eee_ray.pairs import build_pairs
-from eee_ray.pretrain import PretrainConfig, run_pretrain
-from eee_ray.probe import PROBE_PAIRS, heldout_r2, pretrained_and_init, structure_recipe, structure_world
-from eee_ray.runtime import init_ray
-from eee_ray.synth import SynthConfig, generate
-from eee_ray.synth.labels import LATENTS
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+
+from eee_ray.ingest import IngestConfig, read_clips, run_ingest  # noqa: E402
+from eee_ray.losses import LossConfig  # noqa: E402
+from eee_ray.pairs import build_pairs  # noqa: E402
+from eee_ray.pretrain import PretrainConfig, run_pretrain  # noqa: E402
+from eee_ray.runtime import init_ray  # noqa: E402
+from eee_ray.synth import SynthConfig, generate  # noqa: E402
+from eee_ray.synth.labels import LATENTS  # noqa: E402
+from probe import PROBE_PAIRS, heldout_r2, pretrained_and_init, structure_recipe, structure_world  # noqa: E402
 
 def make_data(work: Path, patients: int, strength: float, synth_seed: int) -> Path:
     if not (work / "ingest" / "clips").is_dir():
@@ -47,7 +51,7 @@ def recipes(epochs_paper: int, epochs_locked: int) -> dict[str, dict]:
         "paper": dict(epochs=epochs_paper, batch_size=64, pairs=PROBE_PAIRS,
                       loss=LossConfig(warmup_epochs=epochs_paper // 2)),
         "locked+study": structure_recipe(epochs_locked),
-        "locked+study raw": structure_recipe(epochs_locked, echo_standardize=False),
+        "locked+study raw": structure_recipe(epochs_locked, echo_features="raw"),
     }
 
 

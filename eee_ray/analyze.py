@@ -20,7 +20,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from eee_ray.benchmark import DISPLAY, MODEL_STRATEGIES
+from eee_ray.config import MlflowConfig
+from eee_ray.downstream import DISPLAY, EXPERIMENT, MODEL_STRATEGIES
 from eee_ray.errors import UserError
 from eee_ray.io import atomic_write, atomic_write_text
 
@@ -40,8 +41,13 @@ class AnalyzeConfig:
     min_records_per_category: int = 5  # smaller LDA classes are dropped (too few points to fit or see)
     cv_folds: int = 5  # folds of the cross-validated LDA accuracy shown on each panel (fewer if a class is smaller)
     seed: int = 0
-    mlflow_experiment: str = "eee-benchmark"
-    mlflow_workdir: str = ""  # default: the benchmark folder (where its MLflow store lives)
+    mlflow: MlflowConfig = field(default_factory=MlflowConfig)  # default: the store and experiment of the benchmark
+
+    def validate(self) -> None:
+        if not self.benchmark or not Path(self.benchmark).is_dir():
+            raise UserError(f"benchmark folder not found: {self.benchmark or '(not given)'}")
+        if self.max_categories < 1 or self.min_records_per_category < 1:
+            raise UserError("max_categories and min_records_per_category must be >= 1")
 
 
 @dataclass
@@ -308,6 +314,21 @@ def _save_fig(fig, path: Path) -> None:
     plt.close(fig)
 
 
+def _mlflow_for(cfg: AnalyzeConfig, bench: Path) -> None:
+    """Log where the benchmark logged: its store (from its summary.json) and its experiment, unless told otherwise."""
+    from eee_ray.runtime import setup_mlflow, use_tracking_uri
+
+    summary = bench / "summary.json"
+    recorded = json.loads(summary.read_text()).get("tracking_uri", "") if summary.is_file() else ""
+    if cfg.mlflow.dir or not recorded:
+        setup_mlflow(cfg.mlflow, bench, EXPERIMENT)
+        return
+    import mlflow
+
+    use_tracking_uri(recorded)
+    mlflow.set_experiment(cfg.mlflow.experiment or EXPERIMENT)  # the benchmark created it
+
+
 def run_analysis(cfg: AnalyzeConfig) -> Path:
     """All figures and tables of one benchmark, logged to MLflow; returns the output folder."""
     import matplotlib
@@ -315,12 +336,10 @@ def run_analysis(cfg: AnalyzeConfig) -> Path:
     matplotlib.use("Agg")
     import mlflow
 
-    from eee_ray.config import save, to_dict
-    from eee_ray.runtime import setup_mlflow
+    from eee_ray.config import flat_params, save
 
+    cfg.validate()
     bench = Path(cfg.benchmark)
-    if not bench.is_dir():
-        raise UserError(f"benchmark folder not found: {bench}")
     out = Path(cfg.output) if cfg.output else bench / "analysis"
     trials = load_trials(bench)
     categories = choose_categories(trials, cfg)
@@ -336,10 +355,10 @@ def run_analysis(cfg: AnalyzeConfig) -> Path:
     atomic_write_text(out / "per_label_auroc.csv", table.to_csv(index_label="trial"))
     save(cfg, out / "config.yaml")
 
-    setup_mlflow(cfg.mlflow_workdir or bench, cfg.mlflow_experiment)
+    _mlflow_for(cfg, bench)
     with mlflow.start_run(run_name="analysis"):
         mlflow.set_tag("stage", "analysis")
-        mlflow.log_params({**{k: str(v) for k, v in to_dict(cfg).items()}, "lda_categories": ",".join(categories)})
+        mlflow.log_params({**{k: str(v) for k, v in flat_params(cfg).items()}, "lda_categories": ",".join(categories)})
         for rec in lda.to_dict("records"):
             mlflow.log_metric(f"lda_cv_bal_acc.{rec['trial']}", rec["cv_balanced_accuracy"])
         mlflow.log_artifacts(str(out), artifact_path="analysis")

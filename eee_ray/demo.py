@@ -1,8 +1,8 @@
 """The whole chain on the embedded default, one stage after another, in one work folder.
 
-Each stage writes under ``<workdir>/<stage>``; a stage whose output is complete is reused, never silently
+Each stage writes under ``<output>/<stage>``; a stage whose output is complete is reused, never silently
 overwritten (``redo`` moves the old output aside first). All stages record into one MLflow store,
-``sqlite:///<workdir>/mlflow.db``, unless MLFLOW_TRACKING_URI says otherwise.
+``sqlite:///<output>/mlflow.db`` (the stages' shared default), unless MLFLOW_TRACKING_URI says otherwise.
 """
 
 from __future__ import annotations
@@ -18,15 +18,27 @@ from eee_ray.runtime import init_ray, mlflow_ui_command, tracking_uri
 log = logging.getLogger(__name__)
 
 
+STAGES = ("synth", "ingest", "pretrain", "benchmark", "analyze")
+
+
 @dataclass
 class DemoConfig:
-    workdir: str = "eee_workdir"
+    output: str = "eee_workdir"          # the work folder: one sub-folder per stage and the MLflow store
     patients: int | None = None          # synthetic patients with echo; None: the synth default
     seed: int = 0
     pretrain_epochs: int | None = None   # None: DEMO_PRETRAIN_EPOCHS
     benchmark_epochs: int | None = None  # None: DEMO_BENCHMARK_EPOCHS
     num_cpus: int | None = None
     redo: list[str] = field(default_factory=list)
+
+    def validate(self) -> None:
+        from eee_ray.errors import UserError
+
+        if self.patients is not None and self.patients < 4:
+            raise UserError("--patients must be at least 4 (train, validation and test need different patients)")
+        unknown = [r for r in self.redo if r not in STAGES]
+        if unknown:
+            raise UserError(f"--redo takes stages of {', '.join(STAGES)}, not {', '.join(unknown)}")
 
 
 DEMO_PRETRAIN_EPOCHS = 16
@@ -56,7 +68,7 @@ def _reuse(done: Path, name: str, redo: list[str], out: Path) -> bool:
 
 def run_demo(cfg: DemoConfig) -> Path:
     from eee_ray.analyze import AnalyzeConfig, run_analysis
-    from eee_ray.benchmark import BenchmarkConfig, run_benchmark
+    from eee_ray.downstream import BenchmarkConfig, run_benchmark
     from eee_ray.ingest import IngestConfig, run_ingest
     from eee_ray.losses import LossConfig
     from eee_ray.pairs import PairsConfig
@@ -64,7 +76,8 @@ def run_demo(cfg: DemoConfig) -> Path:
     from eee_ray.retrieval import summary as retrieval_summary
     from eee_ray.synth import SynthConfig, generate
 
-    work = Path(cfg.workdir).resolve()
+    cfg.validate()
+    work = Path(cfg.output).resolve()
     work.mkdir(parents=True, exist_ok=True)
     cfgmod.save(cfg, work / "demo_config.yaml")
     init_ray(cfg.num_cpus)
@@ -79,8 +92,7 @@ def run_demo(cfg: DemoConfig) -> Path:
     _banner(2, "ingest", f"DICOM cines -> clips + traced ECG (Ray Data) -> {ingest_dir}")
     if "ingest" in cfg.redo:
         _move_aside(ingest_dir)
-    summary = run_ingest(IngestConfig(input=str(synth_dir / "echo"), output=str(ingest_dir),
-                                      mlflow_workdir=str(work)))
+    summary = run_ingest(IngestConfig(input=str(synth_dir / "echo"), output=str(ingest_dir)))
     rejected = ", ".join(f"{r} {n}" for r, n in sorted(summary.by_reason.items())) or "none"
     print(f"    {summary.total} files: {summary.by_status.get('ok', 0)} accepted; rejected: {rejected}")
 
@@ -90,7 +102,7 @@ def run_demo(cfg: DemoConfig) -> Path:
         # the recipe the learning test uses: 64 px sub-clips, batch 8, plain InfoNCE for the first half (from a
         # collapsed start the paper's dual-margin mask has no negatives to push against; see the README)
         metrics = run_pretrain(PretrainConfig(
-            clips=str(ingest_dir), output=str(pre_dir), preset="tiny", workdir=str(work), epochs=epochs,
+            clips=str(ingest_dir), output=str(pre_dir), preset="tiny", epochs=epochs,
             batch_size=8, pairs=PairsConfig(image_size=64), loss=LossConfig(warmup_epochs=epochs // 2)))
         print(f"    held-out {retrieval_summary(metrics)}")
 
@@ -99,12 +111,12 @@ def run_demo(cfg: DemoConfig) -> Path:
         run_benchmark(BenchmarkConfig(
             dataset="synthetic", data=str(synth_dir), output=str(bench_dir), preset="tiny",
             pretrained=str(pre_dir / "ecg_encoder.pt"), epochs=cfg.benchmark_epochs or DEMO_BENCHMARK_EPOCHS,
-            mlflow_workdir=str(work), seed=cfg.seed))
+            seed=cfg.seed))
 
     analysis_dir = bench_dir / "analysis"
     _banner(5, "analyze", f"LDA grid, ROC curves, per-label AUROC -> {analysis_dir}")
     if not _reuse(analysis_dir / "lda_grid.png", "analyze", cfg.redo, analysis_dir):
-        run_analysis(AnalyzeConfig(benchmark=str(bench_dir), output=str(analysis_dir), mlflow_workdir=str(work)))
+        run_analysis(AnalyzeConfig(benchmark=str(bench_dir), output=str(analysis_dir)))
 
     print(f"\n=== done in {time.time() - t0:.0f} s\n")
     results_md = bench_dir / "results.md"

@@ -1,6 +1,6 @@
 """A locked echo tower (LiT, Zhai et al. 2022) and study-level [CLS] positives (positives across time, as in CLOCS).
 
-With ``echo_tower: frozen`` the echo encoder keeps its initial weights, so every clip's echo features are the same in
+With ``echo_tower: locked`` the echo encoder keeps its initial weights, so every clip's echo features are the same in
 every epoch: Ray Data computes them once and they replace the pixels in the training data, and a training step runs
 the ECG tower only. With ``cls_positive: study`` each clip also carries the echo [CLS] of (up to ``max_mates``)
 other clips of its study; the [CLS] terms pair the clip's ECG with one of them, drawn afresh every step. The beat
@@ -8,7 +8,7 @@ timing that the ECG and echo of one clip share then no longer solves the task; w
 heart's anatomy) does.
 
 A randomly initialised tower maps every clip to nearly the same vector (cosines near 1), so the features are
-standardised per dimension with the training clips' statistics (``echo_standardize``) before any loss sees them:
+standardised per dimension with the training clips' statistics (``echo_features: standardized``) before any loss sees them:
 what tells clips apart is then what the cosine measures.
 """
 

@@ -16,13 +16,14 @@ import io
 import json
 import logging
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from eee_ray.config import MlflowConfig
 from eee_ray.errors import UserError
 from eee_ray.io import read_parquet
 
@@ -43,12 +44,26 @@ class InferenceConfig:
     mode: str = "predict"  # embed | predict
     checkpoint: str = ""  # a checkpoint folder (model.pt + meta.json) ...
     run_id: str = ""  # ... or an MLflow run whose artifact `checkpoint/` holds one
-    mlflow_workdir: str = "."  # where the local MLflow store lives (ignored when MLFLOW_TRACKING_URI is set)
+    mlflow: MlflowConfig = field(default_factory=MlflowConfig)  # the store that holds ``run_id``
     aggregate: str = ""  # mean | max over a record's windows; default: what the checkpoint was evaluated with
     batch_size: int = 32  # records per model call
     max_actors: int = 2  # the actor pool autoscales from 1 to this
     cpus_per_actor: float = 1.0
     gpus_per_actor: float = 0.0  # 1 on a GPU node
+
+    def validate(self) -> None:
+        if self.mode not in MODES:
+            raise UserError(f"mode must be one of {', '.join(MODES)}, not {self.mode!r}")
+        if bool(self.checkpoint) == bool(self.run_id):
+            raise UserError("give exactly one of --checkpoint DIR or --run-id RUN")
+        if not Path(self.input).exists():
+            raise UserError(f"input not found: {self.input}")
+        if not self.output:
+            raise UserError("--output is required")
+        if self.aggregate not in ("", "mean", "max"):
+            raise UserError(f"aggregate must be mean or max, not {self.aggregate!r}")
+        if self.batch_size < 1 or self.max_actors < 1:
+            raise UserError("batch_size and max_actors must be >= 1")
 
 
 @dataclass
@@ -216,18 +231,12 @@ def run_inference(cfg: InferenceConfig) -> dict[str, Any]:
     import ray
 
     from eee_ray.io import atomic_write_text
-    from eee_ray.runtime import init_ray
+    from eee_ray.runtime import init_ray, mlflow_dir
 
-    if cfg.mode not in MODES:
-        raise UserError(f"mode must be one of {', '.join(MODES)}, not {cfg.mode!r}")
-    if bool(cfg.checkpoint) == bool(cfg.run_id):
-        raise UserError("give exactly one of --checkpoint DIR or --run-id RUN")
+    cfg.validate()
     inp = Path(cfg.input)
-    if not inp.exists():
-        raise UserError(f"input not found: {inp}")
-    if not cfg.output:
-        raise UserError("--output is required")
-    ckpt = read_checkpoint(cfg.checkpoint) if cfg.checkpoint else download_checkpoint(cfg.run_id, cfg.mlflow_workdir)
+    ckpt = (read_checkpoint(cfg.checkpoint) if cfg.checkpoint
+            else download_checkpoint(cfg.run_id, mlflow_dir(cfg.mlflow, cfg.output)))
     aggregate = cfg.aggregate or ckpt.meta.get("aggregate", "mean")
     if aggregate not in ("mean", "max"):
         raise UserError(f"aggregate must be mean or max, not {aggregate!r}")

@@ -49,15 +49,11 @@ def read_parquet(files: Sequence[str | Path], columns: list[str] | None = None):
     through V1 with Ray's task count and 21 s through V2; all columns 16, 23 and 42 s (``benchmarks/read_clips.py``).
     """
     import ray
-    from ray.data import DataContext
 
-    ctx = DataContext.get_current()
-    before = ctx.use_datasource_v2
-    ctx.use_datasource_v2 = False   # read when the plan is built, i.e. inside this call
+    from eee_ray.ray_internals import use_datasource_v1
+
     cpus = int(ray.cluster_resources().get("CPU", 2)) if ray.is_initialized() else 2
     tasks = min(len(files), max(8, 4 * cpus))
-    try:
+    with use_datasource_v1():  # read when the plan is built, i.e. inside this call
         ds = ray.data.read_parquet([str(f) for f in files], override_num_blocks=tasks)
-    finally:
-        ctx.use_datasource_v2 = before
     return ds.select_columns(columns) if columns else ds

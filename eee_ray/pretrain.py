@@ -15,6 +15,7 @@ import functools
 import json
 import logging
 import os
+import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -23,9 +24,10 @@ from typing import Any
 
 import torch
 
-from eee_ray.config import flat_params, from_dict, load_yaml, save, to_dict
+from eee_ray.config import MlflowConfig, flat_params, from_dict, load_yaml, save, to_dict
 from eee_ray.echo_features import (attach_study_mates, embed_echo, feature_stats, init_model, pick_mates,
                                    standardize_features)
+from eee_ray import faults
 from eee_ray.errors import UserError
 from eee_ray.io import atomic_torch_save, atomic_write_text
 from eee_ray.losses import LossConfig, pretraining_losses, weighted_total
@@ -38,6 +40,9 @@ from eee_ray.retrieval import summary as retrieval_summary
 log = logging.getLogger(__name__)
 
 RUN_NAME = "pretrain"
+EXPERIMENT = "eee-pretrain"
+ECHO_TOWERS = ("train", "locked")
+ECHO_FEATURES = ("standardized", "raw")
 CHECKPOINT_FILE = "checkpoint.pt"
 FAILURE_MARKER = ".injected_failure"
 LOSS_KEYS = ("total", "token", "sid", "pid", "align")
@@ -63,19 +68,46 @@ class PretrainConfig:
     heldout_fraction: float = 0.25      # share of patients held out for retrieval
     shuffle_buffer: int = 256           # clips per worker mixed before batching (clips of one study sit together)
     retrieval_max_clips: int = 2000     # held-out clips ranked each epoch (a seeded sample when there are more)
-    echo_tower: str = "train"           # train (the paper) | frozen: the echo encoder keeps its seeded init (LiT)
+    echo_tower: str = "train"           # train (the paper) | locked: the echo encoder keeps its seeded init (LiT)
     cls_positive: str = "clip"          # clip (the paper) | study: [CLS] terms pair a clip's ECG with the echo of
-    #                                     another clip of its study (needs echo_tower frozen); see echo_features.py
+    #                                     another clip of its study (needs echo_tower locked); see echo_features.py
     max_mates: int = 8                  # study-level positives: other clips of the study kept per clip
-    echo_standardize: bool = True       # frozen tower: features standardised per dimension (training clips' stats)
+    echo_features: str = "standardized"  # locked tower: standardized per dimension (training clips' stats) | raw
     loss: LossConfig = field(default_factory=LossConfig)
     pairs: PairsConfig = field(default_factory=PairsConfig)
     use_gpu: bool = False               # one GPU per worker, NCCL; else gloo on CPU
     cpus_per_worker: float = 0.0        # 0 = auto: 1, or less so that all workers fit beside one free CPU
     max_failures: int = 3               # worker-group restarts from the last checkpoint
-    mlflow_experiment: str = "eee-pretrain"
-    workdir: str = ""                   # MLflow store (sqlite) location; empty = the parent of ``output``
-    inject_failure_epoch: int = 0       # testing hook: one worker exits once at the start of this epoch (0 = off)
+    mlflow: MlflowConfig = field(default_factory=MlflowConfig)
+
+    def validate(self) -> None:
+        """Every setting checked before Ray starts; an unsupported combination is one line."""
+        if self.echo_tower == "frozen":  # the spelling of the previous release
+            print("eee-ray: warning: echo_tower 'frozen' is deprecated; use 'locked'", file=sys.stderr)
+            self.echo_tower = "locked"
+        checks = [(bool(self.clips), "--clips is required"), (bool(self.output), "--output is required"),
+                  (self.epochs >= 1, "epochs must be >= 1"), (self.workers >= 1, "workers must be >= 1"),
+                  (self.batch_size >= 2, "batch size must be >= 2"),
+                  (0.0 <= self.p_shift < 1.0, "p_shift must be in [0, 1)"),
+                  (0.0 < self.heldout_fraction < 1.0, "heldout fraction must be in (0, 1)"),
+                  (self.lr > 0, "lr must be > 0"), (self.retrieval_max_clips >= 2, "retrieval_max_clips must be >= 2"),
+                  (self.echo_tower in ECHO_TOWERS, f"echo_tower must be train or locked, not {self.echo_tower!r}"),
+                  (self.cls_positive in ("clip", "study"),
+                   f"cls_positive must be clip or study, not {self.cls_positive!r}"),
+                  (self.cls_positive == "clip" or self.echo_tower == "locked",
+                   "cls_positive study needs echo_tower locked (the study mates' echo features are computed once)"),
+                  (self.echo_features in ECHO_FEATURES,
+                   f"echo_features must be standardized or raw, not {self.echo_features!r}"),
+                  (self.echo_features == "standardized" or self.echo_tower == "locked",
+                   "raw echo features (--echo-features raw) need echo_tower locked: a trained tower has no fixed "
+                   "features"),
+                  (self.max_mates >= 1, "max_mates must be >= 1")]
+        for ok, msg in checks:
+            if not ok:
+                raise UserError(msg)
+        if not Path(self.clips).is_dir():
+            raise UserError(f"clips folder not found: {self.clips} (run `eee-ray ingest` first)")
+        model_config(self)  # unknown preset -> UserError
 
 
 def model_config(cfg: PretrainConfig) -> ModelConfig:
@@ -83,27 +115,6 @@ def model_config(cfg: PretrainConfig) -> ModelConfig:
     p = cfg.pairs
     return preset(cfg.preset, token_len=p.token_len, max_tokens=p.max_tokens, frames=p.frames_per_token,
                   image_size=p.image_size)
-
-
-def validate(cfg: PretrainConfig) -> None:
-    checks = [(bool(cfg.clips), "--clips is required"), (bool(cfg.output), "--output is required"),
-              (cfg.epochs >= 1, "epochs must be >= 1"), (cfg.workers >= 1, "workers must be >= 1"),
-              (cfg.batch_size >= 2, "batch size must be >= 2"), (0.0 <= cfg.p_shift < 1.0, "p_shift must be in [0, 1)"),
-              (0.0 < cfg.heldout_fraction < 1.0, "heldout fraction must be in (0, 1)"), (cfg.lr > 0, "lr must be > 0"),
-              (cfg.retrieval_max_clips >= 2, "retrieval_max_clips must be >= 2"),
-              (cfg.echo_tower in ("train", "frozen"), f"echo_tower must be train or frozen, not {cfg.echo_tower!r}"),
-              (cfg.cls_positive in ("clip", "study"), f"cls_positive must be clip or study, not {cfg.cls_positive!r}"),
-              (cfg.cls_positive == "clip" or cfg.echo_tower == "frozen",
-               "cls_positive study needs echo_tower frozen (the study mates' echo features are computed once)"),
-              (cfg.echo_standardize or cfg.echo_tower == "frozen",
-               "raw echo features (--raw-echo-features) need echo_tower frozen: a trained tower has no fixed features"),
-              (cfg.max_mates >= 1, "max_mates must be >= 1")]
-    for ok, msg in checks:
-        if not ok:
-            raise UserError(msg)
-    if not Path(cfg.clips).is_dir():
-        raise UserError(f"clips folder not found: {cfg.clips} (run `eee-ray ingest` first)")
-    model_config(cfg)  # unknown preset -> UserError
 
 
 # ----------------------------------------------------------------------------------------------- worker side
@@ -125,9 +136,10 @@ def gather_with_grad(x: torch.Tensor) -> torch.Tensor:
     return torch.cat([x if r == rank else parts[r][: counts[r]] for r in range(world)])
 
 
-def _maybe_fail(cfg: PretrainConfig, epoch: int, rank: int, world: int) -> None:
-    """Testing hook: the highest rank up to 1 dies once (a marker file remembers it) at ``inject_failure_epoch``."""
-    if epoch != cfg.inject_failure_epoch or rank != min(1, world - 1):
+def _maybe_fail(cfg: PretrainConfig, faults: dict[str, str], epoch: int, rank: int, world: int) -> None:
+    """Fault injection (``eee_ray.faults``): the highest rank up to 1 exits once (a marker file remembers it) at the
+    start of the planned epoch."""
+    if epoch != int(faults.get("pretrain_worker_exit", 0)) or rank != min(1, world - 1):
         return
     import ray.train
 
@@ -198,7 +210,7 @@ def train_loop(loop: dict[str, Any]) -> None:
     device = ray.train.torch.get_device()
 
     model = init_model(mcfg, cfg.seed)
-    if cfg.echo_tower == "frozen":
+    if cfg.echo_tower == "locked":
         model.lock_echo()
     state = _load_state(model)
     history: list[dict[str, float]] = list(state["history"]) if state else []
@@ -217,7 +229,7 @@ def train_loop(loop: dict[str, Any]) -> None:
     step = start * loop["steps_per_epoch"]
 
     for epoch in range(start + 1, cfg.epochs + 1):
-        _maybe_fail(cfg, epoch, rank, world)
+        _maybe_fail(cfg, loop["faults"], epoch, rank, world)
         gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + epoch * 1_009 + rank)
         sums = dict.fromkeys(LOSS_KEYS, 0.0)
         batches = 0
@@ -282,7 +294,7 @@ def _mlflow_run(cfg: PretrainConfig, output: Path, params: dict[str, Any]) -> tu
 
     from eee_ray.runtime import setup_mlflow
 
-    uri, exp_id = setup_mlflow(cfg.workdir or output.parent, cfg.mlflow_experiment)
+    uri, exp_id = setup_mlflow(cfg.mlflow, output, EXPERIMENT)
     client = MlflowClient(uri)
     record = output / "mlflow_run.json"
     if cfg.resume and record.is_file():
@@ -299,14 +311,17 @@ def _mlflow_run(cfg: PretrainConfig, output: Path, params: dict[str, Any]) -> tu
 def _check_resume_settings(cfg: PretrainConfig, before: dict[str, Any]) -> None:
     """A resumed run keeps the echo settings of its checkpoint: a locked tower's optimizer holds fewer parameters,
     and the [CLS] positives and the echo features define what the run learns."""
-    names = ["echo_tower", "cls_positive"] + (["echo_standardize"] if cfg.echo_tower == "frozen" else [])
+    before = dict(before)
+    if before.get("echo_tower") == "frozen":  # configs saved by the previous release
+        before["echo_tower"] = "locked"
+    if "echo_standardize" in before:
+        before["echo_features"] = "standardized" if before.pop("echo_standardize") else "raw"
+    names = ["echo_tower", "cls_positive"] + (["echo_features"] if cfg.echo_tower == "locked" else [])
     for name in names:
-        # a locked run saved before echo_standardize existed used the raw features
-        was = before.get(name, False if name == "echo_standardize" else getattr(PretrainConfig, name))
+        was = before.get(name, getattr(PretrainConfig, name))
         if getattr(cfg, name) != was:
-            hint = (("without --raw-echo-features" if was else "--raw-echo-features") if name == "echo_standardize"
-                    else f"--{name.replace('_', '-')} {was}")
-            raise UserError(f"this run was trained with {name} {was}; resume it with the same setting ({hint})")
+            raise UserError(f"this run was trained with {name} {was}; resume it with the same setting "
+                            f"(--{name.replace('_', '-')} {was})")
 
 
 def run_pretrain(cfg: PretrainConfig) -> dict[str, Any]:
@@ -317,7 +332,7 @@ def run_pretrain(cfg: PretrainConfig) -> dict[str, Any]:
     from eee_ray.runtime import init_ray
     from eee_ray.train_backend import torch_config
 
-    validate(cfg)
+    cfg.validate()
     output = Path(cfg.output).resolve()
     cfg.output = str(output)
     storage = output / "ray_results"
@@ -332,13 +347,13 @@ def run_pretrain(cfg: PretrainConfig) -> dict[str, Any]:
     mcfg = model_config(cfg)
 
     init_ray()
-    locked = cfg.echo_tower == "frozen"
+    locked = cfg.echo_tower == "locked"
     # a locked tower embeds every clip once, before the split; the workers build the same weights from the seed
     prepare = functools.partial(embed_echo, model=init_model(mcfg, cfg.seed)) if locked else None
     if locked:
         log.info("echo tower locked: each clip's echo features are computed once, before training")
     train_ds, held_ds, held_patients = load_pairs(cfg.clips, cfg.pairs, cfg.heldout_fraction, cfg.seed, prepare)
-    if locked and cfg.echo_standardize:
+    if locked and cfg.echo_features == "standardized":
         stats = feature_stats(train_ds)
         train_ds, held_ds = (standardize_features(d, stats).materialize() for d in (train_ds, held_ds))
     n_train, n_held = train_ds.count(), held_ds.count()
@@ -366,7 +381,8 @@ def run_pretrain(cfg: PretrainConfig) -> dict[str, Any]:
         train_loop,
         train_loop_config={"cfg": to_dict(cfg), "model": to_dict(mcfg), "tracking_uri": uri, "run_id": run_id,
                            "batch_size": batch_size, "steps_per_epoch": steps_per_epoch,
-                           "threads": max(1, int(cpus)), "keep_heldout": held_ds.size_bytes() <= HELDOUT_CACHE_BYTES},
+                           "threads": max(1, int(cpus)), "keep_heldout": held_ds.size_bytes() <= HELDOUT_CACHE_BYTES,
+                           "faults": faults.plan()},
         scaling_config=ray.train.ScalingConfig(num_workers=cfg.workers, use_gpu=cfg.use_gpu,
                                                resources_per_worker={"CPU": cpus}),
         torch_config=torch_config(),

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 log = logging.getLogger(__name__)
@@ -40,7 +38,9 @@ def init_ray(num_cpus: int | None = None, num_gpus: int | None = None) -> None:
         # torch's gloo listens on the address of the machine's host name unless told an interface
         env_vars["GLOO_SOCKET_IFNAME"] = loopback
     kwargs["runtime_env"] = {"env_vars": env_vars}
-    with _loopback_node():
+    from eee_ray.ray_internals import loopback_node
+
+    with loopback_node():
         ray.init(_node_ip_address="127.0.0.1", **kwargs)
 
 
@@ -50,26 +50,6 @@ def _loopback_interface() -> str | None:
 
     names = {name for _, name in socket.if_nameindex()}
     return next((n for n in ("lo", "lo0") if n in names), None)
-
-
-@contextmanager
-def _loopback_node() -> Iterator[None]:
-    """Let a local Ray take 127.0.0.1 as its node IP, so that none of its servers listens on another interface.
-
-    Every Ray server (GCS, raylet, workers' gRPC, dashboard and its agent, runtime-env agent, metrics) listens on
-    loopback only when the node IP is loopback, else on all interfaces or the node IP. On Linux, Ray replaces a
-    ``127.0.0.1`` node IP by the machine's routable address unless ``ENABLE_RAY_CLUSTER`` (env
-    ``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER``, read once at import) is false, as on macOS. It is switched off only while
-    this process starts its own single-node Ray; a driver that joins a cluster never gets here.
-    """
-    from ray._private import ray_constants
-
-    before = ray_constants.ENABLE_RAY_CLUSTER
-    ray_constants.ENABLE_RAY_CLUSTER = False
-    try:
-        yield
-    finally:
-        ray_constants.ENABLE_RAY_CLUSTER = before
 
 
 def tracking_uri(workdir: str | Path) -> str:
@@ -96,24 +76,37 @@ def use_tracking_uri(uri: str) -> None:
         os.environ["MLFLOW_TRACKING_URI"] = before
 
 
-def setup_mlflow(workdir: str | Path, experiment: str) -> tuple[str, str]:
-    """Point MLflow at the store and make sure ``experiment`` exists with artifacts under ``workdir``.
+EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}  # the UI opens on the runs table
+
+
+def mlflow_dir(settings, output: str | Path) -> Path:
+    """The folder of the local store: ``settings.dir``, else the parent of the stage's output folder."""
+    return Path(settings.dir).resolve() if settings.dir else Path(output).resolve().parent
+
+
+def setup_mlflow(settings, output: str | Path, default_experiment: str) -> tuple[str, str]:
+    """Point MLflow at the stage's store (an ``eee_ray.config.MlflowConfig`` and the stage's output folder) and make
+    sure its experiment exists, as a model-training experiment with artifacts beside the store.
 
     Returns ``(tracking_uri, experiment_id)``; pass both to Ray workers, which must call
     ``mlflow.set_tracking_uri`` themselves.
     """
     import mlflow
 
+    workdir = mlflow_dir(settings, output)
+    experiment = settings.experiment or default_experiment
     uri = tracking_uri(workdir)
     use_tracking_uri(uri)
     exp = mlflow.get_experiment_by_name(experiment)
     if exp is None:
         artifacts = None
         if uri.startswith("sqlite:"):
-            artifacts = (Path(workdir).resolve() / "mlartifacts").as_uri()
-        exp_id = mlflow.create_experiment(experiment, artifact_location=artifacts)
+            artifacts = (workdir / "mlartifacts").as_uri()
+        exp_id = mlflow.create_experiment(experiment, artifact_location=artifacts, tags=EXPERIMENT_KIND)
     else:
         exp_id = exp.experiment_id
+        if exp.tags.get("mlflow.experimentKind") != EXPERIMENT_KIND["mlflow.experimentKind"]:
+            mlflow.MlflowClient().set_experiment_tag(exp_id, *next(iter(EXPERIMENT_KIND.items())))
     mlflow.set_experiment(experiment_id=exp_id)
     return uri, exp_id
 

@@ -15,8 +15,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ray.train.torch import TorchConfig
-from ray.train.torch.config import (V1WorkerGroup, _set_torch_distributed_env_vars, _setup_torch_process_group,
-                                    _TorchBackend)
+
+from eee_ray.ray_internals import torch_backend_parts
+
+_TorchBackend, V1WorkerGroup, _set_torch_distributed_env_vars, _setup_torch_process_group = torch_backend_parts()
 
 
 class _FileStoreBackend(_TorchBackend):

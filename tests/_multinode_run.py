@@ -31,6 +31,7 @@ def main(echo_dir: str, out_dir: str, limit: int) -> dict:
     from eee_ray.ingest import IngestConfig, run_ingest
     from eee_ray.pairs import PairsConfig
     from eee_ray.pretrain import PretrainConfig, run_pretrain
+    from eee_ray.config import MlflowConfig
 
     env = {"env_vars": {"OMP_NUM_THREADS": "1", "RAY_AUTH_MODE": "disabled", "RAY_TRAIN_V2_ENABLED": "1"}}
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "object_store_memory": OBJECT_STORE,
@@ -45,7 +46,7 @@ def main(echo_dir: str, out_dir: str, limit: int) -> dict:
         ingest_nodes = actor_nodes("IngestWorker")
         metrics = run_pretrain(PretrainConfig(clips=str(out / "ingest"), output=str(out / "pretrain"), epochs=1,
                                               workers=2, cpus_per_worker=TRAIN_CPUS, batch_size=4,
-                                              pairs=PairsConfig(image_size=32), workdir=str(out)))
+                                              pairs=PairsConfig(image_size=32), mlflow=MlflowConfig(dir=str(out))))
         losses = {k: v for k, v in metrics.items() if k.startswith("loss_")}
         return {"nodes": len([n for n in ray.nodes() if n["Alive"]]), "ingest_total": summary.total,
                 "head_node": ray.get_runtime_context().get_node_id(),

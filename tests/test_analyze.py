@@ -11,6 +11,7 @@ import mlflow
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 from sklearn.metrics import roc_auc_score
 
 from eee_ray.analyze import assign_classes
@@ -59,8 +60,13 @@ def test_analyze_end_to_end(bench, tmp_path, monkeypatch):
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     out = tmp_path / "analysis"
     assert main(["analyze", "--benchmark", str(bench), "--output", str(out)]) == 0
-    for name in ("lda_grid.png", "roc_curves.png", "per_label_auroc_heatmap.png", "config.yaml"):
-        assert (out / name).stat().st_size > 1000 or name == "config.yaml", name
+    from PIL import Image
+
+    for name in ("lda_grid.png", "roc_curves.png", "per_label_auroc_heatmap.png"):
+        img = np.asarray(Image.open(out / name).convert("RGB"))
+        assert min(img.shape[:2]) > 300, name
+        assert len(np.unique(img.reshape(-1, 3), axis=0)) > 50, f"{name} looks blank"  # drawn, not an empty canvas
+    assert yaml.safe_load((out / "config.yaml").read_text())["benchmark"] == str(bench)
 
     lda = pd.read_csv(out / "lda_summary.csv").set_index("trial")
     assert len(lda) == 6
@@ -76,7 +82,7 @@ def test_analyze_end_to_end(bench, tmp_path, monkeypatch):
     expected = roc_auc_score(z["y_true"][:, 1], z["y_score"][:, 1])
     assert table.loc["EEE (fine-tune), Lead II", "AORTIC"] == pytest.approx(expected)
 
-    mlflow.set_tracking_uri(f"sqlite:///{bench.resolve() / 'mlflow.db'}")
+    mlflow.set_tracking_uri(f"sqlite:///{bench.resolve().parent / 'mlflow.db'}")  # beside the benchmark folder
     runs = mlflow.search_runs(experiment_names=["eee-benchmark"], filter_string="tags.mlflow.runName = 'analysis'")
     assert len(runs) == 1
     arts = {a.path for a in mlflow.MlflowClient().list_artifacts(runs.run_id[0], "analysis")}

@@ -7,10 +7,12 @@ import mlflow
 import numpy as np
 import pandas as pd
 import pytest
+from sklearn.metrics import roc_auc_score
 import torch
 
 from eee_ray import cli
-from eee_ray.benchmark import RESULT_COLUMNS, BenchmarkConfig, _close_running, trial_grid
+from eee_ray.downstream import RESULT_COLUMNS, BenchmarkConfig, trial_grid
+from eee_ray.downstream.grid import close_running_runs
 from eee_ray.errors import UserError
 from eee_ray.models.registry import build_model
 from eee_ray.runtime import setup_mlflow
@@ -33,7 +35,14 @@ def test_tiny_benchmark_end_to_end(synth_dir, ray_session, tmp_path, monkeypatch
         ("xresnet1d50", "II", "scratch"), ("xresnet1d50", "all", "scratch"),
         ("eee_random", "II", "finetune"), ("eee_random", "all", "finetune")}
     assert (res["n_test_records"] > 0).all() and (res["n_labels"] > 0).all()
-    assert res["macro_auroc"].between(0, 1).all() and res["micro_auroc"].between(0, 1).all()
+    for row in res.itertuples():  # the table's figures are the metrics of the trial's own test outputs
+        z = np.load(out / "trials" / f"{row.model}__{row.leads}__{row.strategy}" / "test_outputs.npz")
+        y, p = z["y_true"], z["y_score"]
+        has_both = [j for j in range(y.shape[1]) if 0 < y[:, j].sum() < len(y)]
+        assert row.n_labels == len(has_both) and row.n_test_records == len(y)
+        assert row.macro_auroc == pytest.approx(np.mean([roc_auc_score(y[:, j], p[:, j]) for j in has_both]))
+        assert row.micro_auroc == pytest.approx(roc_auc_score(y.ravel(), p.ravel()))  # every (record, label) pair
+        assert row.macro_auroc_ci_low <= row.macro_auroc <= row.macro_auroc_ci_high
     assert "| Model | Configuration |" in (out / "results.md").read_text()
     per_label = pd.read_csv(out / "per_label_auroc.csv")
     assert set(per_label["model"]) == {"xresnet1d50", "eee_random"} and per_label["label"].str.startswith("CIR").all()
@@ -41,7 +50,10 @@ def test_tiny_benchmark_end_to_end(synth_dir, ray_session, tmp_path, monkeypatch
     summary = json.loads((out / "summary.json").read_text())
     assert summary["records"] + summary["skipped"] == 48 and summary["failed"] == 0
 
-    mlflow.set_tracking_uri(f"sqlite:///{out / 'mlflow.db'}")
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")  # the default store: beside the output folder
+    assert summary["tracking_uri"] == f"sqlite:///{tmp_path / 'mlflow.db'}"
+    exp = mlflow.get_experiment_by_name("eee-benchmark")
+    assert exp.tags["mlflow.experimentKind"] == "custom_model_development"  # the UI opens on the runs table
     runs = mlflow.search_runs(experiment_names=["eee-benchmark"])
     trials = runs[runs["tags.kind"] == "trial"]
     assert len(trials) == 4 and set(runs["status"]) == {"FINISHED"}
@@ -92,5 +104,5 @@ def test_runs_left_running_are_closed(tmp_path, monkeypatch):
     client = mlflow.MlflowClient(uri)
     mine = client.create_run(exp, tags={"benchmark_id": "b1"}).info.run_id
     other = client.create_run(exp, tags={"benchmark_id": "b2"}).info.run_id
-    assert _close_running(uri, exp, "b1") == 1
+    assert close_running_runs(uri, exp, "b1") == 1
     assert client.get_run(mine).info.status == "KILLED" and client.get_run(other).info.status == "RUNNING"

@@ -109,7 +109,7 @@ def test_embed_parquet_from_mlflow_run(case, ray_session, tmp_path, monkeypatch)
 
     out = tmp_path / "emb"
     assert main(["embed", "--input", str(src), "--output", str(out), "--run-id", run.info.run_id,
-                 "--mlflow-workdir", str(tmp_path)]) == 0
+                 "--mlflow-dir", str(tmp_path)]) == 0
     df = pd.read_parquet(out).set_index("record_id")
     assert "flat line" in df.loc["flat", "reason"] and df.loc["flat", "embedding"] is None
     for name in ("rec100", "rec500"):

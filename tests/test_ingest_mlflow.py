@@ -13,7 +13,9 @@ def test_ingest_run_records_config_and_counts(ingested_dir):
     client = mlflow.MlflowClient(summary["mlflow_tracking_uri"])
     run = client.get_run(summary["mlflow_run_id"])
     assert run.info.status == "FINISHED"
-    assert client.get_experiment(run.info.experiment_id).name == "eee-ingest"
+    exp = client.get_experiment(run.info.experiment_id)
+    assert exp.name == "eee-ingest" and exp.tags["mlflow.experimentKind"] == "custom_model_development"
+    assert summary["mlflow_tracking_uri"] == f"sqlite:///{ingested_dir.resolve().parent / 'mlflow.db'}"
     manifest = read_manifest(ingested_dir)
     assert run.data.metrics["files_total"] == len(manifest)
     assert run.data.metrics["files_ok"] == int((manifest["status"] == "ok").sum())

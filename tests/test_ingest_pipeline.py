@@ -14,6 +14,8 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
+from eee_ray.faults import injected
+
 from eee_ray.ingest import IngestConfig, read_clips, read_manifest, run_ingest
 from eee_ray.ingest import schema as S
 from eee_ray.ingest.discover import walk
@@ -110,7 +112,7 @@ def test_bytes_storage_gives_the_same_clips(ingested_dir, synth_dir, ray_session
     with pytest.raises(UserError, match="already holds echo stored as 'bytes'"):
         run_ingest(IngestConfig(input=str(synth_dir / "echo"), output=str(out), limit=12))
     with pytest.raises(UserError, match="echo_storage"):
-        IngestConfig(echo_storage="png")
+        IngestConfig(input=str(synth_dir / "echo"), output=str(out), echo_storage="png").validate()
 
 
 @pytest.fixture
@@ -129,8 +131,8 @@ def one_cpu_held(ray_session):
 
 def test_real_dicoms_accounted_for_with_a_worker_crash(shared_data, one_cpu_held, tmp_path):
     marker = tmp_path / "crashed"
-    run_ingest(IngestConfig(input=str(shared_data / "dicom"), output=str(tmp_path / "out"), batch_files=2,
-                            crash_marker=str(marker)))  # with only one free CPU: no deadlock either
+    with injected(ingest_worker_crash=marker):  # with only one free CPU: no deadlock either
+        run_ingest(IngestConfig(input=str(shared_data / "dicom"), output=str(tmp_path / "out"), batch_files=2))
     assert marker.exists()  # one worker really died mid-run (after writing its clips, before its manifest)
     manifest = read_manifest(tmp_path / "out")
     files, _ = walk(shared_data / "dicom")

@@ -107,17 +107,17 @@ def test_bad_settings_fail_in_one_line(tmp_path, capsys):
 
     assert main(["pretrain", "--clips", str(tmp_path), "--output", str(tmp_path / "o"), "--cls-positive", "study"]) == 2
     err = capsys.readouterr().err.strip()
-    assert "needs echo_tower frozen" in err and len(err.splitlines()) == 1
+    assert "needs echo_tower locked" in err and len(err.splitlines()) == 1
     base = dict(clips=str(tmp_path), output=str(tmp_path / "o"))
-    with pytest.raises(UserError, match="needs echo_tower frozen"):
+    with pytest.raises(UserError, match="needs echo_tower locked"):
         run_pretrain(PretrainConfig(cls_positive="study", **base))
     with pytest.raises(UserError, match="echo_tower must be"):
-        run_pretrain(PretrainConfig(echo_tower="locked", **base))
+        run_pretrain(PretrainConfig(echo_tower="loose", **base))
     with pytest.raises(UserError, match="cls_positive must be"):
-        run_pretrain(PretrainConfig(cls_positive="patient", echo_tower="frozen", **base))
-    assert main(["pretrain", "--clips", str(tmp_path), "--output", str(tmp_path / "o"), "--raw-echo-features"]) == 2
+        run_pretrain(PretrainConfig(cls_positive="patient", echo_tower="locked", **base))
+    assert main(["pretrain", "--clips", str(tmp_path), "--output", str(tmp_path / "o"), "--echo-features", "raw"]) == 2
     err = capsys.readouterr().err.strip()
-    assert "need echo_tower frozen" in err and len(err.splitlines()) == 1
+    assert "need echo_tower locked" in err and len(err.splitlines()) == 1
 
 
 def test_resume_keeps_the_echo_settings(tmp_path, capsys):
@@ -130,14 +130,30 @@ def test_resume_keeps_the_echo_settings(tmp_path, capsys):
     (out / "ray_results" / "pretrain").mkdir(parents=True)
     save(PretrainConfig(clips=str(tmp_path), output=str(out)), out / "config.yaml")
     args = ["pretrain", "--clips", str(tmp_path), "--output", str(out), "--resume"]
-    assert main(args + ["--echo-tower", "frozen"]) == 2
+    assert main(args + ["--echo-tower", "locked"]) == 2
     err = capsys.readouterr().err.strip()
     assert "trained with echo_tower train" in err and "--echo-tower train" in err and len(err.splitlines()) == 1
-    save(PretrainConfig(clips=str(tmp_path), output=str(out), echo_tower="frozen", cls_positive="study"),
+    save(PretrainConfig(clips=str(tmp_path), output=str(out), echo_tower="locked", cls_positive="study"),
          out / "config.yaml")
     with pytest.raises(UserError, match="cls_positive study"):
-        run_pretrain(PretrainConfig(clips=str(tmp_path), output=str(out), resume=True, echo_tower="frozen"))
-    assert main(args + ["--echo-tower", "frozen", "--cls-positive", "study", "--raw-echo-features"]) == 2
+        run_pretrain(PretrainConfig(clips=str(tmp_path), output=str(out), resume=True, echo_tower="locked"))
+    assert main(args + ["--echo-tower", "locked", "--cls-positive", "study", "--echo-features", "raw"]) == 2
     err = capsys.readouterr().err.strip()
-    assert "trained with echo_standardize True" in err and "without --raw-echo-features" in err
+    assert "trained with echo_features standardized" in err and "--echo-features standardized" in err
 
+
+
+def test_previous_spellings_still_work_with_a_warning(tmp_path, capsys):
+    """'frozen' and --raw-echo-features of the previous release map onto the new names (for one release)."""
+    from eee_ray.cli import main
+
+    out = tmp_path / "o"
+    (out / "ray_results" / "pretrain").mkdir(parents=True)
+    from eee_ray.config import save
+
+    save(PretrainConfig(clips=str(tmp_path), output=str(out)), out / "config.yaml")
+    args = ["pretrain", "--clips", str(tmp_path), "--output", str(out), "--resume"]
+    assert main(args + ["--echo-tower", "frozen", "--raw-echo-features"]) == 2
+    err = capsys.readouterr().err
+    assert "--raw-echo-features is deprecated" in err and "'frozen' is deprecated" in err
+    assert "trained with echo_tower train" in err  # the old spelling was understood as 'locked'

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from eee_ray.models.ecg_encoder import ECGEncoder
-from eee_ray.probe import ecg_cls, heldout_r2
+from probe import ecg_cls, heldout_r2
 
 
 def test_heldout_r2_separates_signal_from_noise():

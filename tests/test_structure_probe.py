@@ -16,7 +16,7 @@ import pandas as pd
 import pytest
 
 from eee_ray.pretrain import PretrainConfig, run_pretrain
-from eee_ray.probe import PROBE_PAIRS, heldout_r2, pretrained_and_init, structure_recipe, structure_world
+from probe import PROBE_PAIRS, heldout_r2, pretrained_and_init, structure_recipe, structure_world
 from eee_ray.synth.labels import LATENTS
 
 EPOCHS = 40

@@ -263,7 +263,7 @@ def test_cli_refuses_foreign_folder_and_reruns_on_its_own(tmp_path, capsys):
     foreign = tmp_path / "foreign"
     foreign.mkdir()
     (foreign / "notes.txt").write_text("mine")
-    assert main(["synth", "--out", str(foreign)]) == 2
+    assert main(["synth", "--output", str(foreign)]) == 2
     err = capsys.readouterr().err
     assert "not empty" in err and "--overwrite" in err and len(err.strip().splitlines()) == 1
     assert [p.name for p in foreign.iterdir()] == ["notes.txt"]
@@ -271,7 +271,7 @@ def test_cli_refuses_foreign_folder_and_reruns_on_its_own(tmp_path, capsys):
     cfg.write_text("".join(f"{k}: {v}\n" for k, v in TINY.items()))
     out = tmp_path / "out"
     for _ in range(2):   # a previous synth output may be regenerated in place
-        assert main(["synth", "--out", str(out), "--config", str(cfg), "--seed", "5"]) == 0
+        assert main(["synth", "--output", str(out), "--config", str(cfg), "--seed", "5"]) == 0
     assert "echo files" in capsys.readouterr().out and (out / "truth" / "cines.parquet").is_file()
-    assert main(["synth", "--out", str(foreign), "--config", str(cfg), "--overwrite"]) == 0
+    assert main(["synth", "--output", str(foreign), "--config", str(cfg), "--overwrite"]) == 0
     assert (foreign / "notes.txt").is_file() and (foreign / "echo" / "echo-record-list.csv").is_file()

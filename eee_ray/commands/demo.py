@@ -4,32 +4,31 @@ from __future__ import annotations
 
 import argparse
 import time
-from pathlib import Path
 
-from eee_ray.errors import UserError
-
-STAGES = ("synth", "ingest", "pretrain", "benchmark", "analyze")
-
+from eee_ray.config import DeprecatedAlias
+from eee_ray.demo import STAGES
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--workdir", default="eee_workdir", help="where every stage writes (and MLflow's sqlite store)")
-    p.add_argument("--patients", type=int, default=None, help="synthetic patients (default: the synth default)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the synthetic data set")
-    p.add_argument("--pretrain-epochs", type=int, default=None, help="pretraining epochs (default: demo preset)")
-    p.add_argument("--benchmark-epochs", type=int, default=None, help="benchmark epochs per trial")
-    p.add_argument("--num-cpus", type=int, default=None, help="CPUs for the local Ray (default: all)")
-    p.add_argument("--redo", choices=STAGES, nargs="*", default=[],
+    p.argument_default = argparse.SUPPRESS  # an option not given leaves the dataclass value
+    p.add_argument("--output", help="the work folder: every stage writes a sub-folder, and MLflow's sqlite store "
+                                    "lives here (default eee_workdir)")
+    p.add_argument("--workdir", dest="output", action=DeprecatedAlias, replacement="--output", help=argparse.SUPPRESS)
+    p.add_argument("--patients", type=int, help="synthetic patients (default: the synth default)")
+    p.add_argument("--seed", type=int, help="seed of the synthetic data set (default 0)")
+    p.add_argument("--pretrain-epochs", dest="pretrain_epochs", type=int,
+                   help="pretraining epochs (default: demo preset)")
+    p.add_argument("--benchmark-epochs", dest="benchmark_epochs", type=int, help="benchmark epochs per trial")
+    p.add_argument("--num-cpus", dest="num_cpus", type=int, help="CPUs for the local Ray (default: all)")
+    p.add_argument("--redo", choices=STAGES, nargs="*",
                    help="stages to run again even when their output exists (their old output is moved aside)")
+    p.add_argument("--config", metavar="FILE", help="YAML file with DemoConfig fields")
 
 
 def run(args) -> int:
+    from eee_ray.config import resolve_cli
     from eee_ray.demo import DemoConfig, run_demo
 
-    if args.patients is not None and args.patients < 4:
-        raise UserError("--patients must be at least 4 (train, validation and test need different patients)")
-    cfg = DemoConfig(workdir=str(Path(args.workdir).resolve()), patients=args.patients, seed=args.seed,
-                     pretrain_epochs=args.pretrain_epochs, benchmark_epochs=args.benchmark_epochs,
-                     num_cpus=args.num_cpus, redo=list(args.redo))
+    cfg = resolve_cli(DemoConfig, args)
     t0 = time.time()
     run_demo(cfg)
     print(f"demo finished in {time.time() - t0:.0f} s")

@@ -4,18 +4,13 @@ from __future__ import annotations
 
 import argparse
 
-from eee_ray.config import resolve
-
-
-# CLI option (dest) -> PretrainConfig field; options left out keep the YAML/dataclass value
-FIELDS = {"clips": "clips", "output": "output", "epochs": "epochs", "workers": "workers", "preset": "preset",
-          "resume": "resume", "batch_size": "batch_size", "lr": "lr", "seed": "seed", "gpu": "use_gpu",
-          "workdir": "workdir", "echo_tower": "echo_tower", "cls_positive": "cls_positive",
-          "echo_standardize": "echo_standardize"}
+from eee_ray.config import DeprecatedAlias, add_common_arguments
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.argument_default = argparse.SUPPRESS  # "not given" stays distinguishable from a default
+    from eee_ray.pretrain import EXPERIMENT, PretrainConfig
+
+    p.argument_default = argparse.SUPPRESS  # an option not given leaves the YAML/dataclass value
     p.add_argument("--clips", help="ingest output folder (holding clips/) or the clips/ folder itself")
     p.add_argument("--output", help="folder for checkpoints, ecg_encoder.pt, metrics.json, retrieval.png")
     p.add_argument("--epochs", type=int, help="training epochs (default 10)")
@@ -23,33 +18,36 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--preset", choices=["tiny", "paper"], help="model size: tiny (CPU) or paper (GPU) (default tiny)")
     p.add_argument("--resume", action="store_true",
                    help="continue the run already in --output from its last checkpoint")
-    p.add_argument("--batch-size", type=int, help="clips per worker and step (default 16)")
+    p.add_argument("--batch-size", dest="batch_size", type=int, help="clips per worker and step (default 16)")
     p.add_argument("--lr", type=float, help="AdamW learning rate (default 1e-3)")
     p.add_argument("--seed", type=int, help="seed of the patient split, shifts and initialisation (default 0)")
-    p.add_argument("--gpu", action="store_true", help="one GPU per worker (NCCL)")
-    p.add_argument("--image-size", type=int, help="echo sub-clip height = width (default 112; 224 allowed)")
-    p.add_argument("--echo-tower", choices=["train", "frozen"],
+    p.add_argument("--gpu", dest="use_gpu", action="store_true", help="one GPU per worker (NCCL)")
+    p.add_argument("--image-size", dest="pairs.image_size", type=int,
+                   help="echo sub-clip height = width (default 112; 224 allowed)")
+    p.add_argument("--echo-tower", dest="echo_tower", choices=["train", "locked", "frozen"],
                    help="train the echo encoder (the paper, default) or lock it at its seeded init (LiT); a locked "
-                        "tower embeds every clip once, so a step runs the ECG tower only")
-    p.add_argument("--cls-positive", choices=["clip", "study"],
+                        "tower embeds every clip once, so a step runs the ECG tower only ('frozen' is the deprecated "
+                        "spelling of locked)")
+    p.add_argument("--cls-positive", dest="cls_positive", choices=["clip", "study"],
                    help="[CLS] terms pair a clip's ECG with its own echo (the paper, default) or with another clip "
-                        "of the same study, so beat timing cannot solve them (needs --echo-tower frozen)")
-    p.add_argument("--raw-echo-features", dest="echo_standardize", action="store_false",
-                   help="with --echo-tower frozen: use the locked tower's features as they are, not standardised per "
-                        "dimension (a random tower maps every clip to nearly one vector; see the README)")
-    p.add_argument("--workdir", help="where the local MLflow store lives (default: the parent of --output)")
-    p.add_argument("--config", help="YAML file with PretrainConfig fields (CLI options win)")
+                        "of the same study, so beat timing cannot solve them (needs --echo-tower locked)")
+    p.add_argument("--echo-features", dest="echo_features", choices=["standardized", "raw"],
+                   help="with --echo-tower locked: the locked tower's features standardized per dimension (default) "
+                        "or as they are (a random tower maps every clip to nearly one vector; see docs/pretraining.md)")
+    p.add_argument("--raw-echo-features", dest="echo_features", action=DeprecatedAlias, const="raw",
+                   replacement="--echo-features raw", help=argparse.SUPPRESS)
+    p.add_argument("--workdir", dest="mlflow.dir", action=DeprecatedAlias, replacement="--mlflow-dir",
+                   help=argparse.SUPPRESS)
+    add_common_arguments(p, PretrainConfig, EXPERIMENT)
 
 
 def run(args: argparse.Namespace) -> int:
+    from eee_ray.config import resolve_cli
     from eee_ray.pretrain import PretrainConfig, run_pretrain
     from eee_ray.retrieval import summary
     from eee_ray.runtime import mlflow_ui_command
 
-    given = vars(args)
-    cfg = resolve(PretrainConfig, given.get("config"), {f: given[o] for o, f in FIELDS.items() if o in given})
-    if "image_size" in given:
-        cfg.pairs.image_size = given["image_size"]
+    cfg = resolve_cli(PretrainConfig, args)
     m = run_pretrain(cfg)
     print(f"pretrained {m['epochs']} epochs on {m['train_clips']} clips; held-out {summary(m)}")
     print(f"encoder: {cfg.output}/ecg_encoder.pt  metrics: {cfg.output}/metrics.json")

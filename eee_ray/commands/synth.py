@@ -1,4 +1,4 @@
-"""``eee-ray synth``: generate the synthetic MIMIC-like data set (SPEC S2.4)."""
+"""``eee-ray synth``: generate the synthetic MIMIC-like data set (docs/data.md)."""
 
 from __future__ import annotations
 
@@ -6,26 +6,35 @@ import argparse
 import json
 from pathlib import Path
 
-from eee_ray.config import resolve
+from eee_ray.config import DeprecatedAlias
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--out", required=True, help="output folder (created; must be empty or a previous synth output)")
-    parser.add_argument("--seed", type=int, default=None, help="random seed (same seed -> identical files) [0]")
-    parser.add_argument("--patients", type=int, default=None, help="patients with echo studies [40]")
-    parser.add_argument("--ecg-patients", type=int, default=None,
-                        help="patients in the downstream ECG tree, >= --patients; 0 = 4 x patients [0]")
-    parser.add_argument("--config", default=None, help="YAML file with SynthConfig fields")
-    parser.add_argument("--overwrite", action="store_true",
+    parser.argument_default = argparse.SUPPRESS  # an option not given leaves the YAML/dataclass value
+    parser.add_argument("--output", dest="_output",
+                        help="output folder (created; must be empty or a previous synth output)")
+    parser.add_argument("--out", dest="_output", action=DeprecatedAlias, replacement="--output",
+                        help=argparse.SUPPRESS)
+    parser.add_argument("--seed", type=int, help="random seed (same seed -> identical files) (default 0)")
+    parser.add_argument("--patients", type=int, help="patients with echo studies (default 40)")
+    parser.add_argument("--ecg-patients", dest="ecg_patients", type=int,
+                        help="patients in the downstream ECG tree, >= --patients; 0 = 4 x patients (default 0)")
+    parser.add_argument("--config", metavar="FILE", help="YAML file with SynthConfig fields (options given on the "
+                                                         "command line win)")
+    parser.add_argument("--overwrite", dest="_overwrite", action="store_true",
                         help="write into a non-empty folder that is not a previous synth output")
 
 
 def run(args: argparse.Namespace) -> int:
+    from eee_ray.config import resolve_cli
+    from eee_ray.errors import UserError
     from eee_ray.synth import SynthConfig, generate
 
-    cfg = resolve(SynthConfig, args.config, {"seed": args.seed, "patients": args.patients,
-                                             "ecg_patients": args.ecg_patients})
-    out = generate(Path(args.out), cfg, overwrite=args.overwrite)
+    output = getattr(args, "_output", None)
+    if not output:
+        raise UserError("--output is required")
+    cfg = resolve_cli(SynthConfig, args)
+    out = generate(Path(output), cfg, overwrite=getattr(args, "_overwrite", False))
     summary = json.loads((out / "synth.json").read_text())
     print(f"synthetic data set in {out}: {summary['cines']} echo files for {cfg.patients} patients, "
           f"{summary['ecg_records']} ECG records for {cfg.n_ecg_patients} patients (seed {cfg.seed})")

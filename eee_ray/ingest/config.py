@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
+from eee_ray.config import MlflowConfig
 from eee_ray.ingest.trace import TraceConfig
 
 ECHO_STORAGES = ("tensor", "bytes")
+EXPERIMENT = "eee-ingest"
 
 
 @dataclass
@@ -26,12 +29,15 @@ class IngestConfig:
     batch_files: int = 4                 # files per actor call (one manifest/clips part file each)
     cpus_per_worker: float = 1.0
     trace: TraceConfig = field(default_factory=TraceConfig)
-    mlflow_workdir: str = ""             # MLflow sqlite store location (default: output) unless MLFLOW_TRACKING_URI
-    experiment: str = "eee-ingest"
-    crash_marker: str = ""               # fault injection for tests: one worker dies once (creates this file)
+    mlflow: MlflowConfig = field(default_factory=MlflowConfig)
 
-    def __post_init__(self) -> None:
+    def validate(self) -> None:
         from eee_ray.errors import UserError
+
+        if not self.input or not Path(self.input).is_dir():
+            raise UserError(f"--input folder not found: {self.input or '(not given)'}")
+        if not self.output:
+            raise UserError("--output is required")
 
         if self.trace_color not in ("paper", "auto"):
             raise UserError(f"trace_color must be 'paper' or 'auto', got {self.trace_color!r}")

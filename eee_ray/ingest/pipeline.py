@@ -13,7 +13,6 @@ import dataclasses
 import hashlib
 import json
 import logging
-import os
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,7 +24,8 @@ import pyarrow.parquet as pq
 from eee_ray.config import save, to_dict
 from eee_ray.errors import UserError
 from eee_ray.ingest import schema as S
-from eee_ray.ingest.config import IngestConfig
+from eee_ray.faults import crash_once
+from eee_ray.ingest.config import EXPERIMENT, IngestConfig
 from eee_ray.ingest.discover import InputFile, discover
 from eee_ray.io import atomic_write, atomic_write_text, read_parquet
 
@@ -118,7 +118,7 @@ class IngestWorker:
         clips = [o.clip for o in outcomes if o.clip is not None]
         if clips:
             write_table(self.out / "clips" / name, clips_table(clips, self.cfg.echo_storage))
-        crash_once(self.cfg.crash_marker)
+        crash_once(self.FAULTS)  # between the clips and the manifest write: the worst moment to die
         rows = [o.manifest for o in outcomes]
         write_table(self.out / "manifest" / name, pa.Table.from_pylist(rows, schema=S.MANIFEST_SCHEMA))
         return {"status": np.array([r["status"] for r in rows]),
@@ -130,14 +130,9 @@ def _id(v: int | None) -> int:
 
 
 def worker_class(cfg: IngestConfig) -> type:
-    return type("IngestWorker", (IngestWorker,), {"CFG": to_dict(cfg)})
+    from eee_ray import faults
 
-
-def crash_once(marker: str) -> None:
-    """Fault injection for tests: the first worker to get here dies hard (between its clips and manifest writes)."""
-    if marker and not os.path.exists(marker):
-        Path(marker).touch()
-        os._exit(1)
+    return type("IngestWorker", (IngestWorker,), {"CFG": to_dict(cfg), "FAULTS": faults.plan()})
 
 
 NO_ID = -1  # how an unknown ID travels through Ray Data (a null would turn the column into floats)
@@ -228,8 +223,7 @@ def run_pipeline(todo: list[InputFile], cfg: IngestConfig) -> Counter:
 
 def run_ingest(cfg: IngestConfig) -> IngestSummary:
     """SPEC S3: every input file becomes one manifest row; accepted ones also a clips row. Resumable."""
-    if not cfg.input or not cfg.output:
-        raise UserError("ingest needs both --input and --output")
+    cfg.validate()
     inp, out = Path(cfg.input).resolve(), Path(cfg.output).resolve()
     if out == inp:
         raise UserError("--output must differ from --input")
@@ -273,7 +267,7 @@ def _log_mlflow(cfg: IngestConfig, out: Path, summary: IngestSummary) -> None:
     from eee_ray.config import flat_params
     from eee_ray.runtime import setup_mlflow
 
-    uri, exp_id = setup_mlflow(cfg.mlflow_workdir or out, cfg.experiment)
+    uri, exp_id = setup_mlflow(cfg.mlflow, out, EXPERIMENT)
     client = mlflow.MlflowClient(uri)
     run_id = client.create_run(exp_id, run_name=f"ingest-{out.name}").info.run_id
     status = "FAILED"

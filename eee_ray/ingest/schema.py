@@ -72,14 +72,14 @@ QUALITY_FIELDS: tuple[tuple[str, pa.DataType], ...] = (
 
 def echo_type() -> pa.DataType:
     """Ray's variable-shaped tensor type (uint8), the type of ``clips.echo``."""
-    from ray.data._internal.tensor_extensions.arrow import ArrowVariableShapedTensorType
+    from ray.data.extensions import ArrowVariableShapedTensorType
 
     return ArrowVariableShapedTensorType(pa.uint8(), 3)
 
 
 def echo_array(clips: list[np.ndarray]) -> pa.Array:
     """A list of ``(F, S, S)`` uint8 arrays -> one Arrow column of Ray's variable-shaped tensor type."""
-    from ray.data._internal.tensor_extensions.arrow import ArrowVariableShapedTensorArray
+    from ray.data.extensions import ArrowVariableShapedTensorArray
 
     return ArrowVariableShapedTensorArray.from_numpy([np.ascontiguousarray(c, dtype=np.uint8) for c in clips])
 

@@ -37,7 +37,7 @@ class SynthConfig:
     ecg_latent_strength: float = 1.0   # scales the latents' (weak) effect on ECG morphology; 0 = none
     nstdb_path: str = ""               # optional MIT-BIH NSTDB noise (HDF5 with bw/em/ma); empty -> modelled noise
 
-    def __post_init__(self) -> None:
+    def validate(self) -> None:
         checks = [
             (self.patients >= 1, "patients must be >= 1"),
             (self.ecg_patients == 0 or self.ecg_patients >= self.patients,

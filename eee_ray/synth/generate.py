@@ -261,6 +261,7 @@ def generate(out: str | Path, cfg: SynthConfig, overwrite: bool = False, workers
     workers are spawned, so a script that calls this at import time needs Python's ``if __name__ == "__main__":``
     guard, or ``workers=1``. The output does not depend on ``workers``.
     """
+    cfg.validate()
     out = Path(out)
     _prepare_out(out, overwrite)
     seeds = np.random.SeedSequence(cfg.seed).spawn(4)

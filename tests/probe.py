@@ -1,12 +1,11 @@
-"""Structure probe (issue 4 item 7 b): does the frozen ECG [CLS] predict a patient's echo structure latents?
+"""Structure probe (tests and benchmarks only): does the frozen ECG [CLS] predict a patient's echo structure latents?
 
 A ridge regression on patient means of the [CLS] (the pretraining never saw the latents) is fitted on the training
 patients and scored (R^2) on the held-out patients of the pretraining split, so neither the probe nor the encoder
 has seen the patients it is scored on. R^2 <= 0 means no usable information.
 
 ``structure_world`` and ``structure_recipe`` are the synthetic data set and the pretraining recipe with which the
-ECG [CLS] learns wall thickness (tests/test_structure_probe.py, benchmarks/structure_probe.py, README "Does it
-learn?" (b)).
+ECG [CLS] learns wall thickness (tests/test_structure_probe.py, benchmarks/structure_probe.py, docs/pretraining.md).
 """
 
 from __future__ import annotations
@@ -37,7 +36,7 @@ def structure_recipe(epochs: int = 40, **overrides: Any) -> dict[str, Any]:
     """PretrainConfig fields of the recipe that learns structure here: the echo tower locked and its features
     standardised, [CLS] positives from another clip of the same study, [CLS] terms only (no token or alignment term,
     so no shifted samples), plain InfoNCE throughout, batch 64."""
-    return dict(epochs=epochs, batch_size=64, pairs=PROBE_PAIRS, echo_tower="frozen", cls_positive="study",
+    return dict(epochs=epochs, batch_size=64, pairs=PROBE_PAIRS, echo_tower="locked", cls_positive="study",
                 p_shift=0.0, loss=LossConfig(w_token=0.0, w_align=0.0, warmup_epochs=epochs), **overrides)
 
 

@@ -1,0 +1,144 @@
+"""The downstream benchmark (paper section 4): one Ray Tune experiment over model x leads x strategy.
+
+The data set is read once on the driver (Ray Data), materialised to numpy and handed to every trial with
+``tune.with_parameters``; each trial trains its model itself (1 CPU, torch threads = 1; ``train.py``) and is one
+MLflow run. The driver then writes ``results.csv`` / ``results.md`` / ``per_label_auroc.csv`` / ``skipped.csv``
+(``report.py``) and logs them to a summary MLflow run.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+import uuid
+from pathlib import Path
+
+import pandas as pd
+
+from eee_ray.config import save
+from eee_ray.downstream.config import EXPERIMENT, MODEL_STRATEGIES, BenchmarkConfig
+from eee_ray.downstream.report import collect_results, results_markdown
+from eee_ray.downstream.train import tune_trainable
+from eee_ray.ecgdata.labels import load_mapping, shared_labels_dir
+from eee_ray.ecgdata.mimic import find_root, read_mimic
+from eee_ray.ecgdata.ptbxl import read_ptbxl
+from eee_ray.ecgdata.records import CANONICAL_LEADS, build_dataset, lead_names
+from eee_ray.errors import UserError
+from eee_ray.io import atomic_write, atomic_write_text
+
+log = logging.getLogger(__name__)
+
+
+def trial_grid(cfg: BenchmarkConfig) -> tuple[list[dict[str, str]], list[str]]:
+    """The (model, leads, strategy) combinations to run, and notes on what was left out and why."""
+    notes: list[str] = []
+    models = cfg.models or list(MODEL_STRATEGIES)
+    unknown = [m for m in models if m not in MODEL_STRATEGIES]
+    if unknown:
+        raise UserError(f"unknown model(s) {', '.join(unknown)}; known: {', '.join(MODEL_STRATEGIES)}")
+    for lead in cfg.leads:
+        lead_names(lead)
+    known_strategies = {s for ss in MODEL_STRATEGIES.values() for s in ss}
+    bad = [s for s in cfg.strategies if s not in known_strategies]
+    if bad:
+        raise UserError(f"unknown strategy {', '.join(bad)}; known: {', '.join(sorted(known_strategies))}")
+    if "eee" in models and not cfg.pretrained:
+        if cfg.models:
+            raise UserError("model eee needs --pretrained PATH (ecg_encoder.pt from `eee-ray pretrain`)")
+        models = [m for m in models if m != "eee"]
+        notes.append("eee skipped: no --pretrained encoder given (eee_random, the random-init control, still runs)")
+    grid = [{"model": m, "leads": lead, "strategy": s} for m in models for lead in cfg.leads
+            for s in MODEL_STRATEGIES[m] if not cfg.strategies or s in cfg.strategies]
+    if not grid:
+        raise UserError("the model x leads x strategy grid is empty; check --models and --strategies")
+    return grid, notes
+
+
+def read_table(cfg: BenchmarkConfig) -> tuple[pd.DataFrame, list[str], list[str]]:
+    """The record table of the chosen source, its notes, and every lead any configuration needs (canonical order).
+
+    Cheap (CSV files only), so a wrong folder or labels file fails before Ray or MLflow start."""
+    data = Path(cfg.data)
+    wanted = {lead for config in cfg.leads for lead in lead_names(config)}
+    leads = [lead for lead in CANONICAL_LEADS if lead in wanted]
+    if cfg.dataset == "ptbxl":
+        table, notes = read_ptbxl(data, cfg.ptbxl_labels, cfg.ptbxl_sample_rate, cfg.max_records)
+    elif cfg.dataset in ("mimic", "synthetic"):
+        root = find_root(data)
+        mapping = load_mapping(cfg.mapping, [root, root.parent, shared_labels_dir()])
+        table, notes = read_mimic(data, mapping, cfg.label_level, cfg.labels_csv or None, cfg.max_records)
+    else:
+        raise UserError(f"--dataset must be mimic, ptbxl or synthetic, not {cfg.dataset!r}")
+    return table, notes, leads
+
+
+def close_running_runs(tracking_uri: str, experiment_id: str, benchmark_id: str) -> int:
+    """Mark runs of this benchmark that a killed trial left RUNNING as KILLED."""
+    import mlflow
+
+    client = mlflow.MlflowClient(tracking_uri)
+    runs = client.search_runs([experiment_id], filter_string=f"tags.benchmark_id = '{benchmark_id}' and "
+                                                             "attributes.status = 'RUNNING'")
+    for r in runs:
+        client.set_terminated(r.info.run_id, "KILLED")
+    return len(runs)
+
+
+def run_benchmark(cfg: BenchmarkConfig) -> pd.DataFrame:
+    """Build the data set once, run the Tune grid, write and log the tables; returns results.csv's contents."""
+    import mlflow
+    from ray import tune
+
+    from eee_ray.runtime import init_ray, setup_mlflow
+
+    cfg.validate()
+    grid, notes = trial_grid(cfg)
+    table, data_notes, leads = read_table(cfg)
+    out = Path(cfg.output).resolve()
+    cfg.output = str(out)
+    out.mkdir(parents=True, exist_ok=True)
+    save(cfg, out / "config.yaml")
+    benchmark_id = time.strftime("%Y%m%d-%H%M%S") + "-" + uuid.uuid4().hex[:6]
+    uri, exp_id = setup_mlflow(cfg.mlflow, out, EXPERIMENT)
+    init_ray(cfg.num_cpus or None)
+
+    data = build_dataset(table, leads, cfg.signal, cfg.min_positives)
+    notes = data_notes + data.notes + notes
+    data.skipped.to_csv(out / "skipped.csv", index=False)
+    for n in notes:
+        log.info(n)
+    log.info("benchmark %s: %d trials, data %s", benchmark_id, len(grid), data.summary())
+
+    trainable = tune.with_parameters(tune_trainable, data=data, cfg=cfg, tracking_uri=uri, experiment_id=exp_id,
+                                     benchmark_id=benchmark_id)
+    tuner = tune.Tuner(
+        tune.with_resources(trainable, {"cpu": cfg.cpus_per_trial, "gpu": cfg.gpus_per_trial}),
+        param_space={"combo": tune.grid_search(grid)},
+        tune_config=tune.TuneConfig(max_concurrent_trials=cfg.max_concurrent),
+        run_config=tune.RunConfig(name=f"benchmark-{benchmark_id}", storage_path=str(out / "tune"),
+                                  failure_config=tune.FailureConfig(max_failures=0), verbose=1))
+    grid_results = tuner.fit()
+    closed = close_running_runs(uri, exp_id, benchmark_id)
+    failed = [f"trial {r.config['combo']} failed: {str(r.error).strip().splitlines()[-1][:200]}"
+              for r in grid_results if r.error is not None]
+    notes += failed + ([f"{closed} MLflow run(s) left RUNNING were marked KILLED"] if closed else [])
+
+    results, per_label = collect_results(out, grid)
+    atomic_write(out / "results.csv", lambda p: results.to_csv(p, index=False))
+    atomic_write(out / "per_label_auroc.csv", lambda p: per_label.to_csv(p, index=False))
+    summary = {"benchmark_id": benchmark_id, "dataset": cfg.dataset, "n_labels": len(data.label_names),
+               "label_names": data.label_names, **data.summary(), "trials": len(grid), "completed": len(results),
+               "failed": len(failed), "notes": notes, "tracking_uri": uri}
+    atomic_write_text(out / "results.md", results_markdown(results, summary))
+    atomic_write_text(out / "summary.json", json.dumps(summary, indent=2, default=str))
+    with mlflow.start_run(experiment_id=exp_id, run_name=f"summary-{benchmark_id}",
+                          tags={"benchmark_id": benchmark_id, "kind": "summary"}):
+        mlflow.log_params({"dataset": cfg.dataset, "preset": cfg.preset, "epochs": cfg.epochs,
+                           "trials": len(grid), "records": len(data.record_ids), "skipped": len(data.skipped)})
+        for name in ("results.csv", "results.md", "per_label_auroc.csv", "skipped.csv", "config.yaml",
+                     "summary.json"):
+            mlflow.log_artifact(str(out / name))
+    if failed and results.empty:
+        raise RuntimeError("every benchmark trial failed:\n" + "\n".join(failed))
+    return results

@@ -1,0 +1,88 @@
+"""Every use of a private Ray API, in one place, with the Ray versions it was tested on.
+
+Ray offers no public way to do these four things; each hook is named here with why it is needed, and
+``check_hooks()`` (run by the tests) fails with one clear line when a Ray upgrade moves one of them. Everything else
+in eee_ray uses Ray's public API only (``ray.data.extensions`` for the tensor types).
+
+- ``loopback_node()``: a local Ray whose servers listen on 127.0.0.1 only (``ray._private.ray_constants``).
+- ``TorchBackend`` and its helpers: Ray Train's torch backend, subclassed for a file rendezvous on a single node
+  (``ray.train.torch.config``; see ``train_backend.py``).
+- ``use_datasource_v1()``: Ray Data's V1 Parquet datasource, about 2-25x faster on many small part files
+  (``DataContext.use_datasource_v2``; see ``io.read_parquet``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+TESTED_RAY = (">=2.60", "<2.61")  # the range the hooks below were tested on; pyproject.toml pins the same
+
+
+@contextmanager
+def loopback_node() -> Iterator[None]:
+    """Let a local Ray take 127.0.0.1 as its node IP, so that none of its servers listens on another interface.
+
+    Every Ray server (GCS, raylet, workers' gRPC, dashboard and its agent, runtime-env agent, metrics) listens on
+    loopback only when the node IP is loopback, else on all interfaces or the node IP. On Linux, Ray replaces a
+    ``127.0.0.1`` node IP by the machine's routable address unless ``ENABLE_RAY_CLUSTER`` (env
+    ``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER``, read once at import) is false, as on macOS. It is switched off only while
+    this process starts its own single-node Ray; a driver that joins a cluster never gets here.
+    """
+    from ray._private import ray_constants
+
+    before = ray_constants.ENABLE_RAY_CLUSTER
+    ray_constants.ENABLE_RAY_CLUSTER = False
+    try:
+        yield
+    finally:
+        ray_constants.ENABLE_RAY_CLUSTER = before
+
+
+def torch_backend_parts():
+    """``(_TorchBackend, V1WorkerGroup, set_env_vars, setup_process_group)`` of Ray Train's torch backend."""
+    from ray.train.torch.config import (V1WorkerGroup, _set_torch_distributed_env_vars, _setup_torch_process_group,
+                                        _TorchBackend)
+
+    return _TorchBackend, V1WorkerGroup, _set_torch_distributed_env_vars, _setup_torch_process_group
+
+
+@contextmanager
+def use_datasource_v1() -> Iterator[None]:
+    """Ray Data plans reads built inside this block with its V1 datasource (Ray 2.60 defaults to V2)."""
+    from ray.data import DataContext
+
+    ctx = DataContext.get_current()
+    before = ctx.use_datasource_v2
+    ctx.use_datasource_v2 = False
+    try:
+        yield
+    finally:
+        ctx.use_datasource_v2 = before
+
+
+def check_hooks() -> list[str]:
+    """The hooks that the installed Ray no longer offers, each as one line that says what to do (empty: all fine)."""
+    import ray
+
+    problems: list[str] = []
+
+    def need(what: str, probe) -> None:
+        try:
+            probe()
+        except (ImportError, AttributeError) as e:
+            problems.append(f"Ray {ray.__version__} lacks {what} ({e}); eee_ray was tested with Ray "
+                            f"{','.join(TESTED_RAY)}: update eee_ray/ray_internals.py or install a tested Ray")
+
+    def cluster_flag():
+        from ray._private import ray_constants
+        ray_constants.ENABLE_RAY_CLUSTER  # noqa: B018
+
+    def datasource_flag():
+        from ray.data import DataContext
+        DataContext.get_current().use_datasource_v2  # noqa: B018
+
+    need("ray._private.ray_constants.ENABLE_RAY_CLUSTER", cluster_flag)
+    need("ray.train.torch.config's _TorchBackend and process-group helpers", torch_backend_parts)
+    need("DataContext.use_datasource_v2", datasource_flag)
+    return problems
