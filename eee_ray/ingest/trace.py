@@ -37,8 +37,8 @@ class TraceConfig:
     min_trace_columns: int = 16          # fewer traced columns than this: no_ecg_trace
     # Plausibility: what is accepted must look like a waveform drawn as a thin curve, a function of x. Protects
     # against colour Doppler, text, markers and dots in the trace's hue being taken for an ECG (-> no_ecg_trace).
-    max_median_thickness_px: float = 10.0  # median stroke thickness per column (lit px less the vertical travel)
-                                           # above this: a blob, not a curve
+    max_median_thickness_px: float = 10.0  # median stroke width across the stroke (a column's lit px over
+                                           # sqrt(1 + slope^2)) above this: a blob, not a curve
     max_multi_run_fraction: float = 0.2   # more traced columns than this holding 2+ separate vertical runs: text
     min_fill: float = 0.6                 # traced columns / the chain's extent below this: scattered marks
     max_segments: int = 3                 # more pieces (split by gaps > max_gap_px) than this: scattered marks
@@ -48,7 +48,8 @@ class TraceConfig:
     min_coverage: float = 0.9            # traced columns / (x1 - x0 + 1) below this: ecg_low_coverage (dropouts)
     edge_margin_px: int = 1              # rows at the strip's top/bottom edge that count as "touching"
     max_edge_columns: int = 2            # more traced columns touching an edge: ecg_amplitude_clipped
-    max_gap_px: int = 4                  # a longer run of untraced columns inside the trace: ecg_discontinuous
+    max_gap_px: int = 6                  # a longer run of untraced columns inside the trace: ecg_discontinuous (real
+                                         # gaps are 10+ columns; shorter ones are dropouts of thin strokes)
     max_jump_px: int = 6                 # a larger vertical break per column between traced columns: discontinuous
     max_outlier_fraction: float = 0.05   # more lit pixels off the trace: ecg_hsv_outliers
     chain_overlap_px: int = 3            # x-overlap tolerated between two trace components
@@ -191,8 +192,9 @@ def auto_mask(strip_rgb: np.ndarray, cfg: TraceConfig) -> tuple[np.ndarray, int]
 
 def plausibility(trace: np.ndarray, traced: np.ndarray) -> tuple[float, float]:
     """(median stroke thickness per traced column, share of traced columns holding 2+ vertical runs more than two
-    pixels apart). The thickness is the column's lit pixels less the trace's vertical travel to its neighbours, so
-    a steep QRS flank counts as thin as it is drawn, and a blob (Doppler colour) as thick as it is."""
+    pixels apart). The thickness is the column's lit pixels over sqrt(1 + slope^2), the slope being the trace's
+    vertical travel to its neighbours: the width across the stroke, so a steep QRS flank drawn with a thick pen
+    counts as thin as it is drawn, and a blob (Doppler colour) as thick as it is."""
     sub = np.ascontiguousarray(trace[:, traced])
     if sub.shape[1] == 0:
         return 0.0, 0.0
@@ -201,7 +203,7 @@ def plausibility(trace: np.ndarray, traced: np.ndarray) -> tuple[float, float]:
     centre = (np.arange(sub.shape[0], dtype=np.float32) @ f) / np.maximum(n, 1)
     step = np.abs(np.diff(centre))
     travel = np.maximum(np.concatenate([[0.0], step]), np.concatenate([step, [0.0]]))
-    thick = float(np.median(n - travel))
+    thick = float(np.median(n / np.sqrt(1.0 + travel ** 2)))  # across the stroke, not down the column
     closed = cv2.morphologyEx(sub, cv2.MORPH_CLOSE, np.ones((3, 1), np.uint8))  # 1-2 px holes split no run
     starts = (closed[1:] > closed[:-1]).sum(axis=0) + closed[0]
     return thick, float((starts > 1).mean())

@@ -269,21 +269,27 @@ def render_case(kind: str, seed: int, rows: int = 480, cols: int = 640, ptbxl_di
             xs = x0 + np.arange(n, dtype=np.float64)
             alpha = np.zeros((h, cols), np.float32)
             if kind == "break":  # the trace resumes >= 40 px higher or lower after a 4-column erase bar
-                flat = np.flatnonzero(np.abs(np.diff(rows_f)) < 1.0) + 1
+                skip = 4
+                still = np.abs(rows_f[skip:] - rows_f[:-skip]) < 2.0   # flat across the erase bar
+                flat = np.flatnonzero(still[:-1]) + 1
                 flat = flat[(flat > 0.3 * n) & (flat < 0.7 * n)]
                 cut = int(rng.choice(flat)) if flat.size else n // 2
-                a, b = rows_f[:cut].copy(), rows_f[cut:].copy()
-                a -= a.min() - 3          # first part up against the top, second down against the bottom
-                b += (h - 4) - b.max()
-                room = float(b[0] - a[-1])
+                for _ in range(20):       # first part up against the top, second down against the bottom ...
+                    a, b = rows_f[:cut].copy(), rows_f[cut:].copy()
+                    a -= a.min() - 3
+                    b += (h - 4) - b.max()
+                    room = float(b[skip] - a[-1])
+                    if room >= 44:        # ... with room for a 40 px break (else a smaller amplitude)
+                        break
+                    rows_f = (rows_f - rows_f.mean()) * 0.85 + rows_f.mean()
                 sep = rng.uniform(40, max(41.0, room))
                 b -= max(0.0, room - sep)
                 if rng.random() < 0.5:    # or the other way round
                     a, b = (h - 1) - a, (h - 1) - b
                 rows_f = np.concatenate([a, b])
-                skip = 4
                 alpha = np.maximum(_stroke_alpha(h, cols, xs[:cut], rows_f[:cut], thickness, True),
                                    _stroke_alpha(h, cols, xs[cut + skip:], rows_f[cut + skip:], thickness, True))
+                alpha[:, x0 + cut:x0 + cut + skip] = 0  # the bar erases whole columns (the strokes' caps too)
             else:
                 alpha = _stroke_alpha(h, cols, xs, rows_f, thickness, True)
             if kind == "gap":
