@@ -149,8 +149,9 @@ def main(argv=None) -> int:
     print("|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         verdicts = ", ".join(f"{k or 'accepted'} {v}" for k, v in sorted(r["reasons"].items(), key=lambda kv: -kv[1]))
+        fid = (f"{r['r_med']:.4f} | {r['r_min']:.4f} | {r['peaks']:.0%}" if np.isfinite(r["r_med"]) else "- | - | -")
         print(f"| {r['case']}{'' if r['clean'] else ' (defect)'} | {r['mode']} | {r['n']} | {r['ok']:.0%} | "
-              f"{r['base_ok']:.0%} | {r['r_med']:.4f} | {r['r_min']:.4f} | {r['peaks']:.0%} | {verdicts} |")
+              f"{r['base_ok']:.0%} | {fid} | {verdicts} |")
     clean = [r for r in rows if r["clean"]]
     bad = [r for r in rows if not r["clean"]]
     if clean:
