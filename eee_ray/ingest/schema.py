@@ -1,4 +1,5 @@
-"""The ingest output contract (SPEC S3): Parquet schemas of ``manifest/`` and ``clips/`` and the reason vocabulary.
+"""The ingest output contract (docs/contract.md, Ingest): Parquet schemas of ``manifest/`` and ``clips/`` and the reason
+vocabulary.
 
 Layout on disk (one pair of files per input batch, named by a hash of the batch's paths, so a retried batch
 overwrites its own files instead of adding new ones)::

@@ -1,4 +1,5 @@
-"""ECG tracing from the first frame's strip (paper section 3.1, SPEC S3): HSV mask, four quality checks, waveform.
+"""ECG tracing from the first frame's strip (paper section 3.1, docs/contract.md, Ingest): HSV mask, four quality
+checks, waveform.
 
 The strip is an RGB uint8 image. Pixels inside the HSV window (OpenCV units, H 0-179) are the trace. Lit pixels are
 grouped into connected components; the trace is the chain of large components that never overlap in x (a trace is

@@ -1,4 +1,4 @@
-"""A corpus of broken and unusual echo inputs (issue 7 item 1): what a real archive throws at the ingest.
+"""A corpus of broken and unusual echo inputs: what a real archive throws at the ingest.
 
 ``write_bad_input_corpus(dir)`` forges each case from one small, valid synthetic cine (``write_us_multiframe``)
 with pydicom and returns ``(relative path as the manifest spells it, expected reason)`` per file; the expected
@@ -20,7 +20,7 @@ from eee_ray.synth.dicom_writer import write_us_multiframe
 from eee_ray.synth.strip import TRACE_RGB, draw_strip
 
 ROWS, COLS = 160, 200            # small frames: the corpus must be quick to write and to ingest
-STRIP_Y0 = 112                   # bottom 30 % is the ECG strip (SPEC S3)
+STRIP_Y0 = 112                   # bottom 30 % is the ECG strip (docs/contract.md, Ingest)
 FRAMES = 6
 FRAME_TIME_MS = 33.3
 SECONDARY_CAPTURE = "1.2.840.10008.5.1.4.1.1.7"

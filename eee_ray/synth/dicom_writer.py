@@ -1,4 +1,5 @@
-"""Ultrasound Multi-frame Image Storage writer: JPEG Baseline YBR_FULL_422 frames, like MIMIC-IV-ECHO (SPEC S2.1).
+"""Ultrasound Multi-frame Image Storage writer: JPEG Baseline YBR_FULL_422 frames, like MIMIC-IV-ECHO (docs/contract.md,
+MIMIC-IV-ECHO).
 
 Deterministic: UIDs derive from the tags' content (``generate_uid`` with entropy sources), never from the clock.
 """
@@ -19,7 +20,7 @@ from eee_ray.io import atomic_write
 
 US_MULTIFRAME = "1.2.840.10008.5.1.4.1.1.3.1"
 
-# Synthetic, obviously fake identifying values: the ingest must drop them (SPEC S3 "no PHI").
+# Synthetic, obviously fake identifying values: the ingest must drop them (docs/contract.md, Ingest "no PHI").
 DEFAULT_TAGS: dict[str, Any] = {
     "PatientName": "SYNTHETIC^PATIENT",
     "PatientID": "SYNTH0000",
