@@ -90,9 +90,11 @@ def grow(strict: np.ndarray, loose: np.ndarray) -> np.ndarray:
     """Hysteresis: the strict pixels plus every loose pixel 8-connected to one through loose pixels, so a stretch
     of a thin stroke that dimmed out of the strict window comes back whole when any of its pixels stayed inside."""
     loose = loose | strict
-    n, labels = cv2.connectedComponents(loose, connectivity=8, ltype=cv2.CV_32S)
+    h, w = loose.shape
+    ltype = cv2.CV_16U if -(-h // 2) * -(-w // 2) < 2 ** 16 else cv2.CV_32S  # as in trace_chain
+    n, labels = cv2.connectedComponents(loose, connectivity=8, ltype=ltype)
     keep = np.zeros(n, np.uint8)
-    keep[labels[strict.astype(bool)]] = 1
+    keep[labels[strict.view(bool)]] = 1
     keep[0] = 0
     return keep[labels]
 
