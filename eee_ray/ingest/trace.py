@@ -1,11 +1,13 @@
-"""ECG tracing from the first frame's strip (paper section 3.1, docs/contract.md, Ingest): HSV mask, four quality
-checks, waveform.
+"""ECG tracing from the first frame's strip (paper section 3.1, docs/contract.md, Ingest; docs/ingest.md, "Tracing
+the ECG strip"): HSV mask with hysteresis, trace chain, plausibility and quality checks, waveform.
 
-The strip is an RGB uint8 image. Pixels inside the HSV window (OpenCV units, H 0-179) are the trace. Lit pixels are
-grouped into connected components; the trace is the chain of large components that never overlap in x (a trace is
-a function of x), everything else lit is an outlier (text, markers, the orientation dot in the trace colour).
-Then, in order: no trace, pixel coverage, amplitude, continuity, HSV outliers. The waveform is the centre of the
-trace pixels per column, positive up, relative to the strip's vertical centre.
+The strip is an RGB uint8 image. Pixels inside the paper's HSV window (OpenCV units, H 0-179) seed the trace; a
+looser window grows it where it touches the seeds, so thin anti-aliased strokes stay whole. Thin full-height cursor
+lines are removed. Lit pixels are grouped into connected components; the trace is the chain of large components
+that never overlap in x (a trace is a function of x), everything else lit is an outlier. Then, in order: no trace,
+plausibility (thin, one run per column, not scattered marks), extent, amplitude, continuity, coverage of the trace's
+own extent, HSV outliers. The waveform is the brightness-weighted centre of the trace pixels per column, positive
+up, relative to the strip's vertical centre.
 """
 
 from __future__ import annotations
