@@ -8,7 +8,7 @@ of accepted cines whose R-peak count equals the drawn trace's, and the same acce
 tracer (``--baseline-ref``, the tracer at that git revision, loaded from git in this run). Then every DICOM under
 ``--dicom`` is decoded and traced in paper and auto mode (none may be accepted), and the mean tracing time per strip
 of both tracers on the same strips. Usage:
-    python benchmarks/trace_fidelity.py [--seeds 10] [--kinds thin_aa,gap] [--baseline-ref main] [--no-ptbxl]
+    python benchmarks/trace_fidelity.py [--seeds 10] [--kinds thin_aa,gap] [--baseline-ref 173efda] [--no-ptbxl]
 """
 
 from __future__ import annotations
@@ -134,7 +134,9 @@ def main(argv=None) -> int:
     ap.add_argument("--seeds", type=int, default=10)
     ap.add_argument("--first-seed", type=int, default=1000)
     ap.add_argument("--kinds", default=",".join(KINDS))
-    ap.add_argument("--baseline-ref", default="main", help="git revision of the baseline tracer ('' for none)")
+    ap.add_argument("--baseline-ref", default="173efda",
+                    help="git revision of the baseline tracer ('' for none); default: the tracer before hysteresis "
+                         "and the plausibility checks")
     ap.add_argument("--no-ptbxl", action="store_true", help="draw the physiology model, not PTB-XL lead II")
     ap.add_argument("--dicom", default=str(SHARED / "dicom"))
     args = ap.parse_args(argv)
