@@ -1,4 +1,4 @@
-"""Ingest throughput on the same generated files, in one run (issue 3, item 7).
+"""Ingest throughput on the same generated files, in one run.
 
 (a) naive: pydicom ``pixel_array`` of all frames, colour conversion, resize (one process);
 (b) decode-only: every frame through the fast decoder (libjpeg-turbo, DCT-downscaled grayscale), nothing else;

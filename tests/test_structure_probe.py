@@ -1,4 +1,4 @@
-"""Issue 4 item 7 (b): pretraining puts echo structure into the frozen ECG embedding.
+"""Pretraining puts echo structure into the frozen ECG embedding.
 
 The real chain (synth -> ingest -> ``run_pretrain`` under Ray Train) on a synthetic world where the ECG carries a
 patient's wall thickness weakly (``ecg_latent_strength`` 2), with the ``locked-study`` recipe: a locked echo tower
