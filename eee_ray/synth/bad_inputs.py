@@ -180,7 +180,8 @@ def write_bad_input_corpus(root: str | Path) -> list[tuple[str, str | None]]:
     add("monochrome_16bit.dcm", "no_ecg_trace",
         lambda p: _edit(p, lambda ds: _native(ds, _frames()[..., 1].astype(np.uint16) * 16, "MONOCHROME2")))
     add("no_trace.dcm", "no_ecg_trace", lambda p: _cine(p, _frames("no_trace")))
-    add("low_coverage.dcm", "ecg_low_coverage", lambda p: _cine(p, _frames(trace_from=10, trace_to=60)))
+    # 25 columns: shorter than the minimum extent (a trace over a quarter of the band is normal and accepted)
+    add("low_coverage.dcm", "ecg_low_coverage", lambda p: _cine(p, _frames(trace_from=10, trace_to=35)))
     add("clipped.dcm", "ecg_amplitude_clipped", lambda p: _cine(p, _frames("clipped")))
     add("gap.dcm", "ecg_discontinuous", lambda p: _cine(p, _frames("gap")))
     add("outliers.dcm", "ecg_hsv_outliers", lambda p: _cine(p, _frames("outliers")))
