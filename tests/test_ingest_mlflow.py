@@ -24,3 +24,10 @@ def test_ingest_run_records_config_and_counts(ingested_dir):
     assert run.data.params["max_frames"] == "120" and run.data.params["trace.hsv_lower"].startswith("[64, 97, 113]")
     names = {a.path for a in client.list_artifacts(run.info.run_id)}
     assert {"summary.json", "config.yaml"} <= names
+    # what it read, as the run's dataset input: the manifest's listing (digest) and its counts
+    from eee_ray.tracking import listing_digest
+
+    (ds,) = [i.dataset for i in run.inputs.dataset_inputs]
+    assert ds.name == "echo-dicoms" and run.data.tags["kind"] == "ingest"
+    assert ds.digest == listing_digest(manifest[["path", "status", "reason"]].astype(str))
+    assert json.loads(ds.profile)["files"] == len(manifest)
