@@ -47,7 +47,7 @@ class InferenceConfig:
     mode: str = "predict"  # embed | predict
     checkpoint: str = ""  # a checkpoint folder (model.pt + meta.json) ...
     run_id: str = ""  # ... or an MLflow run whose artifact `checkpoint/` holds one ...
-    model: str = ""  # ... or a logged MLflow model: models:/NAME/VERSION (the registry), models:/MODEL_ID, runs:/...
+    model: str = ""  # ... or a logged MLflow model: models:/NAME/VERSION (the registry) or models:/MODEL_ID
     mlflow: MlflowConfig = field(default_factory=MlflowConfig)  # the store that holds ``run_id`` / ``model``
     aggregate: str = ""  # mean | max over a record's windows; default: what the checkpoint was evaluated with
     batch_size: int = 32  # records per model call
@@ -201,7 +201,7 @@ def download_checkpoint(run_id: str, workdir: str | Path) -> Checkpoint:
 
 def download_model_checkpoint(model_uri: str, workdir: str | Path) -> Checkpoint:
     """The checkpoint inside a logged pyfunc model (``eee_ray.serving``): ``models:/NAME/VERSION`` from the Model
-    Registry, ``models:/MODEL_ID`` or ``runs:/RUN/model``, from ``MLFLOW_TRACKING_URI`` or the store in
+    Registry or ``models:/MODEL_ID``, from ``MLFLOW_TRACKING_URI`` or the store in
     ``workdir``."""
     import mlflow
     from mlflow.exceptions import MlflowException
