@@ -46,6 +46,7 @@ def log_dataset(client, run_id: str, listing: pd.DataFrame, name: str, source: s
     import json
 
     import time
+    import warnings
 
     from mlflow.entities import Dataset, DatasetInput, InputTag
     from mlflow.exceptions import MlflowException
@@ -53,7 +54,9 @@ def log_dataset(client, run_id: str, listing: pd.DataFrame, name: str, source: s
 
     digest = listing_digest(listing)
     uri = source if "://" in source else Path(source).resolve().as_uri()
-    schema = json.dumps({"mlflow_colspec": _infer_schema(listing).to_dict()})
+    with warnings.catch_warnings():  # MLflow's hint about integer columns concerns model inputs, not a listing
+        warnings.simplefilter("ignore", UserWarning)
+        schema = json.dumps({"mlflow_colspec": _infer_schema(listing).to_dict()})
     profile = json.dumps({"num_rows": int(len(listing)), **{k: int(v) for k, v in (counts or {}).items()}})
     entity = Dataset(name=name, digest=digest, source_type="local", source=json.dumps({"uri": uri}), schema=schema,
                      profile=profile)
