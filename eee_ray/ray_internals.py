@@ -64,10 +64,12 @@ def use_datasource_v1() -> Iterator[None]:
 
 
 def object_store_stats() -> dict[str, int]:
-    """Bytes in the object store now, and spilled / restored since the cluster started (all nodes)."""
+    """Bytes in the object store now, and spilled / restored since the cluster started (all nodes of the cluster this
+    process is connected to)."""
+    import ray
     from ray._private.internal_api import get_memory_info_reply, get_state_from_address
 
-    st = get_memory_info_reply(get_state_from_address(None)).store_stats
+    st = get_memory_info_reply(get_state_from_address(ray.get_runtime_context().gcs_address)).store_stats
     return {"used": int(st.object_store_bytes_used), "spilled": int(st.spilled_bytes_total),
             "restored": int(st.restored_bytes_total)}
 
