@@ -66,6 +66,7 @@ def write_ptbxl(root: Path, n: int, seed: int = 0) -> int:
     from eee_ray.ecgdata.records import CANONICAL_LEADS
 
     rng = np.random.default_rng(seed)
+    root.mkdir(parents=True, exist_ok=True)
     pd.DataFrame({"": ["NORM", "IMI"], "diagnostic": [1, 1], "diagnostic_class": ["NORM", "MI"]}).to_csv(
         root / "scp_statements.csv", index=False)
     rows, t = [], np.arange(5000) / 500.0
