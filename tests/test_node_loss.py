@@ -1,5 +1,5 @@
 """Fault at scale, simulated: a worker node dies in the middle of the benchmark's preparation and in the middle of
-pretraining (``ray.cluster_utils.Cluster``, a replacement node joins); the prepared store still holds every record
+pretraining (``ray.cluster_utils.Cluster``, a head and three worker nodes); the prepared store still holds every record
 exactly once with the right signal, and pretraining finishes every epoch on the same patient split.
 
 The cluster cannot live in the test process (it already holds the session's Ray), so ``_node_loss_run.py`` runs it
@@ -17,7 +17,7 @@ import pytest
 
 from _platform_helpers import child_env, kill_processes_of, short_temp_dir
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(1500)]
 
 RECORDS, CLIPS = 40, 16
 

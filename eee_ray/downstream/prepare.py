@@ -124,7 +124,7 @@ def prepare_store(table: pd.DataFrame, leads: list[str], spec: SignalSpec, root:
 
     from eee_ray.runtime import init_ray
 
-    root = Path(root)
+    root = Path(root).resolve()  # trials open it from their own working directories
     table = table.reset_index(drop=True)
     fp = fingerprint(table, leads, spec, shard_records)
     meta_path = root / "meta.json"
