@@ -1,4 +1,5 @@
-"""Figures of a finished benchmark (SPEC S8, paper section 4.5): LDA grid, ROC curves, per-label AUROC heat map.
+"""Figures of a finished benchmark (docs/contract.md, Analysis and inference, paper section 4.5): LDA grid, ROC curves,
+per-label AUROC heat map.
 
 Reads each trial's ``test_outputs.npz`` (record-averaged penultimate embeddings, labels, scores) and ``meta.json``
 under ``<benchmark>/trials/``; writes PNGs and CSVs to the output folder and logs them to an MLflow run "analysis".

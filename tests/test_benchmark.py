@@ -1,5 +1,6 @@
-"""The benchmark end to end (SPEC S7): a tiny Tune grid on the synthetic ECG tree through the CLI writes the result
-tables, one closed MLflow run per trial, and per-trial files the analysis stage can load; plus the grid's rules."""
+"""The benchmark end to end (docs/contract.md, Downstream benchmark): a tiny Tune grid on the synthetic ECG tree through
+the CLI writes the result tables, one closed MLflow run per trial, and per-trial files the analysis stage can load; plus
+the grid's rules."""
 
 import json
 
@@ -7,10 +8,11 @@ import mlflow
 import numpy as np
 import pandas as pd
 import pytest
-from sklearn.metrics import roc_auc_score
 import torch
+from sklearn.metrics import roc_auc_score
 
 from eee_ray import cli
+from eee_ray.config import MlflowConfig
 from eee_ray.downstream import RESULT_COLUMNS, BenchmarkConfig, trial_grid
 from eee_ray.downstream.grid import close_running_runs
 from eee_ray.errors import UserError
@@ -20,11 +22,24 @@ from eee_ray.runtime import setup_mlflow
 
 @pytest.mark.slow
 def test_tiny_benchmark_end_to_end(synth_dir, ray_session, tmp_path, monkeypatch, capsys):
+    """A user's relative paths (the pretrained encoder, the output) work although Tune trials run elsewhere, and the
+    synthetic data set carries its own CCSR mapping (nothing read from the shared data folder)."""
+    from eee_ray.models.eee import EEEModel
+    from eee_ray.models.ecg_encoder import save_pretrained
+    from eee_ray.pairs import NORMALIZATION
+    from eee_ray.pretrain import PretrainConfig, model_config
+
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("EEE_SHARED_DATA", str(tmp_path / "no-shared-data"))
+    torch.manual_seed(0)
+    save_pretrained(EEEModel(model_config(PretrainConfig())).ecg, "enc.pt", token_len=50, sample_rate=100,
+                    normalization=dict(NORMALIZATION))
     out = tmp_path / "bench"
     (tmp_path / "c.yaml").write_text("n_bootstrap: 50\nbatch_size: 32\ncrops_per_record: 1\n")
-    rc = cli.main(["benchmark", "--dataset", "synthetic", "--data", str(synth_dir), "--output", str(out),
-                   "--preset", "tiny", "--epochs", "1", "--models", "xresnet1d50,eee_random", "--leads", "II,all",
+    rc = cli.main(["benchmark", "--dataset", "synthetic", "--data", str(synth_dir), "--output", "bench",
+                   "--preset", "tiny", "--epochs", "1", "--models", "xresnet1d50,eee", "--pretrained", "enc.pt",
+                   "--strategies", "scratch,finetune", "--leads", "II,all",
                    "--max-records", "48", "--config", str(tmp_path / "c.yaml")])
     assert rc == 0
     assert "4 trial(s) done" in capsys.readouterr().out
@@ -33,7 +48,7 @@ def test_tiny_benchmark_end_to_end(synth_dir, ray_session, tmp_path, monkeypatch
     assert list(res.columns) == RESULT_COLUMNS
     assert set(zip(res["model"], res["leads"], res["strategy"])) == {
         ("xresnet1d50", "II", "scratch"), ("xresnet1d50", "all", "scratch"),
-        ("eee_random", "II", "finetune"), ("eee_random", "all", "finetune")}
+        ("eee", "II", "finetune"), ("eee", "all", "finetune")}
     assert (res["n_test_records"] > 0).all() and (res["n_labels"] > 0).all()
     for row in res.itertuples():  # the table's figures are the metrics of the trial's own test outputs
         z = np.load(out / "trials" / f"{row.model}__{row.leads}__{row.strategy}" / "test_outputs.npz")
@@ -45,7 +60,7 @@ def test_tiny_benchmark_end_to_end(synth_dir, ray_session, tmp_path, monkeypatch
         assert row.macro_auroc_ci_low <= row.macro_auroc <= row.macro_auroc_ci_high
     assert "| Model | Configuration |" in (out / "results.md").read_text()
     per_label = pd.read_csv(out / "per_label_auroc.csv")
-    assert set(per_label["model"]) == {"xresnet1d50", "eee_random"} and per_label["label"].str.startswith("CIR").all()
+    assert set(per_label["model"]) == {"xresnet1d50", "eee"} and per_label["label"].str.startswith("CIR").all()
     assert list(pd.read_csv(out / "skipped.csv").columns) == ["record_id", "reason"]
     summary = json.loads((out / "summary.json").read_text())
     assert summary["records"] + summary["skipped"] == 48 and summary["failed"] == 0
@@ -65,14 +80,14 @@ def test_tiny_benchmark_end_to_end(synth_dir, ray_session, tmp_path, monkeypatch
         assert "test_macro_auroc" in client.get_run(row.run_id).data.metrics
         assert {f.path for f in client.list_artifacts(row.run_id, "trial")} >= {"trial/model.pt", "trial/meta.json"}
 
-    trial = out / "trials" / "eee_random__all__finetune"
+    trial = out / "trials" / "eee__all__finetune"
     meta = json.loads((trial / "meta.json").read_text())
     assert meta["leads"] == ["I", "II", "III", "aVR", "aVL", "aVF", "V1", "V2", "V3", "V4", "V5", "V6"]
     assert meta["sample_rate"] == 100 and meta["window"] == 250 and meta["mlflow_run_id"] in set(trials["run_id"])
     model = build_model(**meta["model_spec"])
     model.load_state_dict(torch.load(trial / "model.pt", weights_only=True))
     npz = np.load(trial / "test_outputs.npz")
-    n = int(res.query("model == 'eee_random' and leads == 'all'")["n_test_records"].iloc[0])
+    n = int(res.query("model == 'eee' and leads == 'all'")["n_test_records"].iloc[0])
     assert npz["record_id"].shape == (n,) and npz["embedding"].shape == (n, model.feature_dim)
     assert npz["y_true"].dtype == np.uint8 and npz["y_score"].shape == (n, len(meta["label_names"]))
     assert ((npz["y_score"] >= 0) & (npz["y_score"] <= 1)).all()
@@ -100,7 +115,7 @@ def test_cli_refuses_eee_without_encoder_in_one_line(tmp_path, capsys):
 
 def test_runs_left_running_are_closed(tmp_path, monkeypatch):
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    uri, exp = setup_mlflow(tmp_path, "eee-benchmark")
+    uri, exp = setup_mlflow(MlflowConfig(dir=str(tmp_path)), tmp_path / "bench", "eee-benchmark")
     client = mlflow.MlflowClient(uri)
     mine = client.create_run(exp, tags={"benchmark_id": "b1"}).info.run_id
     other = client.create_run(exp, tags={"benchmark_id": "b2"}).info.run_id
