@@ -49,7 +49,8 @@ def test_store_matches_direct_read_and_is_reused_or_rebuilt(synth_dir, ray_sessi
     assert PreparedData(root).meta["scale"] == pytest.approx(5.0 / 32767)
 
     first = table[table["reason"] == ""]["path"].iloc[0]
-    os.utime(f"{first}.dat", ns=(1, 1))  # a record file changed under the same name
+    st = os.stat(f"{first}.dat")
+    os.utime(f"{first}.dat", ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))  # a record file changed, same name
     rebuilt = prepare_store(table, leads, SignalSpec(clip_mv=5.0), root, shard_records=5)
     assert not rebuilt.reused and rebuilt.fingerprint != changed.fingerprint
 
