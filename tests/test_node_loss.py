@@ -1,6 +1,6 @@
-"""Fault at scale, simulated: a worker node dies in the middle of the benchmark's preparation and in the middle of
-pretraining (``ray.cluster_utils.Cluster``, a head and three worker nodes); the prepared store still holds every record
-exactly once with the right signal, and pretraining finishes every epoch on the same patient split.
+"""Fault at scale, simulated: a worker node dies in the middle of the benchmark's preparation
+(``ray.cluster_utils.Cluster``, a head and two worker nodes); the prepared store still holds every record exactly once,
+each with its own signal.
 
 The cluster cannot live in the test process (it already holds the session's Ray), so ``_node_loss_run.py`` runs it
 in a subprocess with its own Ray temp dir."""
@@ -19,14 +19,14 @@ from _platform_helpers import child_env, kill_processes_of, short_temp_dir
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1500)]
 
-RECORDS, CLIPS = 40, 16
+RECORDS = 40
 
 
-def test_a_node_lost_during_preparation_and_pretraining(tmp_path):
+def test_a_node_lost_during_preparation(tmp_path):
     ray_tmp = short_temp_dir("eee_nl_")
     try:
         res = subprocess.run([sys.executable, str(Path(__file__).with_name("_node_loss_run.py")), str(tmp_path),
-                              str(RECORDS), str(CLIPS)], env=child_env(RAY_TMPDIR=ray_tmp), capture_output=True,
+                              str(RECORDS)], env=child_env(RAY_TMPDIR=ray_tmp), capture_output=True,
                              text=True, timeout=1500)
     finally:
         kill_processes_of(ray_tmp)
@@ -39,8 +39,3 @@ def test_a_node_lost_during_preparation_and_pretraining(tmp_path):
     assert len(ids) == len(set(ids)) == r["store_records"]  # every usable record once
     assert r["store_records"] + r["store_skipped"] == RECORDS
     assert r["max_abs_err"] <= r["half_step"] + 1e-6  # and its signal is the record's own
-
-    assert r["pretrain_log"] and r["pretrain_log"][0].startswith("removed"), r["pretrain_log"]
-    assert r["epochs"] == 2 and r["resumed_at"], r  # the group restarted from a checkpoint, not from scratch
-    assert r["train_clips"] + r["heldout_clips"] <= r["index_clips"] == CLIPS
-    assert set(r["heldout_patients"]) < set(r["index_patients"])
