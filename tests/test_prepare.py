@@ -13,6 +13,7 @@ from eee_ray.downstream.prepare import PreparedData, prepare_store, storage_scal
 from eee_ray.ecgdata.records import SignalSpec, build_dataset
 
 
+@pytest.mark.slow
 def test_store_matches_direct_read_and_is_reused_or_rebuilt(synth_dir, ray_session, tmp_path):
     table, _, leads = read_table(BenchmarkConfig(dataset="synthetic", data=str(synth_dir), leads=["all"],
                                                  max_records=24))

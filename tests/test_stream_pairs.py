@@ -2,6 +2,7 @@
 materialised path, the training samples stay a lazy dataset (Ray Train streams them every epoch) holding exactly the
 training patients' clips, and the held-out retrieval set is a bounded seeded sample of the held-out clips."""
 
+import pytest
 from ray.data.dataset import MaterializedDataset
 
 from eee_ray.pairs import PairsConfig, clip_index, load_pairs, stream_pairs
@@ -9,6 +10,7 @@ from eee_ray.pairs import PairsConfig, clip_index, load_pairs, stream_pairs
 PAIRS = PairsConfig(image_size=32, max_tokens=4)
 
 
+@pytest.mark.slow
 def test_split_from_ids_streams_training_samples_and_bounds_the_heldout(ingested_dir, ray_session):
     data = stream_pairs(str(ingested_dir), PAIRS, 0.25, 0, max_heldout=3)
     assert not isinstance(data.train, MaterializedDataset)  # rebuilt from clips/ by every epoch's iteration
