@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from eee_ray import config as cfgmod
-from eee_ray.runtime import init_ray, mlflow_ui_command, tracking_uri
+from eee_ray.runtime import init_ray, mlflow_ui_command, mlflow_ui_url, tracking_uri
 
 log = logging.getLogger(__name__)
 
@@ -127,5 +127,5 @@ def run_demo(cfg: DemoConfig) -> Path:
     for png in sorted(analysis_dir.glob("*.png")):
         print(f"         {png.name}")
     print(f"results: {bench_dir / 'results.csv'}")
-    print(f"MLflow:  {mlflow_ui_command(tracking_uri(work))}   (then open http://127.0.0.1:5000)")
+    print(f"MLflow:  {mlflow_ui_command(tracking_uri(work))}   (then open {mlflow_ui_url()})")
     return work

@@ -309,6 +309,7 @@ def _mlflow_run(cfg: PretrainConfig, output: Path, params: dict[str, Any]) -> tu
     from mlflow.tracking import MlflowClient
 
     from eee_ray.runtime import setup_mlflow
+    from eee_ray.tracking import run_tags
 
     uri, exp_id = setup_mlflow(cfg.mlflow, output, EXPERIMENT)
     client = MlflowClient(uri)
@@ -317,11 +318,24 @@ def _mlflow_run(cfg: PretrainConfig, output: Path, params: dict[str, Any]) -> tu
         run_id = json.loads(record.read_text())["run_id"]
         client.update_run(run_id, status="RUNNING")
         return uri, run_id
-    run = client.create_run(exp_id, run_name=f"pretrain-{output.name}")
+    run = client.create_run(exp_id, run_name=f"pretrain-{output.name}",
+                            tags=run_tags("pretrain", "eee-ray pretrain", preset=cfg.preset, echo_tower=cfg.echo_tower))
     for k, v in params.items():
         client.log_param(run.info.run_id, k, v)
     atomic_write_text(record, json.dumps({"run_id": run.info.run_id, "tracking_uri": uri}, indent=2))
     return uri, run.info.run_id
+
+
+def _log_clips_input(cfg: PretrainConfig, uri: str, run_id: str, n_train: int, n_held: int,
+                     held_patients: list) -> None:
+    """The ingested clips this run trains on, as the run's MLflow dataset input (digest of the Parquet listing)."""
+    from mlflow.tracking import MlflowClient
+
+    from eee_ray.tracking import log_dataset, parquet_listing
+
+    clips = Path(cfg.clips) / "clips" if (Path(cfg.clips) / "clips").is_dir() else Path(cfg.clips)
+    log_dataset(MlflowClient(uri), run_id, parquet_listing(clips), "echo-ecg-clips", str(clips), "training",
+                {"train_clips": n_train, "heldout_clips": n_held, "heldout_patients": len(held_patients)})
 
 
 def _check_resume_settings(cfg: PretrainConfig, before: dict[str, Any]) -> None:
@@ -399,6 +413,7 @@ def run_pretrain(cfg: PretrainConfig) -> dict[str, Any]:
     cpus = cfg.cpus_per_worker or _auto_cpus(cfg.workers)
     uri, run_id = _mlflow_run(cfg, output, {**flat_params(cfg), **{f"model.{k}": v for k, v in flat_params(mcfg).items()},
                                             "train_clips": n_train, "heldout_clips": n_held})
+    _log_clips_input(cfg, uri, run_id, n_train, n_held, held_patients)
     log.info("pretraining %s on %d train / %d held-out clips, %d worker(s) x %.2f CPU, batch %d/worker, MLflow run %s",
              cfg.preset, n_train, n_held, cfg.workers, cpus, batch_size, run_id)
 
