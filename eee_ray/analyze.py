@@ -315,19 +315,29 @@ def _save_fig(fig, path: Path) -> None:
     plt.close(fig)
 
 
-def _mlflow_for(cfg: AnalyzeConfig, bench: Path) -> None:
-    """Log where the benchmark logged: its store (from its summary.json) and its experiment, unless told otherwise."""
+def _mlflow_for(cfg: AnalyzeConfig, bench: Path) -> str:
+    """Log where the benchmark logged: its store (from its summary.json) and its experiment, unless told otherwise.
+
+    Returns the benchmark's parent run id when that run is in the chosen store and experiment ("" otherwise): the
+    analysis run is nested under it."""
+    import mlflow
+
     from eee_ray.runtime import setup_mlflow, use_tracking_uri
 
     summary = bench / "summary.json"
-    recorded = json.loads(summary.read_text()).get("tracking_uri", "") if summary.is_file() else ""
-    if cfg.mlflow.dir or not recorded:
-        setup_mlflow(cfg.mlflow, bench, EXPERIMENT)
-        return
-    import mlflow
-
-    use_tracking_uri(recorded)
-    mlflow.set_experiment(cfg.mlflow.experiment or EXPERIMENT)  # the benchmark created it
+    recorded = json.loads(summary.read_text()) if summary.is_file() else {}
+    if cfg.mlflow.dir or not recorded.get("tracking_uri"):
+        _, exp_id = setup_mlflow(cfg.mlflow, bench, EXPERIMENT)
+    else:
+        use_tracking_uri(recorded["tracking_uri"])
+        exp_id = mlflow.set_experiment(cfg.mlflow.experiment or EXPERIMENT).experiment_id  # the benchmark made it
+    parent = recorded.get("mlflow_run_id", "")
+    if not parent:
+        return ""
+    try:
+        return parent if mlflow.MlflowClient().get_run(parent).info.experiment_id == exp_id else ""
+    except mlflow.exceptions.MlflowException:  # another store: the parent is not there
+        return ""
 
 
 def run_analysis(cfg: AnalyzeConfig) -> Path:
@@ -356,8 +366,13 @@ def run_analysis(cfg: AnalyzeConfig) -> Path:
     atomic_write_text(out / "per_label_auroc.csv", table.to_csv(index_label="trial"))
     save(cfg, out / "config.yaml")
 
-    _mlflow_for(cfg, bench)
-    with mlflow.start_run(run_name="analysis"):
+    from eee_ray.tracking import run_tags
+
+    parent = _mlflow_for(cfg, bench)
+    benchmark_id = json.loads((bench / "summary.json").read_text()).get("benchmark_id", "") \
+        if (bench / "summary.json").is_file() else ""
+    with mlflow.start_run(run_name="analysis", tags=run_tags("analysis", "eee-ray analyze", parent,
+                                                             benchmark_id=benchmark_id)):
         mlflow.set_tag("stage", "analysis")
         mlflow.log_params({**{k: str(v) for k, v in flat_params(cfg).items()}, "lda_categories": ",".join(categories)})
         for rec in lda.to_dict("records"):

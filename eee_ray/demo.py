@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from eee_ray import config as cfgmod
-from eee_ray.runtime import init_ray, mlflow_ui_command, tracking_uri
+from eee_ray.runtime import init_ray, mlflow_ui_command, mlflow_ui_url, tracking_uri
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +43,7 @@ class DemoConfig:
 
 DEMO_PRETRAIN_EPOCHS = 16
 DEMO_BENCHMARK_EPOCHS = 4
+DEMO_IMAGE_SIZE = 64
 
 
 def _banner(i: int, name: str, text: str) -> None:
@@ -70,9 +71,8 @@ def run_demo(cfg: DemoConfig) -> Path:
     from eee_ray.analyze import AnalyzeConfig, run_analysis
     from eee_ray.downstream import BenchmarkConfig, run_benchmark
     from eee_ray.ingest import IngestConfig, run_ingest
-    from eee_ray.losses import LossConfig
-    from eee_ray.pairs import PairsConfig
-    from eee_ray.pretrain import PretrainConfig, run_pretrain
+    from eee_ray.pretrain import run_pretrain
+    from eee_ray.recipes import pretrain_config
     from eee_ray.retrieval import summary as retrieval_summary
     from eee_ray.synth import SynthConfig, generate
 
@@ -99,12 +99,13 @@ def run_demo(cfg: DemoConfig) -> Path:
     _banner(3, "pretrain", f"ECG-Echo contrastive pretraining (Ray Train) -> {pre_dir}")
     if not _reuse(pre_dir / "metrics.json", "pretrain", cfg.redo, pre_dir):
         epochs = cfg.pretrain_epochs or DEMO_PRETRAIN_EPOCHS
-        # the recipe the learning test uses: 64 px sub-clips, batch 8, plain InfoNCE for the first half (from a
-        # collapsed start the paper's dual-margin mask has no negatives to push against; see docs/pretraining.md)
-        metrics = run_pretrain(PretrainConfig(
-            clips=str(ingest_dir), output=str(pre_dir), preset="tiny", epochs=epochs,
-            batch_size=8, pairs=PairsConfig(image_size=64), loss=LossConfig(warmup_epochs=epochs // 2)))
+        # the default recipe (docs/pretraining.md); 64 px sub-clips keep the CPU demo short
+        metrics = run_pretrain(pretrain_config(
+            "default", clips=str(ingest_dir), output=str(pre_dir), preset="tiny", epochs=epochs,
+            pairs={"image_size": DEMO_IMAGE_SIZE}))
         print(f"    held-out {retrieval_summary(metrics)}")
+        if metrics["collapsed"]:
+            print(f"    {metrics['collapse_message']}")
 
     _banner(4, "benchmark", f"XResNet1D50, S4, ST-MEM, EEE x lead II / 12 leads (Ray Tune) -> {bench_dir}")
     if not _reuse(bench_dir / "results.csv", "benchmark", cfg.redo, bench_dir):
@@ -126,5 +127,5 @@ def run_demo(cfg: DemoConfig) -> Path:
     for png in sorted(analysis_dir.glob("*.png")):
         print(f"         {png.name}")
     print(f"results: {bench_dir / 'results.csv'}")
-    print(f"MLflow:  {mlflow_ui_command(tracking_uri(work))}   (then open http://127.0.0.1:5000)")
+    print(f"MLflow:  {mlflow_ui_command(tracking_uri(work))}   (then open {mlflow_ui_url()})")
     return work

@@ -3,7 +3,8 @@
 
 A checkpoint is a folder with ``model.pt`` (a plain state_dict, loaded with ``weights_only=True``) and ``meta.json``
 (the model spec, leads, label names, window, aggregation and preprocessing), as written by ``eee-ray benchmark``; it
-is read from disk or downloaded from an MLflow run's ``checkpoint/`` artifact. Inputs are WFDB records (a folder or a
+is read from disk, downloaded from an MLflow run's ``checkpoint/`` artifact, or taken out of a logged MLflow model
+(``models:/eee-ecg-II/1``, see ``eee_ray.serving``). Inputs are WFDB records (a folder or a
 MIMIC ``record_list.csv``) or a Parquet of waveforms. Every input record gives one output row; records that cannot
 be used keep a null result and a ``reason``. Preparation and windowing reuse the training code (``ecgdata.records``,
 ``ecgdata.windows``) so inference sees ECGs exactly as the model did in training.
@@ -45,8 +46,9 @@ class InferenceConfig:
     output: str = ""  # output folder of Parquet files
     mode: str = "predict"  # embed | predict
     checkpoint: str = ""  # a checkpoint folder (model.pt + meta.json) ...
-    run_id: str = ""  # ... or an MLflow run whose artifact `checkpoint/` holds one
-    mlflow: MlflowConfig = field(default_factory=MlflowConfig)  # the store that holds ``run_id``
+    run_id: str = ""  # ... or an MLflow run whose artifact `checkpoint/` holds one ...
+    model: str = ""  # ... or a logged MLflow model: models:/NAME/VERSION (the registry), models:/MODEL_ID, runs:/...
+    mlflow: MlflowConfig = field(default_factory=MlflowConfig)  # the store that holds ``run_id`` / ``model``
     aggregate: str = ""  # mean | max over a record's windows; default: what the checkpoint was evaluated with
     batch_size: int = 32  # records per model call
     max_actors: int = 2  # the actor pool autoscales from 1 to this
@@ -56,8 +58,10 @@ class InferenceConfig:
     def validate(self) -> None:
         if self.mode not in MODES:
             raise UserError(f"mode must be one of {', '.join(MODES)}, not {self.mode!r}")
-        if bool(self.checkpoint) == bool(self.run_id):
-            raise UserError("give exactly one of --checkpoint DIR or --run-id RUN")
+        if sum(map(bool, (self.checkpoint, self.run_id, self.model))) != 1:
+            raise UserError("give exactly one of --checkpoint DIR, --run-id RUN or --model models:/NAME/VERSION")
+        if self.model and ":/" not in self.model:
+            raise UserError(f"--model must be an MLflow model URI such as models:/eee-ecg-II/1, not {self.model!r}")
         if not Path(self.input).exists():
             raise UserError(f"input not found: {self.input}")
         if not self.output:
@@ -193,6 +197,39 @@ def download_checkpoint(run_id: str, workdir: str | Path) -> Checkpoint:
     with tempfile.TemporaryDirectory() as tmp:
         local = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=folder, dst_path=tmp)
         return read_checkpoint(local)
+
+
+def download_model_checkpoint(model_uri: str, workdir: str | Path) -> Checkpoint:
+    """The checkpoint inside a logged pyfunc model (``eee_ray.serving``): ``models:/NAME/VERSION`` from the Model
+    Registry, ``models:/MODEL_ID`` or ``runs:/RUN/model``, from ``MLFLOW_TRACKING_URI`` or the store in
+    ``workdir``."""
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    from eee_ray.runtime import tracking_uri, use_tracking_uri
+    from eee_ray.serving import CHECKPOINT_ARTIFACT
+
+    use_tracking_uri(tracking_uri(workdir))
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            local = Path(mlflow.artifacts.download_artifacts(artifact_uri=model_uri, dst_path=tmp))
+        except MlflowException as e:
+            raise UserError(f"cannot read MLflow model {model_uri}: {str(e).splitlines()[0]}") from None
+        folder = local / "artifacts" / CHECKPOINT_ARTIFACT
+        if not folder.is_dir():
+            raise UserError(f"MLflow model {model_uri} is not an eee_ray model (no artifacts/{CHECKPOINT_ARTIFACT}/)")
+        return read_checkpoint(folder)
+
+
+def load_checkpoint(cfg: InferenceConfig) -> Checkpoint:
+    """The checkpoint ``cfg`` names: a folder, an MLflow run's artifact or a logged (registered) MLflow model."""
+    from eee_ray.runtime import mlflow_dir
+
+    if cfg.checkpoint:
+        return read_checkpoint(cfg.checkpoint)
+    if cfg.model:
+        return download_model_checkpoint(cfg.model, mlflow_dir(cfg.mlflow, cfg.output))
+    return download_checkpoint(cfg.run_id, mlflow_dir(cfg.mlflow, cfg.output))
 
 
 def build_model_from(ckpt: Checkpoint):
@@ -398,12 +435,11 @@ def run_inference(cfg: InferenceConfig) -> dict[str, Any]:
     import ray
 
     from eee_ray.io import atomic_write_text
-    from eee_ray.runtime import init_ray, mlflow_dir
+    from eee_ray.runtime import init_ray
 
     cfg.validate()
     inp = Path(cfg.input)
-    ckpt = (read_checkpoint(cfg.checkpoint) if cfg.checkpoint
-            else download_checkpoint(cfg.run_id, mlflow_dir(cfg.mlflow, cfg.output)))
+    ckpt = load_checkpoint(cfg)
     aggregate = cfg.aggregate or ckpt.meta.get("aggregate", "mean")
     if aggregate not in ("mean", "max"):
         raise UserError(f"aggregate must be mean or max, not {aggregate!r}")
@@ -433,6 +469,7 @@ def run_inference(cfg: InferenceConfig) -> dict[str, Any]:
                "skipped": {str(k): int(v) for k, v in reasons[reasons != ""].value_counts().items()},
                "model": ckpt.meta.get("model"), "strategy": ckpt.meta.get("strategy"), "leads": ckpt.leads,
                "label_names": ckpt.label_names, "aggregate": aggregate,
-               "source": cfg.run_id and f"mlflow run {cfg.run_id}" or str(Path(cfg.checkpoint).resolve())}
+               "source": (cfg.model and f"mlflow model {cfg.model}" or cfg.run_id and f"mlflow run {cfg.run_id}"
+                          or str(Path(cfg.checkpoint).resolve()))}
     atomic_write_text(out_dir / SUMMARY_NAME, json.dumps(summary, indent=2))
     return summary

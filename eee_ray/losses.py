@@ -63,6 +63,14 @@ class LossConfig:
     w_pid: float = 1.0
     w_align: float = 1.0
     warmup_epochs: int = 0    # first epochs trained with plain InfoNCE instead of dual-margin (0 = the paper's recipe)
+    objective: str = "dual_margin"   # contrastive loss after the warm-up: dual_margin (the paper) | info_nce
+
+    def info_nce_at(self, epoch: int) -> bool:
+        """Whether epoch ``epoch`` (1-based) trains the contrastive terms with plain InfoNCE."""
+        return self.objective == "info_nce" or epoch <= self.warmup_epochs
+
+
+OBJECTIVES = ("dual_margin", "info_nce")
 
 
 CONTRASTIVE_TERMS = ("token", "sid", "pid")

@@ -26,14 +26,17 @@ from typing import Any
 
 import torch
 
+from eee_ray import recipes
+from eee_ray.collapse import CollapseConfig, spread_metrics, spread_summary, verdict
 from eee_ray.config import MlflowConfig, flat_params, from_dict, load_yaml, save, to_dict
 from eee_ray.echo_features import (attach_study_mates, embed_echo, feature_stats, init_model, pick_mates,
                                    standardize_features)
 from eee_ray import faults
 from eee_ray.errors import UserError
 from eee_ray.io import atomic_torch_save, atomic_write_text
-from eee_ray.losses import LossConfig, pretraining_losses, weighted_total
+from eee_ray.losses import OBJECTIVES, LossConfig, pretraining_losses, weighted_total
 from eee_ray.models.ecg_encoder import save_pretrained
+from eee_ray.models.echo_encoder import PIXEL_NORMS
 from eee_ray.models.eee import EEEModel, ModelConfig, preset
 from eee_ray.pairs import NORMALIZATION, Collate, PairsConfig, echo_input, misalign, stream_pairs
 from eee_ray.retrieval import embed, plot_retrieval, recall_curve, retrieval_metrics
@@ -53,8 +56,10 @@ HELDOUT_CACHE_BYTES = 256 * 2**20   # a held-out set up to this size stays in ra
 
 @dataclass
 class PretrainConfig:
-    """Everything one pretraining run depends on (defaults of docs/contract.md: Pairs, Model, Loss)."""
+    """Everything one pretraining run depends on. The defaults are the ``default`` recipe (eee_ray/recipes.py);
+    ``recipes.pretrain_config(name, ...)`` starts from another one."""
 
+    recipe: str = "default"             # the named recipe the fields started from (eee_ray/recipes.py)
     clips: str = ""                     # ingest output (the folder holding clips/, or clips/ itself)
     output: str = ""                    # checkpoints, ecg_encoder.pt, metrics.json, retrieval.png
     epochs: int = 10
@@ -64,7 +69,7 @@ class PretrainConfig:
     lr: float = 1e-3
     weight_decay: float = 0.05
     grad_clip: float = 1.0
-    batch_size: int = 16                # per worker; the contrastive matrix spans workers x batch_size clips
+    batch_size: int = 8                 # per worker; the contrastive matrix spans workers x batch_size clips
     seed: int = 0
     p_shift: float = 0.3                # share of samples whose ECG is shifted against the echo (M_shift = 1)
     heldout_fraction: float = 0.25      # share of patients held out for retrieval
@@ -75,12 +80,15 @@ class PretrainConfig:
     #                                     another clip of its study (needs echo_tower locked); see echo_features.py
     max_mates: int = 8                  # study-level positives: other clips of the study kept per clip
     echo_features: str = "standardized"  # locked tower: standardized per dimension (training clips' stats) | raw
-    loss: LossConfig = field(default_factory=LossConfig)
+    pixel_norm: str = "clip"            # echo input scaling: clip (each sub-clip standardised) | fixed (earlier)
+    cls_position: bool = False          # add position 0 of the sinusoid table to the [CLS] (earlier behaviour)
+    loss: LossConfig = field(default_factory=lambda: LossConfig(objective="info_nce"))
     pairs: PairsConfig = field(default_factory=PairsConfig)
     use_gpu: bool = False               # one GPU per worker, NCCL; else gloo on CPU
     cpus_per_worker: float = 0.0        # 0 = auto: 1, or less so that all workers fit beside one free CPU
     max_failures: int = 3               # worker-group restarts from the last checkpoint
     mlflow: MlflowConfig = field(default_factory=MlflowConfig)
+    collapse: CollapseConfig = field(default_factory=CollapseConfig)
 
     def validate(self) -> None:
         """Every setting checked before Ray starts; an unsupported combination is one line."""
@@ -103,7 +111,13 @@ class PretrainConfig:
                   (self.echo_features == "standardized" or self.echo_tower == "locked",
                    "raw echo features (--echo-features raw) need echo_tower locked: a trained tower has no fixed "
                    "features"),
-                  (self.max_mates >= 1, "max_mates must be >= 1")]
+                  (self.max_mates >= 1, "max_mates must be >= 1"),
+                  (self.pixel_norm in PIXEL_NORMS,
+                   f"pixel_norm must be one of {', '.join(PIXEL_NORMS)}, not {self.pixel_norm!r}"),
+                  (self.loss.objective in OBJECTIVES,
+                   f"loss.objective must be one of {', '.join(OBJECTIVES)}, not {self.loss.objective!r}"),
+                  (self.loss.warmup_epochs >= 0, "loss.warmup_epochs must be >= 0")]
+        recipes.check(self.recipe)
         for ok, msg in checks:
             if not ok:
                 raise UserError(msg)
@@ -116,7 +130,7 @@ def model_config(cfg: PretrainConfig) -> ModelConfig:
     """The preset, with the input geometry taken from the pairs config."""
     p = cfg.pairs
     return preset(cfg.preset, token_len=p.token_len, max_tokens=p.max_tokens, frames=p.frames_per_token,
-                  image_size=p.image_size)
+                  image_size=p.image_size, pixel_norm=cfg.pixel_norm, cls_position=cfg.cls_position)
 
 
 # ----------------------------------------------------------------------------------------------- worker side
@@ -248,7 +262,7 @@ def train_loop(loop: dict[str, Any]) -> None:
                 out["echo_cls"] = pick_mates(b["echo_mates"], b["n_mates"], gen).to(device)
             terms = pretraining_losses(out, pad, m_shift.to(device), b["study_id"].to(device),
                                        b["subject_id"].to(device), cfg.loss, gather,
-                                       warmup=epoch <= cfg.loss.warmup_epochs)
+                                       warmup=cfg.loss.info_nce_at(epoch))
             opt.zero_grad(set_to_none=True)
             weighted_total(terms, cfg.loss, contrastive_scale=world).backward()
             torch.nn.utils.clip_grad_norm_(ddp.parameters(), cfg.grad_clip)
@@ -268,10 +282,11 @@ def train_loop(loop: dict[str, Any]) -> None:
             if rank == 0:
                 emb = embed(model, heldout.batches(), device)
                 metrics.update(retrieval_metrics(emb["ecg"], emb["echo"]))
+                metrics.update(spread_metrics(emb))
                 history.append(metrics)
                 _log_mlflow(client, loop["run_id"], {k: v for k, v in metrics.items() if k != "epoch"}, epoch)
-                log.info("epoch %d/%d  loss %.4f  held-out %s", epoch, cfg.epochs, metrics["loss_total"],
-                         retrieval_summary(metrics))
+                log.info("epoch %d/%d  loss %.4f  held-out %s; %s", epoch, cfg.epochs, metrics["loss_total"],
+                         retrieval_summary(metrics), spread_summary(history))
                 atomic_torch_save({"model": model.state_dict(), "optimizer": opt.state_dict(), "config": loop["cfg"],
                                    "model_config": loop["model"], "epoch": epoch, "history": history,
                                    "resumed_at": resumed_at}, Path(tmp) / CHECKPOINT_FILE)
@@ -295,6 +310,7 @@ def _mlflow_run(cfg: PretrainConfig, output: Path, params: dict[str, Any]) -> tu
     from mlflow.tracking import MlflowClient
 
     from eee_ray.runtime import setup_mlflow
+    from eee_ray.tracking import run_tags
 
     uri, exp_id = setup_mlflow(cfg.mlflow, output, EXPERIMENT)
     client = MlflowClient(uri)
@@ -303,17 +319,39 @@ def _mlflow_run(cfg: PretrainConfig, output: Path, params: dict[str, Any]) -> tu
         run_id = json.loads(record.read_text())["run_id"]
         client.update_run(run_id, status="RUNNING")
         return uri, run_id
-    run = client.create_run(exp_id, run_name=f"pretrain-{output.name}")
+    run = client.create_run(exp_id, run_name=f"pretrain-{output.name}",
+                            tags=run_tags("pretrain", "eee-ray pretrain", preset=cfg.preset, echo_tower=cfg.echo_tower))
     for k, v in params.items():
         client.log_param(run.info.run_id, k, v)
     atomic_write_text(record, json.dumps({"run_id": run.info.run_id, "tracking_uri": uri}, indent=2))
     return uri, run.info.run_id
 
 
+def _log_clips_input(cfg: PretrainConfig, uri: str, run_id: str, n_train: int, n_held: int,
+                     held_patients: list) -> None:
+    """The ingested clips this run trains on, as the run's MLflow dataset input (digest of the Parquet listing)."""
+    from mlflow.tracking import MlflowClient
+
+    from eee_ray.tracking import log_dataset, parquet_listing
+
+    clips = Path(cfg.clips) / "clips" if (Path(cfg.clips) / "clips").is_dir() else Path(cfg.clips)
+    log_dataset(MlflowClient(uri), run_id, parquet_listing(clips), "echo-ecg-clips", str(clips), "training",
+                {"train_clips": n_train, "heldout_clips": n_held, "heldout_patients": len(held_patients)})
+
+
 def _check_resume_settings(cfg: PretrainConfig, before: dict[str, Any]) -> None:
-    """A resumed run keeps the echo settings of its checkpoint: a locked tower's optimizer holds fewer parameters,
-    and the [CLS] positives and the echo features define what the run learns."""
+    """A resumed run keeps its recipe, its model inputs and its echo settings: a locked tower's optimizer holds fewer
+    parameters, and the recipe, the [CLS] positives and the echo features define what the run learns."""
     before = dict(before)
+    if "recipe" in before and cfg.recipe != before["recipe"]:   # runs saved before recipes existed: no name to keep
+        raise UserError(f"this run was trained with recipe {before['recipe']}; resume it with the same recipe "
+                        f"(--recipe {before['recipe']})")
+    # a run saved before the model-input fields existed used the earlier scaling and [CLS] positions
+    for name, earlier in (("pixel_norm", "fixed"), ("cls_position", True)):
+        was = before.get(name, earlier)
+        if getattr(cfg, name) != was:
+            raise UserError(f"this run was trained with {name} {was}; resume it with the same setting "
+                            f"({name}: {was} in the --config file)")
     if before.get("echo_tower") == "frozen":  # configs saved by the previous release
         before["echo_tower"] = "locked"
     if "echo_standardize" in before:
@@ -377,6 +415,7 @@ def run_pretrain(cfg: PretrainConfig) -> dict[str, Any]:
     cpus = cfg.cpus_per_worker or _auto_cpus(cfg.workers)
     uri, run_id = _mlflow_run(cfg, output, {**flat_params(cfg), **{f"model.{k}": v for k, v in flat_params(mcfg).items()},
                                             "train_clips": n_train, "heldout_clips": n_held})
+    _log_clips_input(cfg, uri, run_id, n_train, n_held, held_patients)
     log.info("pretraining %s on %d train / %d held-out clips, %d worker(s) x %.2f CPU, batch %d/worker, MLflow run %s",
              cfg.preset, n_train, n_held, cfg.workers, cpus, batch_size, run_id)
 
@@ -420,13 +459,25 @@ def _finish(cfg: PretrainConfig, output: Path, mcfg: ModelConfig, state: dict[st
     final = retrieval_metrics(emb["ecg"], emb["echo"])
     history = state["history"]
     figure = plot_retrieval(recall_curve(emb["ecg"], emb["echo"]), history, output / "retrieval.png")
+    final.update(spread_metrics(emb))
+    # clip-level retrieval is what the [CLS] terms train only with clip positives; study positives pair a clip's
+    # ECG with its study mates' echo, so its own echo need not rank first
+    reason = verdict(final, judge_retrieval=state["epoch"] > cfg.loss.warmup_epochs and cfg.cls_positive == "clip",
+                     cfg=cfg.collapse)
+    message = (f"COLLAPSED: {reason}. The encoder did not learn; see docs/pretraining.md (recipe {cfg.recipe})"
+               if reason else "")
     metrics: dict[str, Any] = {
-        **final, "heldout_clips": len(emb["ecg"]), "train_clips": n_train, "epochs": state["epoch"],
+        **final, "collapsed": bool(reason), "collapse_reason": reason, "collapse_message": message,
+        "recipe": cfg.recipe,
+        "heldout_clips": len(emb["ecg"]), "train_clips": n_train, "epochs": state["epoch"],
         "heldout_patients": held_patients, "resumed_at": state["resumed_at"], "workers": cfg.workers,
         "preset": cfg.preset, "mlflow_run_id": run_id, "mlflow_tracking_uri": client.tracking_uri,
         **{f"loss_{k}": history[-1][f"loss_{k}"] for k in LOSS_KEYS}, "history": history,
     }
     atomic_write_text(output / "metrics.json", json.dumps(metrics, indent=2))
+    client.log_metric(run_id, "collapsed", float(bool(reason)))
+    if message:
+        log.warning(message)
     for path in (output / "ecg_encoder.pt", output / "checkpoints" / CHECKPOINT_FILE, figure,
                  output / "metrics.json", output / "config.yaml"):
         client.log_artifact(run_id, str(path))

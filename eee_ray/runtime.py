@@ -76,7 +76,10 @@ def use_tracking_uri(uri: str) -> None:
         os.environ["MLFLOW_TRACKING_URI"] = before
 
 
-EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}  # the UI opens on the runs table
+# The experiment type MLflow's UI reads from this tag (Databricks, MLflow < 3.5). MLflow 3.17's own UI ignores it: its
+# view follows the browser's "GenAI / Model training" switch, default GenAI, which the URL parameter of UI_URL sets.
+EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}
+UI_VIEW = "workflowType=machine_learning"  # the MLflow UI's model-training view (runs tables, not traces)
 
 
 def mlflow_dir(settings, output: str | Path) -> Path:
@@ -114,6 +117,11 @@ def setup_mlflow(settings, output: str | Path, default_experiment: str) -> tuple
 def mlflow_ui_command(uri: str) -> str:
     """The exact command a user runs to browse the runs (bound to loopback)."""
     return f"mlflow ui --backend-store-uri {uri} --host 127.0.0.1 --port 5000"
+
+
+def mlflow_ui_url(route: str = "/experiments", port: int = 5000) -> str:
+    """The address of a page of that UI in its model-training view."""
+    return f"http://127.0.0.1:{port}/#{route}?{UI_VIEW}"
 
 
 def setup_logging(verbose: bool = False) -> None:

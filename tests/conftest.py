@@ -71,3 +71,29 @@ def ingested_dir(synth_dir, ray_session, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("ingested")
     run_ingest(IngestConfig(input=str(synth_dir / "echo"), output=str(out)))
     return out
+
+
+TINY_BENCHMARK_ARGS = ["--dataset", "synthetic", "--preset", "tiny", "--epochs", "1", "--models", "xresnet1d50",
+                       "--leads", "II,all", "--max-records", "48"]
+
+
+@pytest.fixture(scope="session")
+def tiny_benchmark(synth_dir, ray_session, tmp_path_factory):
+    """One tiny benchmark through the CLI (xresnet1d50 x leads II and all, 1 epoch, 48 records) in its own work
+    folder, run once per session: ``(workdir, output folder, CLI stdout)``; the MLflow store is
+    ``workdir/mlflow.db``. Tests read it, never change it."""
+    import contextlib
+    import io
+
+    from eee_ray import cli
+
+    work = tmp_path_factory.mktemp("tinybench")
+    out = work / "bench"
+    (work / "c.yaml").write_text("n_bootstrap: 50\nbatch_size: 32\ncrops_per_record: 1\n")
+    stdout = io.StringIO()
+    with pytest.MonkeyPatch.context() as mp, contextlib.redirect_stdout(stdout):
+        mp.delenv("MLFLOW_TRACKING_URI", raising=False)
+        rc = cli.main(["benchmark", "--data", str(synth_dir), "--output", str(out), "--config", str(work / "c.yaml"),
+                       *TINY_BENCHMARK_ARGS])
+    assert rc == 0, stdout.getvalue()
+    return work, out, stdout.getvalue()

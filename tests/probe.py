@@ -4,8 +4,8 @@ A ridge regression on patient means of the [CLS] (the pretraining never saw the 
 patients and scored (R^2) on the held-out patients of the pretraining split, so neither the probe nor the encoder
 has seen the patients it is scored on. R^2 <= 0 means no usable information.
 
-``structure_world`` and ``structure_recipe`` are the synthetic data set and the pretraining recipe with which the
-ECG [CLS] learns wall thickness (tests/test_structure_probe.py, benchmarks/structure_probe.py, docs/pretraining.md).
+``structure_world`` is the synthetic data set on which the ``locked-study`` recipe (eee_ray/recipes.py) puts wall
+thickness into the ECG [CLS] (tests/test_structure_probe.py, benchmarks/structure_probe.py, docs/pretraining.md).
 """
 
 from __future__ import annotations
@@ -16,10 +16,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from eee_ray.losses import LossConfig
 from eee_ray.pairs import PairsConfig, collate
 
-PROBE_PAIRS = PairsConfig(image_size=64)
+PROBE_PAIRS = PairsConfig(image_size=64)   # the locked-study recipe's sub-clips
 
 
 def structure_world(seed: int = 0, patients: int = 160, strength: float = 2.0) -> dict[str, Any]:
@@ -30,14 +29,6 @@ def structure_world(seed: int = 0, patients: int = 160, strength: float = 2.0) -
                  cines_max=4, rows=240, cols=320, frames_min=60, frames_max=100, ecg_records_min=1,
                  ecg_records_max=1, defect_fraction=0.0, ecg_latent_strength=strength)
     return {"synth": synth, "ingest": dict(echo_size=PROBE_PAIRS.image_size, batch_files=16)}
-
-
-def structure_recipe(epochs: int = 40, **overrides: Any) -> dict[str, Any]:
-    """PretrainConfig fields of the recipe that learns structure here: the echo tower locked and its features
-    standardised, [CLS] positives from another clip of the same study, [CLS] terms only (no token or alignment term,
-    so no shifted samples), plain InfoNCE throughout, batch 64."""
-    return dict(epochs=epochs, batch_size=64, pairs=PROBE_PAIRS, echo_tower="locked", cls_positive="study",
-                p_shift=0.0, loss=LossConfig(w_token=0.0, w_align=0.0, warmup_epochs=epochs), **overrides)
 
 
 @torch.no_grad()

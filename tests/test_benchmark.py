@@ -117,7 +117,9 @@ def test_runs_left_running_are_closed(tmp_path, monkeypatch):
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     uri, exp = setup_mlflow(MlflowConfig(dir=str(tmp_path)), tmp_path / "bench", "eee-benchmark")
     client = mlflow.MlflowClient(uri)
-    mine = client.create_run(exp, tags={"benchmark_id": "b1"}).info.run_id
-    other = client.create_run(exp, tags={"benchmark_id": "b2"}).info.run_id
+    parent = client.create_run(exp, tags={"benchmark_id": "b1", "kind": "benchmark"}).info.run_id
+    mine = client.create_run(exp, tags={"benchmark_id": "b1", "kind": "trial"}).info.run_id
+    other = client.create_run(exp, tags={"benchmark_id": "b2", "kind": "trial"}).info.run_id
     assert close_running_runs(uri, exp, "b1") == 1
     assert client.get_run(mine).info.status == "KILLED" and client.get_run(other).info.status == "RUNNING"
+    assert client.get_run(parent).info.status == "RUNNING"  # the benchmark's own run is closed by the driver

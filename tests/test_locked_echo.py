@@ -16,6 +16,7 @@ from eee_ray.echo_features import (attach_study_mates, embed_echo, feature_stats
 from eee_ray.errors import UserError
 from eee_ray.pairs import TRAIN_COLUMNS, PairsConfig, build_pairs, collate
 from eee_ray.pretrain import PretrainConfig, model_config, run_pretrain
+from eee_ray.recipes import pretrain_config
 
 PAIRS = PairsConfig(image_size=32, max_tokens=4)
 
@@ -30,7 +31,7 @@ def pairs(ingested_dir):
 @pytest.fixture(scope="module")
 def locked(pairs):
     """The seeded model and the pairs embedded once by its locked echo tower."""
-    model = init_model(model_config(PretrainConfig(pairs=PAIRS)), seed=3)
+    model = init_model(model_config(pretrain_config("locked-study", pairs=PAIRS)), seed=3)   # as that recipe runs it
     return model, embed_echo(pairs, model).materialize()
 
 
@@ -58,7 +59,7 @@ def test_standardised_features_have_zero_mean_and_unit_std(locked):
     cls = np.stack([r["echo_cls"] for r in rows]).astype(np.float64)
     tok = np.concatenate([r["echo_tok"] for r in rows]).astype(np.float64)
     unit = cls / np.linalg.norm(cls, axis=1, keepdims=True)
-    assert (unit @ unit.T).min() > 0.9   # the raw features: all clips nearly parallel
+    assert (unit @ unit.T).min() > 0.9   # the raw features (the recipe's earlier input scaling): nearly parallel
     stats = feature_stats(feats)
     for name, x in (("cls", cls), ("tok", tok)):
         assert np.allclose(stats[f"{name}_mean"], x.mean(0), atol=1e-5)

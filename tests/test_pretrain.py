@@ -1,6 +1,5 @@
-"""End-to-end pretraining on the synthetic data set (synth -> ingest -> pretrain): it learns cross-modal retrieval far
-above chance, it survives a worker
-dying mid-run, it resumes, and its outputs (ecg_encoder.pt, metrics.json, MLflow run) are what later stages read."""
+"""End-to-end pretraining on the synthetic data set (synth -> ingest -> pretrain): with its defaults it learns
+cross-modal retrieval far above chance, it survives a worker dying mid-run, it resumes, and its outputs (ecg_encoder.pt, metrics.json, MLflow run) are what later stages read."""
 
 from __future__ import annotations
 
@@ -13,18 +12,22 @@ import pytest
 import torch
 
 from eee_ray.cli import main
-from eee_ray.demo import DEMO_PRETRAIN_EPOCHS
 from eee_ray.errors import UserError
 from eee_ray.faults import injected
-from eee_ray.losses import LossConfig
 from eee_ray.pairs import PairsConfig
 from eee_ray.pretrain import FAILURE_MARKER, PretrainConfig, run_pretrain
+from eee_ray.recipes import pretrain_config
 
-# The learning recipe (also the demo's): 64 px sub-clips, batch 8, plain InfoNCE for the first half, then the paper's
-# dual-margin loss. Its data set: 60 synthetic patients, two 2-3.5 s cines each, small frames (ingest in seconds).
-LEARN = dict(epochs=DEMO_PRETRAIN_EPOCHS, batch_size=8, lr=1e-3, seed=0,
-             loss=LossConfig(warmup_epochs=DEMO_PRETRAIN_EPOCHS // 2))
+# The defaults (the default recipe, 10 epochs), with 64 px sub-clips to keep the test short (the 112 px default is
+# measured by benchmarks/pretrain_defaults.py). Its data set, seen by no tuning: 60 synthetic patients, two 2-3.5 s
+# cines each, small frames (ingest in seconds).
+LEARN = dict(epochs=10, seed=0)
 IMAGE = 64
+# What the defaults reach in every measured run, both ways (docs/results.md): p = 0.0005, and a mean rank of the true
+# match of 0.32-0.63 x chance on this test's world (three runs) and 0.45-0.66 x chance on four fresh 30-patient sets.
+# Asserted: p below 0.01 and a mean rank below 0.75 x chance. Recall@1 >= 3 x chance holds in 5 of 6 directions here
+# and 5 of 8 on the 30-patient sets, so it is printed, not asserted.
+MAX_P, MAX_RANK_OVER_CHANCE = 0.01, 0.75
 LEARN_SYNTH = dict(seed=0, patients=60, ecg_patients=60, studies_min=1, studies_max=1, cines_min=2, cines_max=2,
                    rows=240, cols=320, frames_min=60, frames_max=100, ecg_records_min=1, ecg_records_max=1,
                    defect_fraction=0.0)
@@ -54,9 +57,11 @@ def test_cli_errors_are_one_line(tmp_path, capsys):
 
 @pytest.mark.slow
 def test_pretraining_learns_cross_modal_retrieval(learning_set, tmp_path):
-    """After a short CPU pretraining, held-out ECG->echo and echo->ECG retrieval is far above
-    chance (permutation test on the mean rank of the true match), while the same architecture at random init is not.
-    (tests/test_structure_probe.py asserts what the ECG [CLS] learns of the echo structure, with its own recipe.)"""
+    """With every option at its default (recipe ``default``), a short CPU pretraining ranks the true held-out match
+    far above chance in both directions (permutation p < 0.01, mean rank < 0.75 x chance) and is not flagged as
+    collapsed, while the same architecture at random init ranks like chance. Measured spread: docs/results.md (this
+    test's world and seeds, and benchmarks/pretrain_defaults.py over fresh seeds). tests/test_structure_probe.py
+    asserts what the ECG [CLS] learns of the echo structure, with the locked-study recipe."""
     import mlflow
 
     from eee_ray.models.eee import EEEModel
@@ -65,23 +70,23 @@ def test_pretraining_learns_cross_modal_retrieval(learning_set, tmp_path):
     from eee_ray.retrieval import embed, retrieval_metrics, summary
 
     out = tmp_path / "pretrain"
-    cfg = PretrainConfig(clips=str(learning_set / "ingest"), output=str(out), pairs=PairsConfig(image_size=IMAGE),
-                         **LEARN)
+    cfg = pretrain_config("default", clips=str(learning_set / "ingest"), output=str(out),
+                          pairs={"image_size": IMAGE}, **LEARN)
     m = run_pretrain(cfg)
     on_disk = json.loads((out / "metrics.json").read_text())
     for key in ("ecg2echo_r1", "echo2ecg_r1", "chance_r1", "epochs", "train_clips", "heldout_clips", "loss_total",
                 "loss_token", "loss_sid", "loss_pid", "loss_align", "ecg2echo_mean_rank", "chance_mean_rank",
-                "ecg2echo_p", "echo2ecg_p"):
+                "ecg2echo_p", "echo2ecg_p", "collapsed", "ecg_mean_cos", "echo_mean_cos", "ecg_erank", "echo_erank"):
         assert key in on_disk
     assert m["epochs"] == LEARN["epochs"] and m["chance_r1"] == pytest.approx(1 / m["heldout_clips"])
     assert len(m["history"]) == LEARN["epochs"] and all(np.isfinite(h["loss_total"]) for h in m["history"])
     print(f"pretrained: held-out {summary(m)}")
 
-    # (a) both directions far above chance: p is the smallest a 2000-permutation test can give, and the true match
-    # ranks on average in the best third of the held-out clips (chance: the middle)
     for d in ("ecg2echo", "echo2ecg"):
-        assert m[f"{d}_p"] < 1e-3, summary(m)
-        assert m[f"{d}_mean_rank"] < 0.67 * m["chance_mean_rank"], summary(m)
+        assert m[f"{d}_p"] < MAX_P, summary(m)
+        assert m[f"{d}_mean_rank"] < MAX_RANK_OVER_CHANCE * m["chance_mean_rank"], summary(m)
+        print(f"{d} Recall@1 = {m[f'{d}_r1'] / m['chance_r1']:.1f} x chance")
+    assert m["collapsed"] is False and m["recipe"] == "default", m["collapse_reason"]
     # control: the same architecture untrained, on the same held-out clips, ranks the true match like chance (its p
     # is no measure here: an untrained echo tower maps every clip to nearly one point, so every pairing has almost the
     # same mean rank and the permutation null is degenerate)

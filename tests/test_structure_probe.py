@@ -1,10 +1,10 @@
 """Pretraining puts echo structure into the frozen ECG embedding.
 
 The real chain (synth -> ingest -> ``run_pretrain`` under Ray Train) on a synthetic world where the ECG carries a
-patient's wall thickness weakly (``ecg_latent_strength`` 2), with the recipe that learns it here: a locked echo tower
+patient's wall thickness weakly (``ecg_latent_strength`` 2), with the ``locked-study`` recipe: a locked echo tower
 whose features are standardised, study-level [CLS] positives, [CLS] terms only (docs/pretraining.md, "What it
-learns"). A ridge probe on the frozen ECG [CLS] (patient means, fitted on the training patients) predicts the
-held-out patients' wall thickness clearly better than the same probe on the encoder's own random init.
+learns"). A ridge probe on the frozen ECG [CLS] (patient means, fitted on the training patients) predicts the held-out
+patients' wall thickness clearly better than the same probe on the encoder's own random init.
 """
 
 from __future__ import annotations
@@ -15,8 +15,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from eee_ray.pretrain import PretrainConfig, run_pretrain
-from probe import PROBE_PAIRS, heldout_r2, pretrained_and_init, structure_recipe, structure_world
+from eee_ray.pretrain import run_pretrain
+from eee_ray.recipes import pretrain_config
+from probe import PROBE_PAIRS, heldout_r2, pretrained_and_init, structure_world
 from eee_ray.synth.labels import LATENTS
 
 EPOCHS = 40
@@ -40,8 +41,8 @@ def test_pretrained_ecg_embedding_predicts_wall_thickness_better_than_its_init(p
     from eee_ray.pairs import build_pairs
 
     out = tmp_path / "pretrain"
-    m = run_pretrain(PretrainConfig(clips=str(probe_set / "ingest"), output=str(out), seed=0,
-                                    **structure_recipe(EPOCHS)))
+    m = run_pretrain(pretrain_config("locked-study", clips=str(probe_set / "ingest"), output=str(out), seed=0,
+                                     epochs=EPOCHS))
     assert m["epochs"] == EPOCHS and len(m["heldout_patients"]) == 40
 
     samples = build_pairs(read_clips(probe_set / "ingest"), PROBE_PAIRS, echo=False).take_all()

@@ -50,7 +50,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from eee_ray.config import resolve_cli
     from eee_ray.downstream import BenchmarkConfig, run_benchmark
-    from eee_ray.runtime import mlflow_ui_command
+    from eee_ray.runtime import mlflow_ui_command, mlflow_ui_url
 
     cfg = resolve_cli(BenchmarkConfig, args)
     results = run_benchmark(cfg)
@@ -59,7 +59,9 @@ def run(args: argparse.Namespace) -> int:
     print(results.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
     print(f"\n{len(results)} trial(s) done, {summary['skipped']} record(s) skipped (see {out / 'skipped.csv'})")
     print(f"tables: {out / 'results.csv'}, {out / 'results.md'}, {out / 'per_label_auroc.csv'}")
-    print(f"MLflow: {mlflow_ui_command(summary['tracking_uri'])}")
+    print(f"MLflow: {mlflow_ui_command(summary['tracking_uri'])}   (then open {mlflow_ui_url()})")
+    for r in summary.get("registered_models", []):
+        print(f"registered {r['uri']}: {r['model']} ({r['strategy']}), test macro AUROC {r.get('test_macro_auroc', '-')}")
     if summary["failed"]:
         failed = [n for n in summary["notes"] if n.startswith("trial ")]
         print(f"eee-ray benchmark: error: {summary['failed']} of {summary['trials']} trial(s) failed "

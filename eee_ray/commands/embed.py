@@ -19,6 +19,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     model.add_argument("--checkpoint", help="checkpoint folder with model.pt and meta.json (a benchmark trial folder)")
     model.add_argument("--run-id", dest="run_id", help="MLflow run whose checkpoint/ artifact holds the model "
                                                        "(looked up in the store of --mlflow-dir)")
+    model.add_argument("--model", help="logged MLflow model, e.g. models:/eee-ecg-II/1 from the Model Registry "
+                                       "(looked up in the store of --mlflow-dir)")
     parser.add_argument("--aggregate", choices=("mean", "max"),
                         help="how window scores are combined per record (default: the checkpoint's)")
     parser.add_argument("--batch-size", dest="batch_size", type=int, help="records per model call (default 32)")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 from eee_ray.config import DeprecatedAlias, add_common_arguments
 
@@ -10,7 +11,13 @@ from eee_ray.config import DeprecatedAlias, add_common_arguments
 def add_arguments(p: argparse.ArgumentParser) -> None:
     from eee_ray.pretrain import EXPERIMENT, PretrainConfig
 
-    p.argument_default = argparse.SUPPRESS  # an option not given leaves the YAML/dataclass value
+    from eee_ray.recipes import RECIPES
+
+    p.argument_default = argparse.SUPPRESS  # an option not given leaves the YAML/recipe/dataclass value
+    p.add_argument("--recipe", choices=list(RECIPES),
+                   help="named recipe the other options start from: default (plain InfoNCE; learns from a random "
+                        "start), paper (the paper's dual-margin loss from step 1), locked-study (locked echo tower, study positives; "
+                        "puts wall thickness into the ECG embedding); see docs/pretraining.md")
     p.add_argument("--clips", help="ingest output folder (holding clips/) or the clips/ folder itself")
     p.add_argument("--output", help="folder for checkpoints, ecg_encoder.pt, metrics.json, retrieval.png")
     p.add_argument("--epochs", type=int, help="training epochs (default 10)")
@@ -18,7 +25,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--preset", choices=["tiny", "paper"], help="model size: tiny (CPU) or paper (GPU) (default tiny)")
     p.add_argument("--resume", action="store_true",
                    help="continue the run already in --output from its last checkpoint")
-    p.add_argument("--batch-size", dest="batch_size", type=int, help="clips per worker and step (default 16)")
+    p.add_argument("--batch-size", dest="batch_size", type=int,
+                   help="clips per worker and step (default: the recipe's; 8)")
     p.add_argument("--lr", type=float, help="AdamW learning rate (default 1e-3)")
     p.add_argument("--seed", type=int, help="seed of the patient split, shifts and initialisation (default 0)")
     p.add_argument("--gpu", dest="use_gpu", action="store_true", help="one GPU per worker (NCCL)")
@@ -42,14 +50,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from eee_ray.config import resolve_cli
-    from eee_ray.pretrain import PretrainConfig, run_pretrain
+    from eee_ray.pretrain import run_pretrain
+    from eee_ray.recipes import resolve_cli_recipe
     from eee_ray.retrieval import summary
     from eee_ray.runtime import mlflow_ui_command
 
-    cfg = resolve_cli(PretrainConfig, args)
+    cfg = resolve_cli_recipe(args)
     m = run_pretrain(cfg)
-    print(f"pretrained {m['epochs']} epochs on {m['train_clips']} clips; held-out {summary(m)}")
+    print(f"pretrained {m['epochs']} epochs ({m['recipe']} recipe) on {m['train_clips']} clips; held-out {summary(m)}")
     print(f"encoder: {cfg.output}/ecg_encoder.pt  metrics: {cfg.output}/metrics.json")
     print(f"MLflow run {m['mlflow_run_id']}: {mlflow_ui_command(m['mlflow_tracking_uri'])}")
+    if m["collapsed"]:
+        print(f"eee-ray pretrain: warning: {m['collapse_message']}", file=sys.stderr)
     return 0

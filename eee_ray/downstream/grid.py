@@ -2,9 +2,13 @@
 
 The records are prepared once by one Ray Data pass into an on-disk prepared-signal store (``prepare.py``; reused
 while the inputs and settings are unchanged); every trial opens the store by path and reads its rows from
-memory-mapped shards, so neither the driver nor the object store holds the signals. Each trial trains its model itself (1 CPU, torch threads = 1; ``train.py``) and is one
-MLflow run. The driver then writes ``results.csv`` / ``results.md`` / ``per_label_auroc.csv`` / ``skipped.csv``
+memory-mapped shards, so neither the driver nor the object store holds the signals. Each trial trains its model
+itself (1 CPU, torch threads = 1; ``train.py``) and is one MLflow run. The driver then writes ``results.csv`` / ``results.md`` / ``per_label_auroc.csv`` / ``skipped.csv``
 (``report.py``) and logs them to a summary MLflow run.
+
+In MLflow a benchmark is one parent run (``benchmark-<id>``) with the trials, the summary and a later analysis as
+its children; the parent carries the headline metrics (best test macro AUROC per lead configuration), and the best
+trial of each lead configuration is registered as a new version of the model ``eee-ecg-<leads>``.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ import pandas as pd
 from eee_ray.config import save
 from eee_ray.downstream.config import EXPERIMENT, MODEL_STRATEGIES, BenchmarkConfig
 from eee_ray.downstream.report import collect_results, results_markdown
-from eee_ray.downstream.train import tune_trainable
+from eee_ray.downstream.train import log_split_datasets, tune_trainable
 from eee_ray.ecgdata.labels import load_mapping, shared_labels_dir
 from eee_ray.ecgdata.mimic import find_root, read_mimic
 from eee_ray.ecgdata.ptbxl import read_ptbxl
@@ -28,6 +32,8 @@ from eee_ray.downstream.prepare import PreparedData, prepare_store
 from eee_ray.ecgdata.records import CANONICAL_LEADS, lead_names
 from eee_ray.errors import UserError
 from eee_ray.io import atomic_write, atomic_write_text
+from eee_ray.serving import register_best
+from eee_ray.tracking import run_tags
 
 log = logging.getLogger(__name__)
 
@@ -81,7 +87,7 @@ def close_running_runs(tracking_uri: str, experiment_id: str, benchmark_id: str)
 
     client = mlflow.MlflowClient(tracking_uri)
     runs = client.search_runs([experiment_id], filter_string=f"tags.benchmark_id = '{benchmark_id}' and "
-                                                             "attributes.status = 'RUNNING'")
+                                                             "tags.kind = 'trial' and attributes.status = 'RUNNING'")
     for r in runs:
         client.set_terminated(r.info.run_id, "KILLED")
     return len(runs)
@@ -90,7 +96,6 @@ def close_running_runs(tracking_uri: str, experiment_id: str, benchmark_id: str)
 def run_benchmark(cfg: BenchmarkConfig) -> pd.DataFrame:
     """Build the data set once, run the Tune grid, write and log the tables; returns results.csv's contents."""
     import mlflow
-    from ray import tune
 
     from eee_ray.runtime import init_ray, setup_mlflow
 
@@ -122,8 +127,33 @@ def run_benchmark(cfg: BenchmarkConfig) -> pd.DataFrame:
         log.info(n)
     log.info("benchmark %s: %d trials, data %s", benchmark_id, len(grid), data.summary())
 
-    trainable = tune.with_parameters(tune_trainable, store=store.root, label_names=data.label_names, cfg=cfg, tracking_uri=uri, experiment_id=exp_id,
-                                     benchmark_id=benchmark_id)
+    client = mlflow.MlflowClient(uri)
+    parent = client.create_run(exp_id, run_name=f"benchmark-{benchmark_id}", tags=run_tags(
+        "benchmark", "eee-ray benchmark", benchmark_id=benchmark_id, dataset=cfg.dataset, preset=cfg.preset,
+        models=",".join(sorted({c["model"] for c in grid})), leads=",".join(cfg.leads),
+        label_fraction=getattr(cfg, "label_fraction", None))).info.run_id
+    try:
+        return _run_grid(cfg, grid, notes, data, out, uri, exp_id, benchmark_id, parent)
+    except BaseException:
+        client.set_terminated(parent, "FAILED")
+        raise
+
+
+def _run_grid(cfg: BenchmarkConfig, grid: list[dict[str, str]], notes: list[str], data, out: Path, uri: str,
+              exp_id: str, benchmark_id: str, parent: str) -> pd.DataFrame:
+    """The Tune grid, the tables and the registry, under the benchmark's parent run ``parent``."""
+    import mlflow
+    from ray import tune
+
+    client = mlflow.MlflowClient(uri)
+    for k, v in {"dataset": cfg.dataset, "data": cfg.data, "preset": cfg.preset, "epochs": cfg.epochs,
+                 "trials": len(grid), **{f"{k}": v for k, v in data.summary().items() if k != "positives"}}.items():
+        client.log_param(parent, k, v)
+    # the splits every trial reads, logged once here first: trials running at once then find them in the store
+    log_split_datasets(client, parent, data, cfg)
+    trainable = tune.with_parameters(tune_trainable, store=str(data.root), label_names=data.label_names, cfg=cfg,
+                                     tracking_uri=uri, experiment_id=exp_id, benchmark_id=benchmark_id,
+                                     parent_run_id=parent)
     tuner = tune.Tuner(
         tune.with_resources(trainable, {"cpu": cfg.cpus_per_trial, "gpu": cfg.gpus_per_trial}),
         param_space={"combo": tune.grid_search(grid)},
@@ -137,20 +167,49 @@ def run_benchmark(cfg: BenchmarkConfig) -> pd.DataFrame:
     notes += failed + ([f"{closed} MLflow run(s) left RUNNING were marked KILLED"] if closed else [])
 
     results, per_label = collect_results(out, grid)
+    registered = register_best(uri, trial_rows(out, grid), benchmark_id) if len(results) else []
+    for r in registered:
+        log.info("registered %s (%s, %s)", r["uri"], r["model"], r["strategy"])
     atomic_write(out / "results.csv", lambda p: results.to_csv(p, index=False))
     atomic_write(out / "per_label_auroc.csv", lambda p: per_label.to_csv(p, index=False))
     summary = {"benchmark_id": benchmark_id, "dataset": cfg.dataset, "n_labels": len(data.label_names),
                "label_names": data.label_names, **data.summary(), "trials": len(grid), "completed": len(results),
-               "failed": len(failed), "notes": notes, "tracking_uri": uri}
+               "failed": len(failed), "notes": notes, "tracking_uri": uri, "mlflow_run_id": parent,
+               "registered_models": registered}
     atomic_write_text(out / "results.md", results_markdown(results, summary))
     atomic_write_text(out / "summary.json", json.dumps(summary, indent=2, default=str))
-    with mlflow.start_run(experiment_id=exp_id, run_name=f"summary-{benchmark_id}",
-                          tags={"benchmark_id": benchmark_id, "kind": "summary"}):
-        mlflow.log_params({"dataset": cfg.dataset, "preset": cfg.preset, "epochs": cfg.epochs,
-                           "trials": len(grid), "records": len(data.record_ids), "skipped": len(data.skipped)})
-        for name in ("results.csv", "results.md", "per_label_auroc.csv", "skipped.csv", "config.yaml",
-                     "summary.json"):
-            mlflow.log_artifact(str(out / name))
+    summary_run = client.create_run(exp_id, run_name=f"summary-{benchmark_id}", tags=run_tags(
+        "summary", "eee-ray benchmark", parent, benchmark_id=benchmark_id)).info.run_id
+    for k, v in {"dataset": cfg.dataset, "preset": cfg.preset, "epochs": cfg.epochs, "trials": len(grid),
+                 "records": len(data.record_ids), "skipped": len(data.skipped)}.items():
+        client.log_param(summary_run, k, v)
+    for name in ("results.csv", "results.md", "per_label_auroc.csv", "skipped.csv", "config.yaml", "summary.json"):
+        client.log_artifact(summary_run, str(out / name))
+    client.set_terminated(summary_run, "FINISHED")
+    for k, v in headline_metrics(results).items():
+        client.log_metric(parent, k, v)
+    for k in ("results.md", "results.csv"):
+        client.log_artifact(parent, str(out / k))
+    client.set_terminated(parent, "FAILED" if failed and results.empty else "FINISHED")
     if failed and results.empty:
         raise RuntimeError("every benchmark trial failed:\n" + "\n".join(failed))
     return results
+
+
+def headline_metrics(results: pd.DataFrame) -> dict[str, float]:
+    """The parent run's sortable figures: the best test macro AUROC overall and per lead configuration."""
+    if results.empty:
+        return {}
+    out = {"test_macro_auroc": float(results["macro_auroc"].max()),
+           "test_micro_auroc": float(results["micro_auroc"].max()), "completed_trials": float(len(results))}
+    for lead, group in results.groupby("leads"):
+        out[f"test_macro_auroc_{lead}"] = float(group["macro_auroc"].max())
+    return {k: v for k, v in out.items() if pd.notna(v)}
+
+
+def trial_rows(out: Path, grid: list[dict[str, str]]) -> pd.DataFrame:
+    """Every finished trial's metrics.json (with its run id and logged model URI)."""
+    from eee_ray.downstream.config import trial_name
+
+    rows = [json.loads(p.read_text()) for c in grid if (p := out / "trials" / trial_name(c) / "metrics.json").is_file()]
+    return pd.DataFrame(rows)

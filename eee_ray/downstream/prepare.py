@@ -256,6 +256,7 @@ class PreparedData:
                 if lab in col:
                     self.labels[i, col[lab]] = 1
         self.record_ids = self.index["record_id"].to_numpy().astype(str)
+        self.patient_ids = self.index["patient_id"].to_numpy().astype(str)
         self.split = self.index["split"].to_numpy().astype(str)
 
     @property

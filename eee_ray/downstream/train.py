@@ -109,12 +109,43 @@ def _write_outputs(out: Path, model, combo: dict[str, str], leads: list[str], da
     atomic_write(out / "test_outputs.npz", write_npz)
 
 
+def trial_tags(combo: dict[str, str], cfg: BenchmarkConfig, benchmark_id: str, parent_run_id: str) -> dict[str, str]:
+    """What the runs table filters and groups a trial by: its benchmark (parent run), model, leads, strategy, and the
+    label fraction when the config has one."""
+    from eee_ray.tracking import run_tags
+
+    return run_tags("trial", "eee-ray benchmark", parent_run_id, benchmark_id=benchmark_id, **combo,
+                    dataset=cfg.dataset, preset=cfg.preset, label_fraction=getattr(cfg, "label_fraction", None))
+
+
+def log_split_datasets(client, run_id: str, data: ECGDataset | PreparedData, cfg: BenchmarkConfig) -> dict[str, tuple[str, str]]:
+    """The trial's train / val / test record listings as MLflow dataset inputs; returns split -> (name, digest)."""
+    import pandas as pd
+
+    from eee_ray.tracking import log_dataset
+
+    contexts = {"train": "training", "val": "validation", "test": "testing"}
+    out = {}
+    for split, context in contexts.items():
+        m = data.split == split
+        listing = pd.DataFrame({"record_id": data.record_ids[m].astype(str),
+                                "patient_id": data.patient_ids[m].astype(str)})
+        name = f"{cfg.dataset}-{split}"
+        counts = {"records": int(m.sum()), "patients": int(listing["patient_id"].nunique()),
+                  "labels": len(data.label_names), "positives": int(data.labels[m].sum())}
+        out[split] = (name, log_dataset(client, run_id, listing, name, cfg.data, context, counts))
+    return out
+
+
 def run_trial(combo: dict[str, str], data: ECGDataset | PreparedData, cfg: BenchmarkConfig, tracking_uri: str, experiment_id: str,
-              benchmark_id: str, report: Callable[[dict[str, float]], None] = lambda m: None) -> dict[str, Any]:
-    """Train, select on val, test, write the trial folder; one MLflow run that is always closed."""
+              benchmark_id: str, report: Callable[[dict[str, float]], None] = lambda m: None,
+              parent_run_id: str = "") -> dict[str, Any]:
+    """Train, select on val, test, write the trial folder, log it as a pyfunc model; one MLflow run (a child of the
+    benchmark's run) that is always closed."""
     import mlflow
     import torch
 
+    from eee_ray import serving
     from eee_ray.runtime import use_tracking_uri
 
     torch.set_num_threads(1)
@@ -125,10 +156,10 @@ def run_trial(combo: dict[str, str], data: ECGDataset | PreparedData, cfg: Bench
     leads = lead_names(combo["leads"])
     use_tracking_uri(tracking_uri)
     client = mlflow.MlflowClient(tracking_uri)
-    run = client.create_run(experiment_id, run_name=name, tags={"benchmark_id": benchmark_id, "kind": "trial",
-                                                                 **combo})
+    run = client.create_run(experiment_id, run_name=name, tags=trial_tags(combo, cfg, benchmark_id, parent_run_id))
     run_id, status = run.info.run_id, "FAILED"
     try:
+        datasets = log_split_datasets(client, run_id, data, cfg)
         model = _build(combo, len(leads), len(data.label_names), cfg)
         if cfg.gpus_per_trial > 0:
             if not torch.cuda.is_available():
@@ -148,7 +179,7 @@ def run_trial(combo: dict[str, str], data: ECGDataset | PreparedData, cfg: Bench
                     client.log_metric(run_id, k, float(v), step=epoch)
             report({"epoch": epoch, **metrics})
 
-        best_epoch, _ = _fit(model, data, leads, cfg, on_epoch)
+        best_epoch, best_metrics = _fit(model, data, leads, cfg, on_epoch)
         x_te, y_te, ids = data.part("test", leads)
         if not len(x_te):
             raise UserError("the test split is empty")
@@ -157,11 +188,21 @@ def run_trial(combo: dict[str, str], data: ECGDataset | PreparedData, cfg: Bench
         ev = evaluate(y_te, p_te, data.label_names, n_boot=cfg.n_bootstrap, seed=cfg.seed)
         _write_outputs(out, model, combo, leads, data, cfg, run_id, ids, y_te, p_te, emb)
         ev.per_label.to_csv(out / "per_label.csv", index=False)
-        result = {**combo, **ev.scalars(), "n_test_records": ev.n_records, "best_epoch": best_epoch}
+        meta = json.loads((out / "meta.json").read_text())
+        mlflow.start_run(run_id=run_id)
+        try:
+            info = serving.log_model(out, meta)
+        finally:
+            mlflow.end_run("RUNNING")  # the run stays open; the finally below closes it
+        result = {**combo, **ev.scalars(), "n_test_records": ev.n_records, "best_epoch": best_epoch,
+                  "val_macro_auroc": best_metrics.get("val_macro_auroc", float("nan")), "run_id": run_id,
+                  "model_uri": info.model_uri}
         atomic_write_text(out / "metrics.json", json.dumps(result, indent=2))
-        for k, v in ev.scalars().items():
+        test_name, test_digest = datasets["test"]
+        for k, v in ev.scalars().items():  # the headline metrics, linked to the logged model and the test set
             if np.isfinite(v):
-                client.log_metric(run_id, f"test_{k}", float(v))
+                client.log_metric(run_id, f"test_{k}", float(v), model_id=info.model_id, dataset_name=test_name,
+                                  dataset_digest=test_digest)
         client.log_metric(run_id, "best_epoch", best_epoch)
         client.log_artifacts(run_id, str(out), artifact_path="trial")
         status = "FINISHED"
@@ -171,12 +212,14 @@ def run_trial(combo: dict[str, str], data: ECGDataset | PreparedData, cfg: Bench
 
 
 def tune_trainable(config: dict, store: str = "", label_names: list[str] | None = None, cfg: BenchmarkConfig = None,
-                   tracking_uri: str = "", experiment_id: str = "", benchmark_id: str = "") -> None:
+                   tracking_uri: str = "", experiment_id: str = "", benchmark_id: str = "",
+                   parent_run_id: str = "") -> None:
     """A Tune trial: opens the prepared store by path (signals stay on disk, read as each batch needs them)."""
     from ray import tune
 
     data = PreparedData(store, label_names=label_names)
-    result = run_trial(config["combo"], data, cfg, tracking_uri, experiment_id, benchmark_id, report=tune.report)
+    result = run_trial(config["combo"], data, cfg, tracking_uri, experiment_id, benchmark_id, report=tune.report,
+                       parent_run_id=parent_run_id)
     tune.report({k: v for k, v in result.items() if isinstance(v, (int, float))} | {"done_test": 1})
 
 

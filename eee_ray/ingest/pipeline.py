@@ -267,12 +267,18 @@ def _log_mlflow(cfg: IngestConfig, out: Path, summary: IngestSummary) -> None:
 
     from eee_ray.config import flat_params
     from eee_ray.runtime import setup_mlflow
+    from eee_ray.tracking import log_dataset, run_tags
 
     uri, exp_id = setup_mlflow(cfg.mlflow, out, EXPERIMENT)
     client = mlflow.MlflowClient(uri)
-    run_id = client.create_run(exp_id, run_name=f"ingest-{out.name}").info.run_id
+    run_id = client.create_run(exp_id, run_name=f"ingest-{out.name}",
+                               tags=run_tags("ingest", "eee-ray ingest", input=cfg.input)).info.run_id
     status = "FAILED"
     try:
+        # what this ingest read: the manifest's listing of DICOM files and their outcome
+        listing = read_manifest(out)[["path", "status", "reason"]].astype(str)
+        log_dataset(client, run_id, listing, "echo-dicoms", cfg.input, "training",
+                    {"files": summary.total, **{f"files_{k}": v for k, v in summary.by_status.items()}})
         for k, v in flat_params(cfg).items():
             client.log_param(run_id, k, str(v)[:500])
         metrics = {"files_total": summary.total, "files_this_run": summary.processed,

@@ -35,12 +35,18 @@ def transformer_stack(d_embed: int, n_layers: int, n_heads: int, d_ff: int, drop
 
 
 class ECGEncoder(nn.Module):
-    """(B, T, d_in) tokens + (B, T) padding mask (True = padding) -> [CLS] (B, D) and tokens (B, T, D)."""
+    """(B, T, d_in) tokens + (B, T) padding mask (True = padding) -> [CLS] (B, D) and tokens (B, T, D).
+
+    ``cls_position``: whether the [CLS] also gets position 0 of the sinusoid table. That row is the constant
+    (0, 1, 0, 1, ...) of norm sqrt(D / 2), about 35 times the [CLS] parameter at init, so it made every clip's [CLS]
+    start at nearly one vector (mean cosine 0.93 between clips); ``False`` keeps positions for the tokens only. The
+    default ``True`` is the earlier behaviour, so encoder files written before the option existed load unchanged.
+    """
 
     def __init__(self, d_in: int = 50, d_embed: int = 64, n_layers: int = 2, n_heads: int = 4, d_ff: int = 128,
-                 dropout: float = 0.1, max_tokens: int = 64):
+                 dropout: float = 0.1, max_tokens: int = 64, cls_position: bool = True):
         super().__init__()
-        self.d_in, self.d_embed, self.max_tokens = d_in, d_embed, max_tokens
+        self.d_in, self.d_embed, self.max_tokens, self.cls_position = d_in, d_embed, max_tokens, cls_position
         self.proj = nn.Linear(d_in, d_embed)
         self.cls = nn.Parameter(torch.zeros(1, 1, d_embed))
         nn.init.normal_(self.cls, std=0.02)
@@ -53,7 +59,8 @@ class ECGEncoder(nn.Module):
         b, t, _ = tokens.shape
         if t > self.max_tokens:
             raise ValueError(f"ECGEncoder got {t} tokens, built for at most {self.max_tokens}")
-        x = torch.cat([self.cls.expand(b, -1, -1), self.proj(tokens)], dim=1) + self.pos[: t + 1]
+        pos = self.pos[: t + 1] if self.cls_position else torch.cat([torch.zeros_like(self.pos[:1]), self.pos[1: t + 1]])
+        x = torch.cat([self.cls.expand(b, -1, -1), self.proj(tokens)], dim=1) + pos
         mask = None
         if pad_mask is not None:
             mask = torch.cat([torch.zeros(b, 1, dtype=torch.bool, device=pad_mask.device), pad_mask.bool()], dim=1)
@@ -66,7 +73,7 @@ def encoder_config(encoder: ECGEncoder) -> dict[str, Any]:
     layer = encoder.blocks.layers[0]
     return dict(d_in=encoder.d_in, d_embed=encoder.d_embed, n_layers=len(encoder.blocks.layers),
                 n_heads=layer.self_attn.num_heads, d_ff=layer.linear1.out_features, dropout=layer.dropout.p,
-                max_tokens=encoder.max_tokens)
+                max_tokens=encoder.max_tokens, cls_position=encoder.cls_position)
 
 
 def save_pretrained(encoder: ECGEncoder, path: str | Path, **meta: Any) -> Path:

@@ -31,14 +31,18 @@ class ModelConfig:
     vit_layers: int = 2
     vit_heads: int = 4
     vit_d_ff: int = 128
+    # input scaling and [CLS] positions (see normalize_pixels and ECGEncoder); a model_config saved before these
+    # fields existed reads back with the earlier behaviour ("fixed", True), its presets use the corrected one
+    pixel_norm: str = "fixed"
+    cls_position: bool = True
 
 
 PRESETS: dict[str, ModelConfig] = {
     # CPU: tests, demo, learning proof
-    "tiny": ModelConfig(),
+    "tiny": ModelConfig(pixel_norm="clip", cls_position=False),
     # GPU scale (docs/contract.md, Model: D_embed 256-768, 4-12 layers)
     "paper": ModelConfig(d_embed=256, n_layers=4, n_heads=8, d_ff=1024, dropout=0.1, d_vit=384, vit_layers=6,
-                         vit_heads=6, vit_d_ff=1536),
+                         vit_heads=6, vit_d_ff=1536, pixel_norm="clip", cls_position=False),
 }
 
 
@@ -55,10 +59,10 @@ class EEEModel(nn.Module):
         super().__init__()
         self.cfg = cfg
         temporal = dict(d_embed=cfg.d_embed, n_layers=cfg.n_layers, n_heads=cfg.n_heads, d_ff=cfg.d_ff,
-                        dropout=cfg.dropout, max_tokens=cfg.max_tokens)
+                        dropout=cfg.dropout, max_tokens=cfg.max_tokens, cls_position=cfg.cls_position)
         self.ecg = ECGEncoder(d_in=cfg.token_len, **temporal)
         vit = TubeletViT(cfg.frames, cfg.image_size, tuple(cfg.tubelet), cfg.d_vit, cfg.vit_layers, cfg.vit_heads,
-                         cfg.vit_d_ff, cfg.dropout)
+                         cfg.vit_d_ff, cfg.dropout, cfg.pixel_norm)
         self.echo = EchoEncoder(vit, ECGEncoder(d_in=cfg.d_vit, **temporal))
         self.align_head = nn.Linear(2 * cfg.d_embed, 1)
 

@@ -44,7 +44,7 @@ def encoder_preset(name: str) -> dict[str, Any]:
         raise UserError(f"unknown preset {name!r} for EEE; known: {', '.join(sorted(PRESETS))}")
     cfg = PRESETS[name]
     return dict(d_in=cfg.token_len, d_embed=cfg.d_embed, n_layers=cfg.n_layers, n_heads=cfg.n_heads, d_ff=cfg.d_ff,
-                dropout=cfg.dropout, max_tokens=cfg.max_tokens)
+                dropout=cfg.dropout, max_tokens=cfg.max_tokens, cls_position=cfg.cls_position)
 
 
 class Standardize(nn.Module):

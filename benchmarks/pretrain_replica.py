@@ -1,0 +1,109 @@
+"""Loss schedules and input scaling compared in a plain PyTorch replica of the pretraining step (no Ray).
+
+The same model, pairs, misalignment, losses and held-out retrieval as ``eee-ray pretrain`` on one worker, in one
+process with the clips in memory, so that a variant costs about a minute instead of several: a tool for choosing
+among variants, whose winner is then measured through the real Ray Train path (benchmarks/pretrain_defaults.py).
+Batches are drawn by a seeded shuffle of the training clips (Ray Data's block order differs), so its numbers are
+close to, not equal to, a real run's.
+
+Each variant prints one line per epoch: held-out Recall@1 both ways, mean rank (of N) with permutation p, and the
+spread of both towers ([CLS] mean cosine / effective rank).
+
+    python benchmarks/pretrain_replica.py --clips runs/ingest --variants paper-fixed paper-fixed+warmup5 default
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import time
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import torch
+
+from eee_ray.collapse import spread_metrics
+from eee_ray.losses import pretraining_losses, weighted_total
+from eee_ray.models.eee import EEEModel
+from eee_ray.pairs import PairsConfig, clip_to_sample, collate, misalign, split_patients
+from eee_ray.pretrain import model_config
+from eee_ray.recipes import pretrain_config
+from eee_ray.retrieval import retrieval_metrics
+
+FIXED = dict(pixel_norm="fixed", cls_position=True)   # fixed pixel scaling, [CLS] at position 0
+# variant -> (recipe, fields on top)
+VARIANTS = {
+    "paper-fixed": ("paper", FIXED),
+    "paper-fixed+warmup5": ("paper", {**FIXED, "batch_size": 8, "loss": {"warmup_epochs": 5}}),
+    "paper": ("paper", {}),                                                   # corrected scaling, paper's loss
+    "paper+warmup5": ("paper", {"batch_size": 8, "loss": {"warmup_epochs": 5}}),
+    "default-b16": ("default", {"batch_size": 16}),
+    "default": ("default", {}),
+}
+KEYS = ("ecg", "echo", "n_tokens", "subject_id", "study_id")
+
+
+def load_samples(clips: Path, cfg: PairsConfig) -> list[dict]:
+    folder = clips / "clips" if (clips / "clips").is_dir() else clips
+    out: list[dict] = []
+    for part in sorted(folder.glob("*.parquet")):
+        for row in pq.read_table(part).to_pylist():
+            row["echo"] = np.asarray(row["echo"], dtype=np.uint8)
+            out += clip_to_sample(row, cfg)
+    return out
+
+
+def run(samples: list[dict], name: str, seed: int, epochs: int) -> None:
+    recipe, fields = VARIANTS[name]
+    cfg = pretrain_config(recipe, epochs=epochs, seed=seed, **fields)
+    held = split_patients([s["subject_id"] for s in samples], cfg.heldout_fraction, seed)
+    train = [s for s in samples if s["subject_id"] not in held]
+    heldout = collate({k: [s[k] for s in samples if s["subject_id"] in held] for k in KEYS})
+    torch.manual_seed(seed)
+    model = EEEModel(model_config(cfg))
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    gen, rng = torch.Generator().manual_seed(seed), random.Random(seed)
+    t0 = time.time()
+    print(f"== {name} (recipe {recipe}, {fields}), seed {seed}", flush=True)
+    for epoch in range(1, epochs + 1):
+        rng.shuffle(train)
+        for i in range(0, len(train) - cfg.batch_size + 1, cfg.batch_size):
+            b = collate({k: [s[k] for s in train[i:i + cfg.batch_size]] for k in KEYS})
+            ecg, pad, m_shift = misalign(b["ecg"], b["pad_mask"], cfg.p_shift, gen)
+            out = model(ecg, b["echo"], pad)
+            terms = pretraining_losses(out, pad, m_shift, b["study_id"], b["subject_id"], cfg.loss,
+                                       warmup=cfg.loss.info_nce_at(epoch))
+            opt.zero_grad()
+            weighted_total(terms, cfg.loss).backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+            opt.step()
+        model.eval()
+        with torch.no_grad():
+            o = model(heldout["ecg"], heldout["echo"], heldout["pad_mask"])
+        model.train()
+        emb = {"ecg": o["ecg_cls"].numpy(), "echo": o["echo_cls"].numpy()}
+        m, s = retrieval_metrics(emb["ecg"], emb["echo"]), spread_metrics(emb)
+        n = int(m["heldout_clips"])
+        print(f"epoch {epoch:2d} ({time.time() - t0:4.0f} s)  R@1 {m['ecg2echo_r1'] * n:.0f} / "
+              f"{m['echo2ecg_r1'] * n:.0f} of {n}  mean rank {m['ecg2echo_mean_rank']:.1f} / {m['echo2ecg_mean_rank']:.1f} "
+              f"(chance {m['chance_mean_rank']:.1f}, p {m['ecg2echo_p']:.4f} / {m['echo2ecg_p']:.4f})  "
+              f"cos {s['ecg_mean_cos']:.2f} / {s['echo_mean_cos']:.2f}  erank {s['ecg_erank']:.1f} / "
+              f"{s['echo_erank']:.1f}", flush=True)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--clips", required=True, help="ingest output (holding clips/)")
+    ap.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--epochs", type=int, default=10)
+    a = ap.parse_args()
+    torch.set_num_threads(1)
+    samples = load_samples(Path(a.clips), PairsConfig())
+    for name in a.variants:
+        run(samples, name, a.seed, a.epochs)
+
+
+if __name__ == "__main__":
+    main()
