@@ -148,7 +148,7 @@ class PretrainData:
     n_train: int
     n_heldout: int
     n_heldout_all: int
-
+    train_bytes: int = 0  # the training samples' echo pixels (uint8), estimated from the index
 
 def stream_pairs(clips_dir: str | Path, cfg: PairsConfig, heldout_fraction: float, seed: int, max_heldout: int,
                  prepare=None) -> PretrainData:
@@ -171,6 +171,8 @@ def stream_pairs(clips_dir: str | Path, cfg: PairsConfig, heldout_fraction: floa
     if n_held_all > max_heldout:
         held_paths = np.sort(np.random.default_rng(seed).choice(held_paths, size=max_heldout, replace=False))
     n_train = int((~usable["subject_id"].isin(held_ids)).sum())
+    train_tokens = int(usable.loc[~usable["subject_id"].isin(held_ids), "n_tokens"].sum())
+    train_bytes = train_tokens * cfg.frames_per_token * cfg.image_size ** 2
 
     def samples(keep_column: str, values: np.ndarray, keep: bool):
         ds = read_clips(clips_dir).map_batches(_keep_rows, fn_kwargs={"column": keep_column, "values": values,
@@ -182,7 +184,7 @@ def stream_pairs(clips_dir: str | Path, cfg: PairsConfig, heldout_fraction: floa
     if prepare is not None:
         train = prepare(train).materialize()
     held = (prepare(held) if prepare is not None else held).materialize()
-    return PretrainData(train, held, sorted(heldout), n_train, len(held_paths), n_held_all)
+    return PretrainData(train, held, sorted(heldout), n_train, len(held_paths), n_held_all, train_bytes)
 
 
 def load_pairs(clips_dir: str | Path, cfg: PairsConfig, heldout_fraction: float, seed: int, prepare=None):

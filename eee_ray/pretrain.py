@@ -87,6 +87,8 @@ class PretrainConfig:
     use_gpu: bool = False               # one GPU per worker, NCCL; else gloo on CPU
     cpus_per_worker: float = 0.0        # 0 = auto: 1, or less so that all workers fit beside one free CPU
     max_failures: int = 3               # worker-group restarts from the last checkpoint
+    keep_pairs_mb: float = 256.0        # training samples of at most this many MB of pixels are built once and kept
+    #                                     in the object store (fast epochs); larger sets stream from clips/ each epoch
     mlflow: MlflowConfig = field(default_factory=MlflowConfig)
     collapse: CollapseConfig = field(default_factory=CollapseConfig)
 
@@ -399,6 +401,11 @@ def run_pretrain(cfg: PretrainConfig) -> dict[str, Any]:
     train_ds, held_ds, held_patients = data.train, data.heldout, data.heldout_patients
     if data.n_heldout < data.n_heldout_all:
         log.info("held-out retrieval on a seeded sample of %d of %d clips", data.n_heldout, data.n_heldout_all)
+    if not locked and data.train_bytes <= cfg.keep_pairs_mb * 2**20:
+        # rebuilding a sample costs about 12 times a tiny CPU training step on it (benchmarks/pretrain_streaming.py):
+        # a training set this small is built once and kept; a larger one streams from clips/ every epoch
+        log.info("training samples (%.0f MB of pixels) built once and kept in the object store", data.train_bytes / 2**20)
+        train_ds = train_ds.materialize()
     if locked and cfg.echo_features == "standardized":
         stats = feature_stats(train_ds)
         train_ds, held_ds = (standardize_features(d, stats).materialize() for d in (train_ds, held_ds))
