@@ -17,6 +17,7 @@ from typing import Any
 
 import cv2
 import numpy as np
+import pandas as pd
 import torch
 from ray.data.collate_fn import NumpyBatchCollateFn
 
@@ -102,8 +103,93 @@ def split_patients(subject_ids: list[int], heldout_fraction: float, seed: int) -
     return set(np.random.default_rng(seed).choice(ids, size=n, replace=False).tolist())
 
 
+ID_COLUMNS = ["path", "subject_id", "study_id", "n_frames", "frame_time_ms", "ecg"]   # what the split reads
+
+
+def clip_index(clips_dir: str | Path, cfg: PairsConfig) -> pd.DataFrame:
+    """``path``, ``subject_id`` and ``n_tokens`` of every clip, from the ID and length columns of ``clips/`` alone.
+
+    The Parquet files are read one record batch at a time on the driver (pixels are never read; the ECG column only
+    for its lengths), so the driver holds about 20 bytes a clip plus one batch."""
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    from eee_ray.ingest.pipeline import clip_files
+
+    parts = []
+    for f in clip_files(clips_dir):
+        for batch in pq.ParquetFile(f).iter_batches(batch_size=8192, columns=ID_COLUMNS):
+            n_samples = pc.list_value_length(batch.column("ecg")).to_numpy(zero_copy_only=False)
+            n_frames = batch.column("n_frames").to_numpy(zero_copy_only=False).astype(np.float64)
+            dt = batch.column("frame_time_ms").to_numpy(zero_copy_only=False).astype(np.float64) / 1000.0
+            n_tokens = np.minimum.reduce([n_samples // cfg.token_len,
+                                          (n_frames * dt / (cfg.token_len / cfg.sample_rate) + 1e-6).astype(np.int64),
+                                          np.full(len(dt), cfg.max_tokens)])
+            parts.append(pd.DataFrame({"path": batch.column("path").to_pylist(),
+                                       "subject_id": batch.column("subject_id").to_numpy(zero_copy_only=False),
+                                       "n_tokens": n_tokens.astype(np.int64)}))
+    return pd.concat(parts, ignore_index=True)
+
+
+def _keep_rows(batch: dict[str, np.ndarray], column: str, values: np.ndarray, keep: bool) -> dict[str, np.ndarray]:
+    """Ray Data: the rows of ``batch`` whose ``column`` is (``keep``) or is not in ``values``."""
+    mask = np.isin(np.asarray(batch[column]), values) == keep
+    return {k: v[mask] for k, v in batch.items()}
+
+
+@dataclass
+class PretrainData:
+    """The pretraining samples: training clips as a lazy dataset that Ray Train streams each epoch (pixels are never
+    materialised), the held-out retrieval clips materialised (at most ``max_heldout``)."""
+
+    train: Any
+    heldout: Any
+    heldout_patients: list[int]
+    n_train: int
+    n_heldout: int
+    n_heldout_all: int
+    train_bytes: int = 0  # the training samples' echo pixels (uint8), estimated from the index
+
+def stream_pairs(clips_dir: str | Path, cfg: PairsConfig, heldout_fraction: float, seed: int, max_heldout: int,
+                 prepare=None) -> PretrainData:
+    """Split by patient from the ID columns alone, then build the training samples lazily.
+
+    The held-out patients are the same as ``load_pairs`` picks (same seed, same patients with a usable clip); a
+    held-out set larger than ``max_heldout`` is cut to a seeded sample of clips chosen from the index, so it is
+    bounded before any pixel is read. ``prepare`` (dataset -> dataset, e.g. a locked echo tower's embedding) runs on
+    both sets, and its output (features, no pixels) is materialised, since recomputing it every epoch costs more
+    than keeping it.
+    """
+    from eee_ray.ingest import read_clips
+
+    index = clip_index(clips_dir, cfg)
+    usable = index[index["n_tokens"] >= 1]
+    heldout = split_patients(usable["subject_id"].tolist(), heldout_fraction, seed)
+    held_ids = np.asarray(sorted(heldout), np.int64)
+    held_paths = np.sort(usable.loc[usable["subject_id"].isin(held_ids), "path"].to_numpy().astype(str))
+    n_held_all = len(held_paths)
+    if n_held_all > max_heldout:
+        held_paths = np.sort(np.random.default_rng(seed).choice(held_paths, size=max_heldout, replace=False))
+    n_train = int((~usable["subject_id"].isin(held_ids)).sum())
+    train_tokens = int(usable.loc[~usable["subject_id"].isin(held_ids), "n_tokens"].sum())
+    train_bytes = train_tokens * cfg.frames_per_token * cfg.image_size ** 2
+
+    def samples(keep_column: str, values: np.ndarray, keep: bool):
+        ds = read_clips(clips_dir).map_batches(_keep_rows, fn_kwargs={"column": keep_column, "values": values,
+                                                                      "keep": keep}, batch_format="numpy")
+        return build_pairs(ds, cfg).select_columns(TRAIN_COLUMNS)
+
+    train = samples("subject_id", held_ids, False)
+    held = samples("path", held_paths, True)
+    if prepare is not None:
+        train = prepare(train).materialize()
+    held = (prepare(held) if prepare is not None else held).materialize()
+    return PretrainData(train, held, sorted(heldout), n_train, len(held_paths), n_held_all, train_bytes)
+
+
 def load_pairs(clips_dir: str | Path, cfg: PairsConfig, heldout_fraction: float, seed: int, prepare=None):
-    """Read ``clips/`` (the ingest output or its clips folder), build samples, split by patient; both materialised.
+    """Read ``clips/`` (the ingest output or its clips folder), build samples, split by patient; both materialised
+    (every pixel of the data set in the object store: ``stream_pairs`` is what pretraining uses).
 
     ``prepare`` (dataset -> dataset) runs on all samples before the split, e.g. a locked echo tower's embedding.
     """

@@ -1,8 +1,9 @@
 """ECG-echo contrastive pretraining under Ray Train (paper sections 3.2-3.4, docs/contract.md: Pairs, Model, Loss;
 retrieval in Analysis and inference).
 
-The driver builds the pairs with Ray Data (materialised, split by patient), creates one MLflow run and fits a
-``TorchTrainer``. Each worker streams its shard of the training pairs, draws fresh misalignments per batch, gathers
+The driver splits the clips by patient from their ID columns, creates one MLflow run and fits a ``TorchTrainer``.
+Each worker streams its shard of the training pairs (built from ``clips/`` by Ray Data every epoch, never
+materialised), draws fresh misalignments per batch, gathers
 the aligned features of all workers so the contrastive negatives span the global batch, and reports a checkpoint
 (model, optimizer, config, epoch, history) every epoch. Rank 0 evaluates held-out retrieval after each epoch and is the
 only one that logs to MLflow. A worker failure restarts the group from the last checkpoint (``FailureConfig``);
@@ -37,7 +38,7 @@ from eee_ray.losses import OBJECTIVES, LossConfig, pretraining_losses, weighted_
 from eee_ray.models.ecg_encoder import save_pretrained
 from eee_ray.models.echo_encoder import PIXEL_NORMS
 from eee_ray.models.eee import EEEModel, ModelConfig, preset
-from eee_ray.pairs import NORMALIZATION, Collate, PairsConfig, echo_input, load_pairs, misalign
+from eee_ray.pairs import NORMALIZATION, Collate, PairsConfig, echo_input, misalign, stream_pairs
 from eee_ray.retrieval import embed, plot_retrieval, recall_curve, retrieval_metrics
 from eee_ray.retrieval import summary as retrieval_summary
 
@@ -86,6 +87,8 @@ class PretrainConfig:
     use_gpu: bool = False               # one GPU per worker, NCCL; else gloo on CPU
     cpus_per_worker: float = 0.0        # 0 = auto: 1, or less so that all workers fit beside one free CPU
     max_failures: int = 3               # worker-group restarts from the last checkpoint
+    keep_pairs_mb: float = 256.0        # training samples of at most this many MB of pixels are built once and kept
+    #                                     in the object store (fast epochs); larger sets stream from clips/ each epoch
     mlflow: MlflowConfig = field(default_factory=MlflowConfig)
     collapse: CollapseConfig = field(default_factory=CollapseConfig)
 
@@ -391,16 +394,22 @@ def run_pretrain(cfg: PretrainConfig) -> dict[str, Any]:
     prepare = functools.partial(embed_echo, model=init_model(mcfg, cfg.seed)) if locked else None
     if locked:
         log.info("echo tower locked: each clip's echo features are computed once, before training")
-    train_ds, held_ds, held_patients = load_pairs(cfg.clips, cfg.pairs, cfg.heldout_fraction, cfg.seed, prepare)
+    # the split comes from the ID columns; training samples stream to the workers every epoch (pixels are never
+    # materialised); retrieval ranks every held-out clip against every other on rank 0 (O(N^2)), so the held-out set
+    # is a seeded sample of at most retrieval_max_clips clips, picked before any pixel is read
+    data = stream_pairs(cfg.clips, cfg.pairs, cfg.heldout_fraction, cfg.seed, cfg.retrieval_max_clips, prepare)
+    train_ds, held_ds, held_patients = data.train, data.heldout, data.heldout_patients
+    if data.n_heldout < data.n_heldout_all:
+        log.info("held-out retrieval on a seeded sample of %d of %d clips", data.n_heldout, data.n_heldout_all)
+    if not locked and data.train_bytes <= cfg.keep_pairs_mb * 2**20:
+        # rebuilding a sample costs about 12 times a tiny CPU training step on it (benchmarks/pretrain_streaming.py):
+        # a training set this small is built once and kept; a larger one streams from clips/ every epoch
+        log.info("training samples (%.0f MB of pixels) built once and kept in the object store", data.train_bytes / 2**20)
+        train_ds = train_ds.materialize()
     if locked and cfg.echo_features == "standardized":
         stats = feature_stats(train_ds)
         train_ds, held_ds = (standardize_features(d, stats).materialize() for d in (train_ds, held_ds))
-    n_train, n_held = train_ds.count(), held_ds.count()
-    if n_held > cfg.retrieval_max_clips:
-        # retrieval ranks every held-out clip against every other, every epoch on rank 0: O(N^2) memory and time
-        log.info("held-out retrieval on a seeded sample of %d of %d clips", cfg.retrieval_max_clips, n_held)
-        held_ds = held_ds.random_shuffle(seed=cfg.seed).limit(cfg.retrieval_max_clips).materialize()
-        n_held = cfg.retrieval_max_clips
+    n_train, n_held = data.n_train, data.n_heldout
     if cfg.cls_positive == "study":
         train_ds = attach_study_mates(train_ds, cfg.max_mates, cfg.seed)
     # rank 0 reads the held-out clips every epoch in well under a second; their progress bars outlived the reads and

@@ -9,6 +9,8 @@ in eee_ray uses Ray's public API only (``ray.data.extensions`` for the tensor ty
   (``ray.train.torch.config``; see ``train_backend.py``).
 - ``use_datasource_v1()``: Ray Data's V1 Parquet datasource, about 2-25x faster on many small part files
   (``DataContext.use_datasource_v2``; see ``io.read_parquet``).
+- ``object_store_stats()``: the cluster's object-store use and spilled bytes, what ``ray memory --stats-only``
+  prints (``ray._private.internal_api``; tests and ``benchmarks/scale.py`` only).
 """
 
 from __future__ import annotations
@@ -61,6 +63,17 @@ def use_datasource_v1() -> Iterator[None]:
         ctx.use_datasource_v2 = before
 
 
+def object_store_stats() -> dict[str, int]:
+    """Bytes in the object store now, and spilled / restored since the cluster started (all nodes of the cluster this
+    process is connected to)."""
+    import ray
+    from ray._private.internal_api import get_memory_info_reply, get_state_from_address
+
+    st = get_memory_info_reply(get_state_from_address(ray.get_runtime_context().gcs_address)).store_stats
+    return {"used": int(st.object_store_bytes_used), "spilled": int(st.spilled_bytes_total),
+            "restored": int(st.restored_bytes_total)}
+
+
 def check_hooks() -> list[str]:
     """The hooks that the installed Ray no longer offers, each as one line that says what to do (empty: all fine)."""
     import ray
@@ -85,4 +98,6 @@ def check_hooks() -> list[str]:
     need("ray._private.ray_constants.ENABLE_RAY_CLUSTER", cluster_flag)
     need("ray.train.torch.config's _TorchBackend and process-group helpers", torch_backend_parts)
     need("DataContext.use_datasource_v2", datasource_flag)
+    need("ray._private.internal_api.get_memory_info_reply", lambda: __import__(
+        "ray._private.internal_api", fromlist=["get_memory_info_reply"]).get_memory_info_reply)
     return problems

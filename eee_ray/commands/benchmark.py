@@ -22,6 +22,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="data source (default synthetic); synthetic reads the `eee-ray synth` root's ecg/ folder")
     p.add_argument("--data", help="MIMIC-IV-ECG root (record_list.csv), PTB-XL root or synth root")
     p.add_argument("--output", help="output folder (results.csv, results.md, trials/) (default benchmark)")
+    p.add_argument("--prepared", help="prepared-signal store folder (default <output>/prepared); reused when the "
+                                      "same records and preparation settings are asked again, rebuilt otherwise")
+    p.add_argument("--shard-records", dest="shard_records", type=int,
+                   help="records per prepared-store shard (default 1024)")
     p.add_argument("--pretrained", help="ecg_encoder.pt from `eee-ray pretrain` (needed for model eee)")
     p.add_argument("--epochs", type=int, help="training epochs per trial (default 10)")
     p.add_argument("--preset", choices=["tiny", "paper"], help="model size preset (default paper)")

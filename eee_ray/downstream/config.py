@@ -21,6 +21,8 @@ class BenchmarkConfig:
     dataset: str = "synthetic"  # mimic | ptbxl | synthetic
     data: str = ""
     output: str = "benchmark"
+    prepared: str = ""  # prepared-signal store folder (default <output>/prepared); reused when inputs match
+    shard_records: int = 1024  # records per store shard: one Ray Data task's memory (12 leads: 24 MB int16)
     pretrained: str = ""  # ecg_encoder.pt of `eee-ray pretrain`; without it `eee` is skipped
     models: list[str] = field(default_factory=list)  # empty: every model (eee only with a pretrained encoder)
     leads: list[str] = field(default_factory=lambda: ["II", "all"])
@@ -62,6 +64,8 @@ class BenchmarkConfig:
             raise UserError(f"--preset must be paper or tiny, not {self.preset!r}")
         if self.epochs < 1:
             raise UserError("--epochs must be >= 1")
+        if self.shard_records < 1:
+            raise UserError("--shard-records must be >= 1")
         if self.pretrained and not Path(self.pretrained).is_file():
             raise UserError(f"pretrained encoder not found: {self.pretrained}")
 

@@ -1,8 +1,9 @@
 """The downstream benchmark (paper section 4): one Ray Tune experiment over model x leads x strategy.
 
-The data set is read once on the driver (Ray Data), materialised to numpy and handed to every trial with
-``tune.with_parameters``; each trial trains its model itself (1 CPU, torch threads = 1; ``train.py``) and is one
-MLflow run. The driver then writes ``results.csv`` / ``results.md`` / ``per_label_auroc.csv`` / ``skipped.csv``
+The records are prepared once by one Ray Data pass into an on-disk prepared-signal store (``prepare.py``; reused
+while the inputs and settings are unchanged); every trial opens the store by path and reads its rows from
+memory-mapped shards, so neither the driver nor the object store holds the signals. Each trial trains its model
+itself (1 CPU, torch threads = 1; ``train.py``) and is one MLflow run. The driver then writes ``results.csv`` / ``results.md`` / ``per_label_auroc.csv`` / ``skipped.csv``
 (``report.py``) and logs them to a summary MLflow run.
 
 In MLflow a benchmark is one parent run (``benchmark-<id>``) with the trials, the summary and a later analysis as
@@ -27,7 +28,8 @@ from eee_ray.downstream.train import log_split_datasets, tune_trainable
 from eee_ray.ecgdata.labels import load_mapping, shared_labels_dir
 from eee_ray.ecgdata.mimic import find_root, read_mimic
 from eee_ray.ecgdata.ptbxl import read_ptbxl
-from eee_ray.ecgdata.records import CANONICAL_LEADS, build_dataset, lead_names
+from eee_ray.downstream.prepare import PreparedData, prepare_store
+from eee_ray.ecgdata.records import CANONICAL_LEADS, lead_names
 from eee_ray.errors import UserError
 from eee_ray.io import atomic_write, atomic_write_text
 from eee_ray.serving import register_best
@@ -115,8 +117,11 @@ def run_benchmark(cfg: BenchmarkConfig) -> pd.DataFrame:
     uri, exp_id = setup_mlflow(cfg.mlflow, out, EXPERIMENT)
     init_ray(cfg.num_cpus or None)
 
-    data = build_dataset(table, leads, cfg.signal, cfg.min_positives)
-    notes = data_notes + data.notes + notes
+    store = prepare_store(table, leads, cfg.signal, cfg.prepared or out / "prepared", cfg.shard_records)
+    del table
+    data = PreparedData(store.root, min_positives=cfg.min_positives)
+    notes = data_notes + data.notes + notes + [f"prepared store {store.root} "
+                                               f"{'reused' if store.reused else 'built'}"]
     data.skipped.to_csv(out / "skipped.csv", index=False)
     for n in notes:
         log.info(n)
@@ -146,8 +151,9 @@ def _run_grid(cfg: BenchmarkConfig, grid: list[dict[str, str]], notes: list[str]
         client.log_param(parent, k, v)
     # the splits every trial reads, logged once here first: trials running at once then find them in the store
     log_split_datasets(client, parent, data, cfg)
-    trainable = tune.with_parameters(tune_trainable, data=data, cfg=cfg, tracking_uri=uri, experiment_id=exp_id,
-                                     benchmark_id=benchmark_id, parent_run_id=parent)
+    trainable = tune.with_parameters(tune_trainable, store=str(data.root), label_names=data.label_names, cfg=cfg,
+                                     tracking_uri=uri, experiment_id=exp_id, benchmark_id=benchmark_id,
+                                     parent_run_id=parent)
     tuner = tune.Tuner(
         tune.with_resources(trainable, {"cpu": cfg.cpus_per_trial, "gpu": cfg.gpus_per_trial}),
         param_space={"combo": tune.grid_search(grid)},

@@ -12,6 +12,7 @@ from typing import Any, Callable
 import numpy as np
 
 from eee_ray.downstream.config import BenchmarkConfig, trial_name
+from eee_ray.downstream.prepare import PreparedData
 from eee_ray.ecgdata.records import ECGDataset, lead_names
 from eee_ray.ecgdata.windows import predict_records, random_crops
 from eee_ray.errors import UserError
@@ -34,7 +35,7 @@ def _bce(y: np.ndarray, p: np.ndarray) -> float:
     return float(-np.mean(y * np.log(p) + (1 - y) * np.log(1 - p))) if y.size else float("nan")
 
 
-def _fit(model, data: ECGDataset, leads: list[str], cfg: BenchmarkConfig,
+def _fit(model, data: ECGDataset | PreparedData, leads: list[str], cfg: BenchmarkConfig,
          on_epoch: Callable[[int, dict[str, float]], None]) -> tuple[int, dict[str, float]]:
     """Train on random crops; keep the weights of the epoch with the best validation macro AUROC."""
     import torch
@@ -89,7 +90,7 @@ def _fit(model, data: ECGDataset, leads: list[str], cfg: BenchmarkConfig,
     return best_epoch, best_metrics
 
 
-def _write_outputs(out: Path, model, combo: dict[str, str], leads: list[str], data: ECGDataset, cfg: BenchmarkConfig,
+def _write_outputs(out: Path, model, combo: dict[str, str], leads: list[str], data: ECGDataset | PreparedData, cfg: BenchmarkConfig,
                    run_id: str, ids: np.ndarray, y: np.ndarray, p: np.ndarray, emb: np.ndarray) -> None:
     """The per-trial files the analysis stage reads (layout fixed by the interface)."""
     from eee_ray.models.registry import model_spec
@@ -117,7 +118,7 @@ def trial_tags(combo: dict[str, str], cfg: BenchmarkConfig, benchmark_id: str, p
                     dataset=cfg.dataset, preset=cfg.preset, label_fraction=getattr(cfg, "label_fraction", None))
 
 
-def log_split_datasets(client, run_id: str, data: ECGDataset, cfg: BenchmarkConfig) -> dict[str, tuple[str, str]]:
+def log_split_datasets(client, run_id: str, data: ECGDataset | PreparedData, cfg: BenchmarkConfig) -> dict[str, tuple[str, str]]:
     """The trial's train / val / test record listings as MLflow dataset inputs; returns split -> (name, digest)."""
     import pandas as pd
 
@@ -136,7 +137,7 @@ def log_split_datasets(client, run_id: str, data: ECGDataset, cfg: BenchmarkConf
     return out
 
 
-def run_trial(combo: dict[str, str], data: ECGDataset, cfg: BenchmarkConfig, tracking_uri: str, experiment_id: str,
+def run_trial(combo: dict[str, str], data: ECGDataset | PreparedData, cfg: BenchmarkConfig, tracking_uri: str, experiment_id: str,
               benchmark_id: str, report: Callable[[dict[str, float]], None] = lambda m: None,
               parent_run_id: str = "") -> dict[str, Any]:
     """Train, select on val, test, write the trial folder, log it as a pyfunc model; one MLflow run (a child of the
@@ -210,10 +211,13 @@ def run_trial(combo: dict[str, str], data: ECGDataset, cfg: BenchmarkConfig, tra
         client.set_terminated(run_id, status)
 
 
-def tune_trainable(config: dict, data: ECGDataset = None, cfg: BenchmarkConfig = None, tracking_uri: str = "",
-                    experiment_id: str = "", benchmark_id: str = "", parent_run_id: str = "") -> None:
+def tune_trainable(config: dict, store: str = "", label_names: list[str] | None = None, cfg: BenchmarkConfig = None,
+                   tracking_uri: str = "", experiment_id: str = "", benchmark_id: str = "",
+                   parent_run_id: str = "") -> None:
+    """A Tune trial: opens the prepared store by path (signals stay on disk, read as each batch needs them)."""
     from ray import tune
 
+    data = PreparedData(store, label_names=label_names)
     result = run_trial(config["combo"], data, cfg, tracking_uri, experiment_id, benchmark_id, report=tune.report,
                        parent_run_id=parent_run_id)
     tune.report({k: v for k, v in result.items() if isinstance(v, (int, float))} | {"done_test": 1})

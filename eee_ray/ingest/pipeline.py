@@ -312,17 +312,24 @@ def stored_echo_storage(clips_dir: Path) -> str | None:
     return "bytes" if pa.types.is_large_binary(pq.read_schema(part).field("echo").type) else "tensor"
 
 
+def clip_files(output_or_clips: str | Path) -> list[str]:
+    """The Parquet parts of ``clips/``; accepts the ingest output folder or its ``clips/`` folder."""
+    p = Path(output_or_clips)
+    clips = p / "clips" if (p / "clips").is_dir() else p
+    files = sorted(str(f) for f in clips.glob("part-*.parquet"))
+    if not files:
+        raise UserError(f"no clips found in {clips} (run `eee-ray ingest` first)")
+    return files
+
+
 def read_clips(output_or_clips: str | Path):
     """The accepted clips as a Ray Dataset; ``echo`` comes back as a numpy uint8 array (F, 224, 224) per row,
     whichever ``echo_storage`` wrote them.
 
     Accepts the ingest output folder or its ``clips/`` folder.
     """
-    p = Path(output_or_clips)
-    clips = p / "clips" if (p / "clips").is_dir() else p
-    files = sorted(str(f) for f in clips.glob("part-*.parquet"))
-    if not files:
-        raise UserError(f"no clips found in {clips} (run `eee-ray ingest` first)")
+    files = clip_files(output_or_clips)
+    clips = Path(files[0]).parent
     ds = read_parquet(files)
     if stored_echo_storage(clips) == "bytes":
         ds = ds.map_batches(S.echo_batch_to_tensors, batch_format="numpy")

@@ -38,7 +38,7 @@ class ECGEncoder(nn.Module):
     """(B, T, d_in) tokens + (B, T) padding mask (True = padding) -> [CLS] (B, D) and tokens (B, T, D).
 
     ``cls_position``: whether the [CLS] also gets position 0 of the sinusoid table. That row is the constant
-    (0, 1, 0, 1, ...) of norm sqrt(D / 2), about 30 times the [CLS] parameter at init, so it made every clip's [CLS]
+    (0, 1, 0, 1, ...) of norm sqrt(D / 2), about 35 times the [CLS] parameter at init, so it made every clip's [CLS]
     start at nearly one vector (mean cosine 0.93 between clips); ``False`` keeps positions for the tokens only. The
     default ``True`` is the earlier behaviour, so encoder files written before the option existed load unchanged.
     """
