@@ -12,6 +12,7 @@ from typing import Any, Callable
 import numpy as np
 
 from eee_ray.downstream.config import BenchmarkConfig, trial_name
+from eee_ray.downstream.subsets import training_mask
 from eee_ray.ecgdata.records import ECGDataset, lead_names
 from eee_ray.ecgdata.windows import predict_records, random_crops
 from eee_ray.errors import UserError
@@ -34,26 +35,39 @@ def _bce(y: np.ndarray, p: np.ndarray) -> float:
     return float(-np.mean(y * np.log(p) + (1 - y) * np.log(1 - p))) if y.size else float("nan")
 
 
+def training_records(data: ECGDataset, fraction: float, seed: int) -> np.ndarray:
+    """(training records,) bool: the records of the training patients kept at this label fraction (``subsets``)."""
+    train = data.split == "train"
+    return training_mask(data.patient_ids[train], data.labels[train], fraction, seed)
+
+
 def _fit(model, data: ECGDataset, leads: list[str], cfg: BenchmarkConfig,
-         on_epoch: Callable[[int, dict[str, float]], None]) -> tuple[int, dict[str, float]]:
-    """Train on random crops; keep the weights of the epoch with the best validation macro AUROC."""
+         on_epoch: Callable[[int, dict[str, float]], None], fraction: float = 1.0,
+         label_seed: int = 0) -> tuple[int, dict[str, float]]:
+    """Train on random crops of the training patients kept at ``fraction`` (validation stays whole); keep the
+    weights of the epoch with the best validation macro AUROC."""
     import torch
 
     from eee_ray.models.registry import param_groups
 
     x_tr, y_tr, _ = data.part("train", leads)
+    if fraction < 1.0:
+        keep = training_records(data, fraction, label_seed)
+        x_tr, y_tr = x_tr[keep], y_tr[keep]
     x_va, y_va, _ = data.part("val", leads)
     if not len(x_tr):
         raise UserError("the training split is empty")
     rng = np.random.default_rng(cfg.seed)
     opt = torch.optim.AdamW(param_groups(model, cfg.lr, cfg.weight_decay))
     crops = cfg.crops_per_record if model.window < x_tr.shape[-1] else 1  # a whole-record window has one crop
-    steps = max(1, cfg.epochs * math.ceil(len(x_tr) * crops / cfg.batch_size))
+    per_epoch = math.ceil(len(x_tr) * crops / cfg.batch_size)
+    epochs = max(cfg.epochs, math.ceil(cfg.min_steps / per_epoch))  # a small subset still gets min_steps updates
+    steps = max(1, epochs * per_epoch)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=[g["lr"] for g in opt.param_groups], total_steps=steps)
     loss_fn = torch.nn.BCEWithLogitsLoss()
     device = next(model.parameters()).device
     best_epoch, best_score, best_state, best_metrics = -1, -math.inf, None, {}
-    for epoch in range(cfg.epochs):
+    for epoch in range(epochs):
         model.train()
         order = rng.permutation(np.repeat(np.arange(len(x_tr)), crops))
         if len(order) % cfg.batch_size == 1 and len(order) > 1:
@@ -89,13 +103,14 @@ def _fit(model, data: ECGDataset, leads: list[str], cfg: BenchmarkConfig,
     return best_epoch, best_metrics
 
 
-def _write_outputs(out: Path, model, combo: dict[str, str], leads: list[str], data: ECGDataset, cfg: BenchmarkConfig,
+def _write_outputs(out: Path, model, combo: dict, leads: list[str], data: ECGDataset, cfg: BenchmarkConfig,
                    run_id: str, ids: np.ndarray, y: np.ndarray, p: np.ndarray, emb: np.ndarray) -> None:
     """The per-trial files the analysis stage reads (layout fixed by the interface)."""
     from eee_ray.models.registry import model_spec
 
     atomic_torch_save({k: v.detach().cpu() for k, v in model.state_dict().items()}, out / "model.pt")
     meta = {"model_spec": model_spec(model), "model": combo["model"], "leads": leads, "strategy": combo["strategy"],
+            "label_fraction": float(combo.get("label_fraction", 1.0)), "label_seed": int(combo.get("label_seed", 0)),
             "label_names": data.label_names, "window": int(model.window), "sample_rate": cfg.signal.sample_rate,
             "aggregate": cfg.aggregate, "preprocessing": data.preprocessing, "mlflow_run_id": run_id}
     atomic_write_text(out / "meta.json", json.dumps(meta, indent=2, default=str))
@@ -108,7 +123,7 @@ def _write_outputs(out: Path, model, combo: dict[str, str], leads: list[str], da
     atomic_write(out / "test_outputs.npz", write_npz)
 
 
-def run_trial(combo: dict[str, str], data: ECGDataset, cfg: BenchmarkConfig, tracking_uri: str, experiment_id: str,
+def run_trial(combo: dict, data: ECGDataset, cfg: BenchmarkConfig, tracking_uri: str, experiment_id: str,
               benchmark_id: str, report: Callable[[dict[str, float]], None] = lambda m: None) -> dict[str, Any]:
     """Train, select on val, test, write the trial folder; one MLflow run that is always closed."""
     import mlflow
@@ -125,7 +140,7 @@ def run_trial(combo: dict[str, str], data: ECGDataset, cfg: BenchmarkConfig, tra
     use_tracking_uri(tracking_uri)
     client = mlflow.MlflowClient(tracking_uri)
     run = client.create_run(experiment_id, run_name=name, tags={"benchmark_id": benchmark_id, "kind": "trial",
-                                                                 **combo})
+                                                                 **{k: str(v) for k, v in combo.items()}})
     run_id, status = run.info.run_id, "FAILED"
     try:
         model = _build(combo, len(leads), len(data.label_names), cfg)
@@ -133,7 +148,7 @@ def run_trial(combo: dict[str, str], data: ECGDataset, cfg: BenchmarkConfig, tra
             if not torch.cuda.is_available():
                 raise UserError("gpus_per_trial > 0 but this trial sees no CUDA device")
             model = model.to("cuda")
-        params = {**combo, "preset": cfg.preset, "epochs": cfg.epochs, "batch_size": cfg.batch_size, "lr": cfg.lr,
+        params = {**combo, "preset": cfg.preset, "epochs": cfg.epochs, "min_steps": cfg.min_steps, "batch_size": cfg.batch_size, "lr": cfg.lr,
                   "weight_decay": cfg.weight_decay, "crops_per_record": cfg.crops_per_record, "window": model.window,
                   "aggregate": cfg.aggregate, "n_labels": len(data.label_names), "dataset": cfg.dataset,
                   "pretrained": cfg.pretrained or "", "seed": cfg.seed,
@@ -147,7 +162,10 @@ def run_trial(combo: dict[str, str], data: ECGDataset, cfg: BenchmarkConfig, tra
                     client.log_metric(run_id, k, float(v), step=epoch)
             report({"epoch": epoch, **metrics})
 
-        best_epoch, _ = _fit(model, data, leads, cfg, on_epoch)
+        fraction, label_seed = float(combo.get("label_fraction", 1.0)), int(combo.get("label_seed", 0))
+        n_train = int(training_records(data, fraction, label_seed).sum())
+        client.log_param(run_id, "n_train_records", n_train)
+        best_epoch, _ = _fit(model, data, leads, cfg, on_epoch, fraction, label_seed)
         x_te, y_te, ids = data.part("test", leads)
         if not len(x_te):
             raise UserError("the test split is empty")
@@ -156,7 +174,8 @@ def run_trial(combo: dict[str, str], data: ECGDataset, cfg: BenchmarkConfig, tra
         ev = evaluate(y_te, p_te, data.label_names, n_boot=cfg.n_bootstrap, seed=cfg.seed)
         _write_outputs(out, model, combo, leads, data, cfg, run_id, ids, y_te, p_te, emb)
         ev.per_label.to_csv(out / "per_label.csv", index=False)
-        result = {**combo, **ev.scalars(), "n_test_records": ev.n_records, "best_epoch": best_epoch}
+        result = {**combo, **ev.scalars(), "n_train_records": n_train, "n_test_records": ev.n_records,
+                  "best_epoch": best_epoch}
         atomic_write_text(out / "metrics.json", json.dumps(result, indent=2))
         for k, v in ev.scalars().items():
             if np.isfinite(v):

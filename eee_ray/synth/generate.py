@@ -30,6 +30,7 @@ from eee_ray.synth.config import SynthConfig
 from eee_ray.synth.dicom_writer import write_us_multiframe
 from eee_ray.synth.echo import Anatomy, CineRenderer, contraction
 from eee_ray.synth.ecg_records import record_rel_path, write_record
+from eee_ray.synth.measurements import measurement_table
 from eee_ray.synth.labels import CCSR_DEFAULT, LATENTS, Patient, assign_folds, is_cir, make_patients, record_codes
 from eee_ray.synth.physiology import FS, LEAD_NAMES, RECORD_SECONDS, Morphology, NoiseBank, ecg_leads, \
     heart_rate_bpm, patient_morphology
@@ -286,6 +287,10 @@ def generate(out: str | Path, cfg: SynthConfig, overwrite: bool = False, workers
     _write_csv(ecg_root / "record_list.csv", records[["subject_id", "study_id", "file_name", "ecg_time", "path"]])
     _write_csv(ecg_root / "records_w_diag_icd10.csv",
                records[["subject_id", "study_id", "file_name", "ecg_time", "all_diag_all", "fold", "strat_fold"]])
+
+    studies = pd.read_csv(out / "echo" / "echo-study-list.csv", dtype={"study_datetime": str})
+    _write_csv(out / "structured_measurement.csv",  # beside echo/, where the ingest does not read it
+               measurement_table(cfg.seed, patients, records[["subject_id", "ecg_time"]], studies))
 
     truth = out / "truth"
     _write_parquet(truth / "cines.parquet", pa.Table.from_pylist(cine_rows, schema=CINE_SCHEMA))

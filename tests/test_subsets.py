@@ -1,0 +1,58 @@
+"""Label-efficiency subsets: patient-wise, seeded, label-stratified draws of the training patients, and the grid
+axis they make."""
+
+import numpy as np
+import pytest
+
+from eee_ray import cli
+from eee_ray.downstream import BenchmarkConfig, choose_patients, trial_grid, trial_name
+from eee_ray.downstream.subsets import training_mask
+
+
+def _records(seed=0, patients=400):
+    rng = np.random.default_rng(seed)
+    pid = np.repeat(np.arange(patients), rng.integers(1, 6, patients)).astype(str)
+    per_patient = rng.random((patients, 4)) < [0.01, 0.05, 0.2, 0.5]  # chronic labels: one row per patient
+    y = per_patient[pid.astype(int)] & (rng.random((len(pid), 4)) > 0.1)  # each record misses a few
+    return pid, y.astype(np.uint8)
+
+
+@pytest.mark.parametrize("fraction", [0.02, 0.1, 0.5])
+def test_subset_is_patient_wise_sized_and_stratified(fraction):
+    pid, y = _records()
+    keep = choose_patients(pid, y, fraction, seed=3)
+    mask = training_mask(pid, y, fraction, seed=3)
+    n_patients = len(np.unique(pid))
+    assert len(keep) == max(1, round(fraction * n_patients))
+    assert set(np.unique(pid[mask])) == set(keep) and not set(pid[~mask]) & set(keep)  # whole patients only
+    pos_patients = [set(pid[y[:, j] == 1]) for j in range(y.shape[1])]
+    for j, pos in enumerate(pos_patients):  # every finding keeps about its share of positive patients, >= 1
+        got = len(pos & set(keep))
+        assert got >= 1 and abs(got - fraction * len(pos)) <= max(1, 0.25 * fraction * len(pos)), (j, got, len(pos))
+
+
+def test_subset_is_seeded_and_full_fraction_keeps_everyone():
+    pid, y = _records()
+    a, b, c = (choose_patients(pid, y, 0.1, s) for s in (0, 0, 1))
+    assert list(a) == list(b) and set(a) != set(c)
+    assert training_mask(pid, y, 1.0, 7).all()
+    with pytest.raises(ValueError):
+        choose_patients(pid, y, 0.0, 0)
+
+
+def test_grid_has_a_label_fraction_axis_with_seeds_below_one():
+    grid, _ = trial_grid(BenchmarkConfig(models=["s4"], leads=["II"], label_fractions=[1.0, 0.1, 0.02],
+                                         label_seeds=3))
+    draws = [(g["label_fraction"], g["label_seed"]) for g in grid]
+    assert draws == [(0.02, 0), (0.02, 1), (0.02, 2), (0.1, 0), (0.1, 1), (0.1, 2), (1.0, 0)]
+    assert len({trial_name(g) for g in grid}) == len(grid)
+    assert trial_name(grid[1]) == "s4__II__scratch__lf0.02__s1"
+
+
+@pytest.mark.parametrize("flag,value,message", [("--label-fractions", "0,1", "in (0, 1]"),
+                                                ("--label-fractions", "a,b", "expected float"),
+                                                ("--label-seeds", "0", "--label-seeds must be >= 1")])
+def test_cli_refuses_bad_label_options_in_one_line(tmp_path, capsys, flag, value, message):
+    assert cli.main(["benchmark", "--data", str(tmp_path), "--output", str(tmp_path / "o"), flag, value]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and message in err, err
