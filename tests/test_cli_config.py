@@ -79,3 +79,71 @@ def test_missing_input_is_one_clear_line(tmp_path, capsys):
     err = capsys.readouterr().err
     assert rc == 2 and err.startswith("eee-ray ingest: error:") and "Traceback" not in err
     assert len(err.strip().splitlines()) == 1
+
+
+STAGE_CONFIGS = {"synth": "eee_ray.synth:SynthConfig", "ingest": "eee_ray.ingest:IngestConfig",
+                 "pretrain": "eee_ray.pretrain:PretrainConfig", "benchmark": "eee_ray.downstream:BenchmarkConfig",
+                 "analyze": "eee_ray.analyze:AnalyzeConfig", "embed": "eee_ray.inference:InferenceConfig",
+                 "predict": "eee_ray.inference:InferenceConfig", "demo": "eee_ray.demo:DemoConfig"}
+
+
+def _stage_parser(name: str):
+    from eee_ray.cli import build_parser
+
+    parser = build_parser([name])
+    sub = next(a for a in parser._actions if a.dest == "command")
+    return sub.choices[name]
+
+
+def _has_field(cls, path: str) -> bool:
+    import dataclasses
+    import typing
+
+    for part in path.split("."):
+        fields = {f.name: f for f in dataclasses.fields(cls)} if dataclasses.is_dataclass(cls) else {}
+        if part not in fields:
+            return False
+        cls = typing.get_type_hints(cls)[part]
+    return True
+
+
+@pytest.mark.parametrize("name", sorted(STAGE_CONFIGS))
+def test_every_option_lands_in_a_config_field(name):
+    """One wiring for every stage: each option's dest is the dotted path of its config field (or, for the command's
+    own options, starts with '_'), and every stage takes --output and --config; the tracked stages --mlflow-dir and
+    --experiment."""
+    import importlib
+
+    module, cls_name = STAGE_CONFIGS[name].split(":")
+    cls = getattr(importlib.import_module(module), cls_name)
+    p = _stage_parser(name)
+    options = {s for a in p._actions for s in a.option_strings}
+    assert {"--output", "--config"} <= options
+    if name not in ("synth", "demo"):
+        assert {"--mlflow-dir", "--experiment"} <= options
+    for action in p._actions:
+        if action.dest in ("help", "config") or action.dest.startswith("_"):
+            continue
+        assert _has_field(cls, action.dest), f"{name} {action.option_strings}: {action.dest} is not a {cls_name} field"
+
+
+def test_options_not_given_leave_the_yaml_values(tmp_path):
+    """defaults < --config YAML < options given; nested fields through dotted dests (--image-size)."""
+    from eee_ray.config import resolve_cli
+    from eee_ray.pretrain import PretrainConfig
+
+    (tmp_path / "c.yaml").write_text("epochs: 7\nlr: 0.01\npairs: {image_size: 48, frames_per_token: 4}\n")
+    p = _stage_parser("pretrain")
+    args = p.parse_args(["--clips", str(tmp_path), "--output", str(tmp_path / "o"), "--config",
+                         str(tmp_path / "c.yaml"), "--lr", "0.002", "--image-size", "32", "--mlflow-dir", "m"])
+    cfg = resolve_cli(PretrainConfig, args)
+    assert (cfg.epochs, cfg.lr, cfg.pairs.image_size, cfg.pairs.frames_per_token) == (7, 0.002, 32, 4)
+    assert cfg.mlflow.dir == "m" and cfg.batch_size == PretrainConfig().batch_size
+
+
+def test_deprecated_spellings_warn_and_still_work(tmp_path, capsys):
+    from eee_ray.cli import main
+
+    assert main(["synth", "--out", str(tmp_path / "s"), "--patients", "0"]) == 2  # parsed as --output, then validated
+    err = capsys.readouterr().err
+    assert "--out is deprecated" in err and "use --output" in err and "patients must be >= 1" in err
