@@ -24,7 +24,7 @@ def test_tiny_benchmark_end_to_end(synth_dir, ray_session, tmp_path, monkeypatch
     out = tmp_path / "bench"
     (tmp_path / "c.yaml").write_text("n_bootstrap: 50\nbatch_size: 32\ncrops_per_record: 1\n")
     rc = cli.main(["benchmark", "--dataset", "synthetic", "--data", str(synth_dir), "--output", str(out),
-                   "--preset", "tiny", "--epochs", "1", "--models", "xresnet1d50,eee_random", "--leads", "all",
+                   "--preset", "tiny", "--epochs", "1", "--models", "xresnet1d50,eee_random", "--strategies", "scratch,finetune", "--leads", "all",
                    "--label-fractions", "0.5,1", "--max-records", "48", "--config", str(tmp_path / "c.yaml")])
     assert rc == 0
     assert "4 trial(s) done" in capsys.readouterr().out
@@ -93,7 +93,7 @@ def test_tiny_benchmark_end_to_end(synth_dir, ray_session, tmp_path, monkeypatch
 def test_grid_rules_for_eee_and_strategies():
     grid, notes = trial_grid(BenchmarkConfig())
     assert {g["model"] for g in grid} == {"xresnet1d50", "s4", "st_mem", "eee_random"}
-    assert len(grid) == 8 and any("eee skipped" in n for n in notes)
+    assert len(grid) == 10 and any("eee skipped" in n for n in notes)  # eee_random: fine-tuned and linear probe
     grid, _ = trial_grid(BenchmarkConfig(models=["eee"], pretrained="enc.pt", leads=["II"]))
     assert [g["strategy"] for g in grid] == ["finetune", "linear_probe"]
     grid, _ = trial_grid(BenchmarkConfig(models=["eee", "s4"], pretrained="enc.pt", strategies=["linear_probe"]))

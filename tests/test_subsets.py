@@ -56,3 +56,20 @@ def test_cli_refuses_bad_label_options_in_one_line(tmp_path, capsys, flag, value
     assert cli.main(["benchmark", "--data", str(tmp_path), "--output", str(tmp_path / "o"), flag, value]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and message in err, err
+
+
+def test_shuffled_pairs_give_every_clip_the_ecg_of_another_patient():
+    """--shuffle-pairs (the negative control): nobody keeps their own ECGs, every ECG is used, the draw is seeded."""
+    from eee_ray.pair_shuffle import _key, donor_table
+
+    rng = np.random.default_rng(0)
+    subjects = [s for s in range(30) for _ in range(int(rng.integers(1, 5)))]
+    ecgs = [rng.normal(size=(2, 50)).astype(np.float32) for _ in subjects]
+    owner = {_key(e): s for e, s in zip(ecgs, subjects)}
+    donors = donor_table(subjects, ecgs, [2] * len(ecgs), seed=1)
+    got = [owner[_key(donors[_key(e)][0])] for e in ecgs]
+    assert all(g != s for g, s in zip(got, subjects))
+    per_patient = {s: {g for g, t in zip(got, subjects) if t == s} for s in set(subjects)}
+    assert all(len(d) == 1 for d in per_patient.values())  # a patient's clips all take one other patient's ECGs
+    again = donor_table(subjects[::-1], ecgs[::-1], [2] * len(ecgs), seed=1)  # read in another order: same pairs
+    assert all(np.array_equal(again[k][0], v[0]) for k, v in donors.items())

@@ -14,7 +14,7 @@ from eee_ray.errors import UserError
 EXPERIMENT = "eee-benchmark"
 MODEL_STRATEGIES: dict[str, tuple[str, ...]] = {
     "xresnet1d50": ("scratch",), "s4": ("scratch",), "st_mem": ("scratch",),
-    "eee": ("finetune", "linear_probe"), "eee_random": ("finetune",),
+    "eee": ("finetune", "linear_probe"), "eee_random": ("finetune", "linear_probe"),
 }
 @dataclass
 class BenchmarkConfig:
