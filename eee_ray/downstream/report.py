@@ -110,3 +110,33 @@ def collect_results(out: Path, grid: list[dict]) -> tuple[pd.DataFrame, pd.DataF
     return results, pl
 
 
+
+
+def pretraining_gain_line(efficiency: pd.DataFrame, leads: str = "II") -> str:
+    """One sentence on what the label-efficiency table shows: the pretrained EEE linear probe against its
+    random-init control at the smallest and the largest label fraction, and whether the evidence is clear (the
+    mean 95% bootstrap intervals apart and every subset draw on the same side) or not."""
+    e = efficiency[(efficiency["leads"] == leads) & (efficiency["strategy"] == "linear_probe")]
+    pre, ctrl = e[e["model"] == "eee"].set_index("label_fraction"), e[e["model"] == "eee_random"].set_index(
+        "label_fraction")
+    common = sorted(set(pre.index) & set(ctrl.index))
+    if not common:
+        return "no pretrained EEE linear probe and random-init control at a common label fraction: no gain measured"
+    lo, hi = common[0], common[-1]
+    p, c = pre.loc[lo], ctrl.loc[lo]
+    gap = p.macro_auroc_mean - c.macro_auroc_mean
+    apart = p.ci_low_mean > c.ci_high_mean or c.ci_low_mean > p.ci_high_mean
+    draws = p.macro_auroc_min > c.macro_auroc_max or c.macro_auroc_min > p.macro_auroc_max
+    if apart and draws:
+        verdict = "clear: the 95% bootstrap intervals are apart and every subset draw agrees"
+    elif draws:
+        verdict = "likely: every subset draw agrees, but the 95% bootstrap intervals overlap"
+    else:
+        verdict = "not established: the subset draws and the 95% bootstrap intervals overlap"
+    text = (f"With {lo:g} of the training labels the echo-pretrained EEE linear probe scores macro AUROC "
+            f"{p.macro_auroc_mean:.3f} against {c.macro_auroc_mean:.3f} for the same encoder at random init "
+            f"({gap:+.3f}; {verdict})")
+    if hi != lo:
+        gap_hi = pre.loc[hi].macro_auroc_mean - ctrl.loc[hi].macro_auroc_mean
+        text += f"; with {hi:g} of them the gap is {gap_hi:+.3f}"
+    return text + "."

@@ -1,7 +1,8 @@
-"""Label-efficiency subsets: patient-wise, seeded, label-stratified draws of the training patients, and the grid
-axis they make."""
+"""Label efficiency: patient-wise, seeded, label-stratified subsets of the training patients, the grid axis they
+make, the printed verdict on a pretraining gain, and the shuffled pairs of the negative control."""
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from eee_ray import cli
@@ -73,3 +74,23 @@ def test_shuffled_pairs_give_every_clip_the_ecg_of_another_patient():
     assert all(len(d) == 1 for d in per_patient.values())  # a patient's clips all take one other patient's ECGs
     again = donor_table(subjects[::-1], ecgs[::-1], [2] * len(ecgs), seed=1)  # read in another order: same pairs
     assert all(np.array_equal(again[k][0], v[0]) for k, v in donors.items())
+
+
+def test_the_printed_line_says_how_sure_the_gain_is():
+    from eee_ray.downstream.report import label_efficiency, pretraining_gain_line
+
+    def results(pre_small, ctrl_small, width):
+        rows = []
+        for model, small in (("eee", pre_small), ("eee_random", ctrl_small)):
+            for f, seeds, base in ((0.05, 3, small), (1.0, 1, 0.8)):
+                for k in range(seeds):
+                    a = base + 0.01 * k
+                    rows.append({"model": model, "leads": "II", "strategy": "linear_probe", "label_fraction": f,
+                                 "label_seed": k, "macro_auroc": a, "macro_auroc_ci_low": a - width,
+                                 "macro_auroc_ci_high": a + width, "n_train_records": 10})
+        return label_efficiency(pd.DataFrame(rows))
+
+    clear = pretraining_gain_line(results(0.75, 0.55, 0.05))
+    assert "0.05 of the training labels" in clear and "+0.200; clear" in clear and "gap is +0.000" in clear
+    assert "likely" in pretraining_gain_line(results(0.65, 0.55, 0.1))
+    assert "not established" in pretraining_gain_line(results(0.56, 0.55, 0.05))
