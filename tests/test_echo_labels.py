@@ -93,3 +93,16 @@ def test_synthetic_measurements_label_ecgs_from_the_latents(synth_dir):
                                  "result"]
     per_study = raw.groupby("measurement_id")["measurement"].nunique()
     assert 0.5 < per_study.mean() / 12 < 0.95 and set(raw["test_type"]) == {"TTE", "TEE"}  # missingness, TEEs
+
+
+def test_benchmark_reads_echo_measurement_labels_and_refuses_them_for_ptbxl(synth_dir, tmp_path):
+    from eee_ray.downstream import BenchmarkConfig
+    from eee_ray.downstream.grid import read_table
+
+    table, notes, leads = read_table(BenchmarkConfig(data=str(synth_dir), labels="echo-measurements",
+                                                     leads=["II"]))
+    used = table[table["reason"] == ""]
+    assert leads == ["II"] and set().union(*used["labels"]) <= set(load_measurement_mapping().label_names)
+    assert "any_structural" in set().union(*used["labels"]) and any("no TTE" in n for n in notes)
+    with pytest.raises(UserError, match="needs MIMIC-IV-ECG records"):
+        BenchmarkConfig(data=str(tmp_path), dataset="ptbxl", labels="echo-measurements").validate()
