@@ -88,9 +88,13 @@ def test_the_printed_line_says_how_sure_the_gain_is():
                     rows.append({"model": model, "leads": "II", "strategy": "linear_probe", "label_fraction": f,
                                  "label_seed": k, "macro_auroc": a, "macro_auroc_ci_low": a - width,
                                  "macro_auroc_ci_high": a + width, "n_train_records": 10})
+        rows.append({"model": "s4", "leads": "II", "strategy": "scratch", "label_fraction": 0.05, "label_seed": 0,
+                     "macro_auroc": 0.6, "macro_auroc_ci_low": 0.5, "macro_auroc_ci_high": 0.7,
+                     "n_train_records": 10})
         return label_efficiency(pd.DataFrame(rows))
 
     clear = pretraining_gain_line(results(0.75, 0.55, 0.05))
     assert "0.05 of the training labels" in clear and "+0.200; clear" in clear and "gap is +0.000" in clear
+    assert "from scratch (S4) scores 0.600 at 0.05" in clear
     assert "likely" in pretraining_gain_line(results(0.65, 0.55, 0.1))
     assert "not established" in pretraining_gain_line(results(0.56, 0.55, 0.05))

@@ -139,4 +139,10 @@ def pretraining_gain_line(efficiency: pd.DataFrame, leads: str = "II") -> str:
     if hi != lo:
         gap_hi = pre.loc[hi].macro_auroc_mean - ctrl.loc[hi].macro_auroc_mean
         text += f"; with {hi:g} of them the gap is {gap_hi:+.3f}"
+    scratch = efficiency[(efficiency["leads"] == leads) & (efficiency["strategy"] == "scratch")
+                         & (efficiency["label_fraction"] == lo)]
+    if len(scratch):
+        best = scratch.loc[scratch["macro_auroc_mean"].idxmax()]
+        text += (f"; the best model trained from scratch ({DISPLAY.get(best.model, best.model)}) scores "
+                 f"{best.macro_auroc_mean:.3f} at {lo:g}")
     return text + "."
