@@ -25,7 +25,7 @@ def test_tiny_benchmark_end_to_end(synth_dir, ray_session, tmp_path, monkeypatch
     (tmp_path / "c.yaml").write_text("n_bootstrap: 50\nbatch_size: 32\ncrops_per_record: 1\n")
     rc = cli.main(["benchmark", "--dataset", "synthetic", "--data", str(synth_dir), "--output", str(out),
                    "--preset", "tiny", "--epochs", "1", "--models", "xresnet1d50,eee_random", "--strategies", "scratch,finetune", "--leads", "all",
-                   "--label-fractions", "0.5,1", "--max-records", "48", "--config", str(tmp_path / "c.yaml")])
+                   "--label-fractions", "0.5,1", "--max-records", "72", "--config", str(tmp_path / "c.yaml")])
     assert rc == 0
     assert "4 trial(s) done" in capsys.readouterr().out
 
@@ -58,7 +58,7 @@ def test_tiny_benchmark_end_to_end(synth_dir, ray_session, tmp_path, monkeypatch
     assert set(per_label["model"]) == {"xresnet1d50", "eee_random"} and per_label["label"].str.startswith("CIR").all()
     assert list(pd.read_csv(out / "skipped.csv").columns) == ["record_id", "reason"]
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["records"] + summary["skipped"] == 48 and summary["failed"] == 0
+    assert summary["records"] + summary["skipped"] == 72 and summary["failed"] == 0
 
     mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")  # the default store: beside the output folder
     assert summary["tracking_uri"] == f"sqlite:///{tmp_path / 'mlflow.db'}"
