@@ -1,4 +1,4 @@
-"""Where the full ingest's per-file time goes beyond decoding (issue 3, item 7), in ONE process, without Ray.
+"""Where the full ingest's per-file time goes beyond decoding, in ONE process, without Ray.
 
 Interleaves, per repeat and file, (b) the decode-only work of ``ingest_throughput.py`` and (c0) the full per-file
 work (``process_file`` + this file's share of the Parquet write), so the ratio c0 / b is robust to CPU noise from

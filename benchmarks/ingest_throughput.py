@@ -1,9 +1,9 @@
-"""Ingest throughput on the same generated files, in one run (issue 3, item 7).
+"""Ingest throughput on the same generated files, in one run.
 
 (a) naive: pydicom ``pixel_array`` of all frames, colour conversion, resize (one process);
 (b) decode-only: every frame through the fast decoder (libjpeg-turbo, DCT-downscaled grayscale), nothing else;
 (c) the full ingest (``run_ingest``: header filter, decode, resize, ECG tracing, Parquet) on 1 and on 2 Ray CPUs,
-    once per ``echo_storage`` (the SPEC's tensor type, and raw bytes),
+    once per ``echo_storage`` (the default tensor type, and raw bytes),
     each in a fresh local Ray (Ray start-up excluded, actor start-up included), over ``--repeat`` symlinked replicas
     of the same files so that the actors' start-up is amortised as on a real data set;
 (c-steady) the same runs without their fixed costs (Ray Data and actor start-up before the first batch, the MLflow
@@ -200,7 +200,7 @@ def main() -> None:
         pc[key] = mb / secs / cores
         print(f"| {name} | {cores} | {secs:.2f} | {n / secs:.2f} | {mb / secs:.1f} | {n / secs / cores:.2f} | "
               f"{mb / secs / cores:.1f} |")
-    print("\n| ratio | echo as tensor (SPEC S3 default) | echo as bytes | target |")
+    print("\n| ratio | echo as tensor (default) | echo as bytes | target |")
     print("|---|---:|---:|---|")
 
     def line(label: str, f, target: str, fmt: str = "{:.2f}x") -> None:

@@ -1,17 +1,21 @@
-"""Robustness report (issue 7 items 3 and 6): the bad-input corpus and three injected faults, one table.
+"""Robustness report: the bad-input corpora and three injected faults, one table.
 
-Scenarios:
+DICOM scenarios (``--scenarios dicom``):
   corpus           every kind of broken input (``eee_ray.synth.bad_inputs``) beside good synthetic cines
   ingest-kill      a Ray Data worker dies hard mid-ingest (``EEE_RAY_FAULTS=ingest_worker_crash=PATH``)
   ctrl-c           `eee-ray ingest` gets SIGINT mid-run (whole process group), then the same command again
   train-kill       a Ray Train worker exits at the start of epoch 2 (``EEE_RAY_FAULTS=pretrain_worker_exit=EPOCH``)
+Hostile inputs besides DICOMs (``--scenarios hostile``, ``eee_ray.synth.hostile_inputs``): checkpoints, WFDB records
+and record lists (through `eee-ray predict` on Ray), label tables, echo-record-list paths, YAML configs, waveform
+Parquets (per-row cases through `eee-ray predict` on Ray).
 
-Columns: inputs tried (files, or epochs for training), verdicts right (the expected reason or acceptance; epochs
-run once, in order, with finite losses), wrong, job crashed (the run raised or exited non-zero), lost / duplicated
-(files missing from or repeated in the manifest; epochs missing from the history, or trained twice because a restart
-did not resume from the last checkpoint).
+Columns: inputs tried (files, records, rows, or epochs for training), verdicts right (the expected reason, error
+line or acceptance; epochs run once, in order, with finite losses), wrong, crashes (a run that raised or exited
+non-zero where it should not; a traceback where one error line was due), lost / duplicated (inputs missing from or
+repeated in the outputs; epochs missing from the history, or trained twice because a restart did not resume from
+the last checkpoint).
 
-    python benchmarks/robustness.py [--synth DIR] [--patients 6] [--out DIR]
+    python benchmarks/robustness.py [--scenarios all|dicom|hostile] [--synth DIR] [--patients 6] [--out DIR]
 """
 
 from __future__ import annotations
@@ -53,7 +57,7 @@ class Row:
     tried: int
     right: int
     wrong: int
-    crashed: bool
+    crashed: int
     lost: int
     duplicated: int
     seconds: float
@@ -96,7 +100,7 @@ def corpus(synth: Path, work: Path) -> Row:
     seconds = time.perf_counter() - t0
     right, wrong, lost, dup, details = check_files(work / "corpus_out", expected)
     return Row("corpus", f"{len(expected) - len(good)} broken/unusual files", len(expected), right, wrong,
-               bool(crash), lost, dup, seconds, crash or "; ".join(details))
+               int(bool(crash)), lost, dup, seconds, crash or "; ".join(details))
 
 
 def ingest_kill(synth: Path, work: Path) -> Row:
@@ -114,7 +118,7 @@ def ingest_kill(synth: Path, work: Path) -> Row:
     expected = truth_reasons(synth)
     right, wrong, lost, dup, details = check_files(work / "kill_out", expected)
     fault = "worker os._exit(1) once" if marker.exists() else "NOT TRIGGERED"
-    return Row("ingest-kill", fault, len(expected), right, wrong, bool(crash), lost, dup, seconds,
+    return Row("ingest-kill", fault, len(expected), right, wrong, int(bool(crash)), lost, dup, seconds,
                crash or "; ".join(details))
 
 
@@ -135,7 +139,7 @@ def ctrl_c(synth: Path, work: Path) -> Row:
     seconds = time.perf_counter() - t0
     right, wrong, lost, dup, details = check_files(out, truth_reasons(synth, CTRL_C_FILES))
     fault = f"SIGINT after {done_before}/{CTRL_C_FILES} files (exit {rc})"
-    return Row("ctrl-c + re-run", fault, CTRL_C_FILES, right, wrong, res.returncode != 0, lost, dup, seconds,
+    return Row("ctrl-c + re-run", fault, CTRL_C_FILES, right, wrong, int(res.returncode != 0), lost, dup, seconds,
                "; ".join(details) or " / ".join(res.stderr.strip().splitlines()[-3:]) * (res.returncode != 0))
 
 
@@ -151,7 +155,7 @@ def train_kill(clips: Path, work: Path) -> Row:
             metrics = run_pretrain(PretrainConfig(clips=str(clips), output=str(out), epochs=TRAIN_EPOCHS, workers=2,
                                                   batch_size=4, mlflow=MlflowConfig(dir=str(work))))
     except Exception as e:
-        return Row("train-kill", fault, TRAIN_EPOCHS, 0, 0, True, TRAIN_EPOCHS, 0, time.perf_counter() - t0,
+        return Row("train-kill", fault, TRAIN_EPOCHS, 0, 0, 1, TRAIN_EPOCHS, 0, time.perf_counter() - t0,
                    f"{type(e).__name__}: {e}")
     seconds = time.perf_counter() - t0
     history = metrics["history"]
@@ -161,17 +165,40 @@ def train_kill(clips: Path, work: Path) -> Row:
     redone = max(FAIL_EPOCH - 1 - resumed_from, 0)      # epochs trained again because the restart lost them
     counts = Counter(epochs)
     return Row("train-kill", fault if (out / FAILURE_MARKER).exists() else "NOT TRIGGERED", TRAIN_EPOCHS,
-               len(in_order) - redone, len(epochs) - len(in_order), False,
+               len(in_order) - redone, len(epochs) - len(in_order), 0,
                sum(1 for e in range(1, TRAIN_EPOCHS + 1) if e not in counts),
                redone + sum(n - 1 for n in counts.values()), seconds,
                f"restarted from the checkpoint of epoch {resumed_from or 'none (from scratch)'}; loss_total per "
                "epoch " + ", ".join(f"{h['loss_total']:.3f}" for h in history))
 
 
+def hostile(work: Path) -> list[Row]:
+    """The hostile-input families; WFDB records, record lists and Parquet rows go through `eee-ray predict` on Ray."""
+    import _hostile_checks as h
+
+    from eee_ray.synth.hostile_inputs import write_checkpoints
+
+    ckpt_root = work / "hostile_checkpoints"
+    corpus = (ckpt_root, write_checkpoints(ckpt_root))
+    good = ckpt_root / "good"
+    tallies = [h.check_checkpoints(work, corpus),
+               h.check_wfdb(work, through_ray=("records", "record_list"), checkpoint=good),
+               h.check_labels(work), h.check_echo_list(work), h.check_configs(work, good),
+               h.check_parquet(work, good, through_ray=True)]
+    faults = {"checkpoints": "unsafe pickles, truncated, wrong architecture, lying meta.json, NaN weights",
+              "WFDB records + record_list.csv": "header counts vs .dat size, formats, gains, fs, names, escapes",
+              "label tables + record_list.csv": "malformed/nested/huge code lists, duplicate or missing ids, escapes",
+              "echo-record-list.csv paths": "absolute, '..', links out of the root, conflicting IDs",
+              "YAML configs": "unknown keys, wrong types, tags, alias bomb, huge/deep/non-UTF-8 files",
+              "waveform Parquet inputs": "not Parquet, missing/mistyped columns, bad rows"}
+    return [Row(f"hostile: {t.family}", faults[t.family], t.tried, t.right, len(t.wrong), t.crashes, t.lost,
+                t.duplicated, t.seconds, "; ".join(t.wrong)) for t in tallies]
+
+
 def table(rows: list[Row]) -> str:
-    head = ("| scenario | fault injected | inputs tried | verdicts right | wrong | job crashed | lost | duplicated "
-            "| seconds |\n|---|---|---:|---:|---:|---|---:|---:|---:|")
-    lines = [f"| {r.scenario} | {r.fault} | {r.tried} | {r.right} | {r.wrong} | {'yes' if r.crashed else 'no'} | "
+    head = ("| scenario | fault injected | inputs tried | verdicts right | wrong | crashes | lost | duplicated "
+            "| seconds |\n|---|---|---:|---:|---:|---:|---:|---:|---:|")
+    lines = [f"| {r.scenario} | {r.fault} | {r.tried} | {r.right} | {r.wrong} | {r.crashed} | "
              f"{r.lost} | {r.duplicated} | {r.seconds:.1f} |" for r in rows]
     notes = [f"- {r.scenario}: {r.note}" for r in rows if r.note]
     return "\n".join([head, *lines, "", *notes])
@@ -179,6 +206,8 @@ def table(rows: list[Row]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--scenarios", choices=("all", "dicom", "hostile"), default="all",
+                    help="the DICOM corpus and injected faults, the hostile inputs besides DICOMs, or both")
     ap.add_argument("--synth", help="an existing `eee-ray synth` output (default: generate one)")
     ap.add_argument("--patients", type=int, default=6, help="patients of the generated synthetic set")
     ap.add_argument("--out", help="work folder (default: a temp dir, removed afterwards)")
@@ -189,16 +218,21 @@ def main(argv: list[str] | None = None) -> int:
     work = Path(args.out) if args.out else Path(tempfile.mkdtemp(prefix="eee_robust_"))
     work.mkdir(parents=True, exist_ok=True)
     try:
-        synth = Path(args.synth) if args.synth else None
-        if synth is None:
-            from eee_ray.synth import SynthConfig, generate
-
-            synth = generate(work / "synth", SynthConfig(seed=0, patients=args.patients))
         from eee_ray.runtime import init_ray
 
-        rows = [ctrl_c(synth, work)]
-        init_ray(2)
-        rows += [corpus(synth, work), ingest_kill(synth, work), train_kill(work / "kill_out", work)]
+        rows: list[Row] = []
+        if args.scenarios in ("all", "dicom"):
+            synth = Path(args.synth) if args.synth else None
+            if synth is None:
+                from eee_ray.synth import SynthConfig, generate
+
+                synth = generate(work / "synth", SynthConfig(seed=0, patients=args.patients))
+            rows.append(ctrl_c(synth, work))
+            init_ray(2)
+            rows += [corpus(synth, work), ingest_kill(synth, work), train_kill(work / "kill_out", work)]
+        if args.scenarios in ("all", "hostile"):
+            init_ray(2)
+            rows += hostile(work / "hostile")
         print(table(rows))
         return 0 if all(not r.crashed and r.wrong == r.lost == r.duplicated == 0 for r in rows) else 1
     finally:

@@ -1,6 +1,6 @@
-"""Figures of a finished benchmark (SPEC S8, paper section 4.5): LDA grid, ROC curves, per-label AUROC heat map, and
-the label-efficiency curves (macro AUROC against the share of labelled training patients) when the benchmark ran
-more than one label fraction.
+"""Figures of a finished benchmark (docs/contract.md, Analysis and inference, paper section 4.5): LDA grid, ROC curves,
+per-label AUROC heat map, and the label-efficiency curves (macro AUROC against the share of labelled training
+patients) when the benchmark ran more than one label fraction.
 
 Reads each trial's ``test_outputs.npz`` (record-averaged penultimate embeddings, labels, scores) and ``meta.json``
 under ``<benchmark>/trials/``; writes PNGs and CSVs to the output folder and logs them to an MLflow run "analysis".

@@ -16,6 +16,7 @@ import argparse
 import dataclasses
 import json
 import sys
+import types
 import typing
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,52 +46,159 @@ def flat_params(cfg: Any) -> dict[str, Any]:
     return flat(to_dict(cfg) if dataclasses.is_dataclass(cfg) else cfg, "")
 
 
+MAX_CONFIG_BYTES = 1 << 20  # a config is a few KiB; a larger file is not a config (and would stall the parser)
+MAX_CONFIG_NODES = 10_000  # values in one config, aliases counted each time they are used (YAML "billion laughs")
+_SCALARS = (int, float, str, bool)
+
+
+def _scalar(value: Any, typ: type, name: str) -> Any:
+    """One scalar field: the value as ``typ``, or a ``UserError``; never a silent change of meaning (``3.7`` is not
+    an int, ``true`` is not a number, a list is not a string)."""
+    if typ is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("1", "true", "yes", "on", "0", "false", "no", "off"):
+            return value.lower() in ("1", "true", "yes", "on")
+        raise UserError(f"config field {name!r}: expected true/false, got {_show(value)}")
+    if typ is str:
+        if isinstance(value, (str, int, float)) and not isinstance(value, bool):
+            return str(value)
+        raise UserError(f"config field {name!r}: expected a string, got {_show(value)}")
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise UserError(f"config field {name!r}: expected {typ.__name__}, got {_show(value)}")
+    try:
+        number = float(value) if typ is float else int(value) if not isinstance(value, float) else value
+    except (TypeError, ValueError):
+        raise UserError(f"config field {name!r}: expected {typ.__name__}, got {_show(value)}") from None
+    if typ is int and isinstance(number, float):
+        if not number.is_integer():
+            raise UserError(f"config field {name!r}: expected int, got {_show(value)}")
+        number = int(number)
+    return number
+
+
+def _show(value: Any) -> str:
+    kind = "null" if value is None else type(value).__name__
+    return f"{kind} {str(value)[:40]!r}" if value is not None else kind
+
+
 def _coerce(value: Any, typ: Any, name: str) -> Any:
     origin = typing.get_origin(typ)
-    if dataclasses.is_dataclass(typ) and isinstance(value, Mapping):
-        return from_dict(typ, value)
-    if origin in (list, tuple) and isinstance(value, (list, tuple)):
-        args = typing.get_args(typ)
+    args = typing.get_args(typ)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        arms = [a for a in args if a is not type(None)]
+        return _coerce(value, arms[0], name) if len(arms) == 1 else value
+    if dataclasses.is_dataclass(typ):
+        if isinstance(value, typ):
+            return value
+        if not isinstance(value, Mapping):
+            raise UserError(f"config field {name!r}: expected a mapping of {typ.__name__} fields, got {_show(value)}")
+        return from_dict(typ, value, f"{name}.")
+    if origin in (list, tuple) or typ in (list, tuple):
+        if not isinstance(value, (list, tuple)):
+            raise UserError(f"config field {name!r}: expected a list, got {_show(value)}")
+        if origin is tuple and len(args) > 0 and args[-1] is not Ellipsis:
+            if len(value) != len(args):
+                raise UserError(f"config field {name!r}: expected {len(args)} values, got {len(value)}")
+            return tuple(_coerce(v, a, name) for v, a in zip(value, args))
         inner = args[0] if args else Any
         out = [_coerce(v, inner, name) for v in value]
-        return tuple(out) if origin is tuple else out
-    if typ in (int, float, str, bool) and value is not None:
-        if typ is bool and isinstance(value, str):
-            if value.lower() in ("1", "true", "yes", "on"):
-                return True
-            if value.lower() in ("0", "false", "no", "off"):
-                return False
-            raise UserError(f"config field {name!r}: expected true/false, got {value!r}")
-        try:
-            return typ(value)
-        except (TypeError, ValueError):
-            raise UserError(f"config field {name!r}: expected {typ.__name__}, got {value!r}") from None
+        return tuple(out) if (origin or typ) is tuple else out
+    if origin is dict or typ is dict:
+        if not isinstance(value, Mapping):
+            raise UserError(f"config field {name!r}: expected a mapping, got {_show(value)}")
+        return dict(value)
+    if typ in _SCALARS:
+        if value is None:
+            raise UserError(f"config field {name!r}: expected {typ.__name__}, got null")
+        return _scalar(value, typ, name)
     return value
 
 
-def from_dict(cls: type[C], data: Mapping[str, Any]) -> C:
+def from_dict(cls: type[C], data: Mapping[str, Any], prefix: str = "") -> C:
     """Build ``cls`` from a mapping, refusing unknown keys so a typo in a YAML file is an error, not a silent default."""
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls)}
+    odd = [repr(k) for k in data if not isinstance(k, str)]
+    if odd:
+        raise UserError(f"{cls.__name__} field names must be strings, not {', '.join(odd[:3])}")
     unknown = sorted(set(data) - set(fields))
     if unknown:
-        raise UserError(f"unknown {cls.__name__} field(s): {', '.join(unknown)}; known: {', '.join(sorted(fields))}")
-    kwargs = {k: _coerce(v, hints[k], k) for k, v in data.items()}
+        raise UserError(f"unknown {cls.__name__} field(s): {', '.join(prefix + k for k in unknown)}; "
+                        f"known: {', '.join(sorted(fields))}")
+    kwargs = {k: _coerce(v, hints[k], prefix + k) for k, v in data.items()}
     return cls(**kwargs)
 
 
+def _count_nodes(data: Any, limit: int) -> int:
+    """Values in ``data`` with shared (aliased) parts counted at every use; stops counting past ``limit``."""
+    count, stack = 0, [data]
+    while stack and count <= limit:
+        item = stack.pop()
+        count += 1
+        if isinstance(item, Mapping):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, (list, tuple, set)):
+            stack.extend(item)
+    return count
+
+
+def _refuse_duplicate_keys(root: yaml.Node | None, path: Path) -> None:
+    """A key given twice in one mapping is a copy-paste slip that YAML would settle silently (the last one wins)."""
+    seen: set[int] = set()
+    stack = [root] if root is not None else []
+    while stack:
+        node = stack.pop()
+        if id(node) in seen:  # an alias: its node is checked once
+            continue
+        seen.add(id(node))
+        if isinstance(node, yaml.MappingNode):
+            keys = [k.value for k, _ in node.value if isinstance(k, yaml.ScalarNode)]
+            twice = sorted({k for k in keys if keys.count(k) > 1})
+            if twice:
+                raise UserError(f"config file {path} gives duplicate key {twice[0]} (line {node.start_mark.line + 1}"
+                                " onwards); each field may appear once")
+            stack.extend(n for pair in node.value for n in pair)
+        elif isinstance(node, yaml.SequenceNode):
+            stack.extend(node.value)
+
+
 def load_yaml(path: str | Path | None) -> dict[str, Any]:
+    """The mapping of a YAML config file, read with ``yaml.safe_load``; every way a file can be wrong (too big, not
+    text, not YAML, a Python tag, an alias bomb, not a mapping) is one ``UserError``."""
     if path is None:
         return {}
     p = Path(path)
     if not p.is_file():
         raise UserError(f"config file not found: {p}")
+    if p.stat().st_size > MAX_CONFIG_BYTES:
+        raise UserError(f"config file {p} is {p.stat().st_size} bytes, more than a config can be "
+                        f"({MAX_CONFIG_BYTES} bytes)")
     try:
-        data = yaml.safe_load(p.read_text()) or {}
+        text = p.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise UserError(f"config file {p} is not readable UTF-8 text: {e}") from None
+    try:
+        _refuse_duplicate_keys(yaml.compose(text, Loader=yaml.SafeLoader), p)
+        data = yaml.safe_load(text)
     except yaml.YAMLError as e:
-        raise UserError(f"config file {p} is not valid YAML: {e}") from None
+        mark = getattr(e, "problem_mark", None)
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
+        first = " ".join(str(getattr(e, "problem", None) or e).split())[:160] + where
+        raise UserError(f"config file {p} is not valid YAML for a config (plain values only, no tags): {first}"
+                        ) from None
+    except RecursionError:
+        raise UserError(f"config file {p} nests too deeply to be a config") from None
+    if data is None:
+        return {}
     if not isinstance(data, dict):
-        raise UserError(f"config file {p} must hold a mapping of field: value")
+        raise UserError(f"config file {p} must hold a mapping of field: value, not a {type(data).__name__}")
+    if _count_nodes(data, MAX_CONFIG_NODES) > MAX_CONFIG_NODES:
+        raise UserError(f"config file {p} expands to more than {MAX_CONFIG_NODES} values (aliases counted at each "
+                        "use); a config is a few dozen")
     return data
 
 

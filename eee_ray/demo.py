@@ -128,7 +128,7 @@ def run_demo(cfg: DemoConfig) -> Path:
         else:
             epochs = cfg.pretrain_epochs or DEMO_PRETRAIN_EPOCHS
             # the recipe the learning test uses: 64 px sub-clips, batch 8, plain InfoNCE for the first half (from a
-            # collapsed start the paper's dual-margin mask has no negatives to push against; see the README)
+            # collapsed start the paper's dual-margin mask has no negatives to push against; see docs/pretraining.md)
             metrics = run_pretrain(PretrainConfig(
                 clips=str(ingest_dir), output=str(pre_dir), preset="tiny", epochs=epochs,
                 batch_size=8, pairs=PairsConfig(image_size=64), loss=LossConfig(warmup_epochs=epochs // 2)))

@@ -1,5 +1,5 @@
-"""ECG-only inference with a trained benchmark model (SPEC S8): ``embed`` (record-averaged penultimate features) and
-``predict`` (per-label probabilities), batched with Ray Data.
+"""ECG-only inference with a trained benchmark model (docs/contract.md, Analysis and inference): ``embed``
+(record-averaged penultimate features) and ``predict`` (per-label probabilities), batched with Ray Data.
 
 A checkpoint is a folder with ``model.pt`` (a plain state_dict, loaded with ``weights_only=True``) and ``meta.json``
 (the model spec, leads, label names, window, aggregation and preprocessing), as written by ``eee-ray benchmark``; it
@@ -12,9 +12,9 @@ be used keep a null result and a ``reason``. Preparation and windowing reuse the
 from __future__ import annotations
 
 import dataclasses
-import io
 import json
 import logging
+import os
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,6 +33,8 @@ MODES = ("embed", "predict")
 WAVEFORM_COLUMNS = ("record_id", "signal", "fs", "lead_names")
 CHECKPOINT_ARTIFACTS = ("checkpoint", "trial")  # artifact folders of a run that may hold model.pt + meta.json
 SUMMARY_NAME = "_inference.json"  # leading underscore: Parquet readers skip it when reading the folder
+MODEL_BUDGET_FACTOR = 4  # a model may create this many times the elements its weights file holds while built ...
+MODEL_BUDGET_SLACK = 10_000_000  # ... plus this many (init temporaries): more means meta.json lies about the model
 
 
 @dataclass
@@ -82,16 +84,93 @@ class Checkpoint:
         return list(self.meta["leads"])
 
 
+def _read_meta(meta_json: Path) -> dict[str, Any]:
+    """meta.json as a dict whose fields have the types inference relies on; anything else is a ``UserError``."""
+    from eee_ray.ecgdata.records import CANONICAL_LEADS
+
+    try:
+        meta = json.loads(meta_json.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as e:
+        raise UserError(f"{meta_json} is not readable JSON: {str(e)[:120]}") from None
+    if not isinstance(meta, dict):
+        raise UserError(f"{meta_json} must hold a JSON object, not a {type(meta).__name__}")
+    missing = [k for k in ("model_spec", "leads", "label_names", "window") if k not in meta]
+    if missing:
+        raise UserError(f"{meta_json} lacks {', '.join(missing)}")
+    spec = meta["model_spec"]
+    if not (isinstance(spec, dict) and isinstance(spec.get("name"), str)
+            and all(isinstance(spec.get(k), int) and not isinstance(spec.get(k), bool)
+                    for k in ("n_leads", "n_classes"))):
+        raise UserError(f"{meta_json}: model_spec must be an object with name, n_leads and n_classes")
+    if "pretrained" in spec:
+        raise UserError(f"{meta_json}: model_spec names a file (pretrained); a checkpoint carries all its weights")
+    known = {lead.upper() for lead in CANONICAL_LEADS}
+    for key, pool in (("leads", known), ("label_names", None)):
+        value = meta[key]
+        if not (isinstance(value, list) and value and all(isinstance(v, str) and v for v in value)):
+            raise UserError(f"{meta_json}: {key} must be a non-empty list of names")
+        if len(set(value)) != len(value):
+            raise UserError(f"{meta_json}: {key} repeats a name ({', '.join(value)})")
+        if pool is not None and any(v.upper() not in pool for v in value):
+            raise UserError(f"{meta_json}: unknown lead(s) {', '.join(v for v in value if v.upper() not in pool)}; "
+                            f"known: {', '.join(CANONICAL_LEADS)}")
+    if len(meta["leads"]) != spec["n_leads"]:
+        raise UserError(f"{meta_json} lists {len(meta['leads'])} lead(s) but its model_spec takes {spec['n_leads']}")
+    if len(meta["label_names"]) != spec["n_classes"]:
+        raise UserError(f"{meta_json} lists {len(meta['label_names'])} label(s) but its model_spec has "
+                        f"{spec['n_classes']} outputs")
+    if not (isinstance(meta["window"], int) and not isinstance(meta["window"], bool) and meta["window"] > 0):
+        raise UserError(f"{meta_json}: window must be a positive number of samples, not {meta['window']!r}")
+    if not isinstance(meta.get("preprocessing", {}), dict):
+        raise UserError(f"{meta_json}: preprocessing must be an object")
+    return meta
+
+
 def read_checkpoint(folder: str | Path) -> Checkpoint:
+    """A checkpoint folder, checked whole before any record is read: readable meta.json of the right shape, a
+    weights-only ``model.pt`` holding a finite state dict that fits the model the meta describes."""
     folder = Path(folder)
     model_pt, meta_json = folder / "model.pt", folder / "meta.json"
     if not (model_pt.is_file() and meta_json.is_file()):
         raise UserError(f"{folder} is not a checkpoint folder (needs model.pt and meta.json)")
-    meta = json.loads(meta_json.read_text())
-    missing = [k for k in ("model_spec", "leads", "label_names", "window") if k not in meta]
-    if missing:
-        raise UserError(f"{meta_json} lacks {', '.join(missing)}")
-    return Checkpoint(state_bytes=model_pt.read_bytes(), meta=meta)
+    ckpt = Checkpoint(state_bytes=model_pt.read_bytes(), meta=_read_meta(meta_json))
+    _signal_spec(ckpt.meta)
+    check_fit(ckpt, str(model_pt))
+    return ckpt
+
+
+def check_fit(ckpt: Checkpoint, what: str = "model.pt") -> None:
+    """The state dict must be loadable, finite and exactly the shape of the meta's model; the model's window must be
+    the meta's. The model is built under an allocation budget sized from the file, so a lying meta.json cannot make
+    us allocate a model far larger than the weights it comes with."""
+    import torch
+
+    from eee_ray.models.registry import build_model
+    from eee_ray.safe_load import (ModelTooLarge, allocation_budget, check_state_dict, fit_mismatch,
+                                   load_weights)
+
+    state = check_state_dict(load_weights(ckpt.state_bytes, what), what)
+    spec = ckpt.meta["model_spec"]
+    held = sum(int(v.numel()) for v in state.values())
+    try:
+        with torch.no_grad(), allocation_budget(MODEL_BUDGET_FACTOR * held + MODEL_BUDGET_SLACK):
+            model = build_model(**spec)
+    except UserError as e:
+        raise UserError(f"meta.json model_spec: {e}") from None
+    except ModelTooLarge:
+        raise UserError(f"meta.json describes a {spec['name']} far larger than the {held} weights in {what}"
+                        ) from None
+    except (TypeError, ValueError) as e:
+        raise UserError(f"meta.json model_spec does not describe a buildable model: {str(e)[:160]}") from None
+    mismatch = fit_mismatch(model.state_dict(), state)
+    if mismatch:
+        raise UserError(f"{what} does not fit the {spec['name']} that meta.json describes: {mismatch}")
+    if int(model.window) != int(ckpt.meta["window"]):
+        raise UserError(f"meta.json says window {ckpt.meta['window']} but its {spec['name']} takes "
+                        f"{model.window}-sample windows")
+    n = _signal_spec(ckpt.meta).n_samples
+    if model.window > n:
+        raise UserError(f"the model's {model.window}-sample window is longer than a prepared record ({n} samples)")
 
 
 def download_checkpoint(run_id: str, workdir: str | Path) -> Checkpoint:
@@ -118,13 +197,12 @@ def download_checkpoint(run_id: str, workdir: str | Path) -> Checkpoint:
 
 def build_model_from(ckpt: Checkpoint):
     """The model of a checkpoint, weights loaded, in eval mode (``weights_only=True``: no pickle execution)."""
-    import torch
-
     from eee_ray.models.registry import build_model
 
+    from eee_ray.safe_load import load_weights
+
     model = build_model(**ckpt.meta["model_spec"])
-    state = torch.load(io.BytesIO(ckpt.state_bytes), map_location="cpu", weights_only=True)
-    model.load_state_dict(state)
+    model.load_state_dict(load_weights(ckpt.state_bytes, "model.pt"))
     return model.eval()
 
 
@@ -132,8 +210,45 @@ def _signal_spec(meta: dict[str, Any]):
     """The training-time preparation, from the checkpoint's ``preprocessing`` (unknown keys are descriptive)."""
     from eee_ray.ecgdata.records import SignalSpec
 
+    from eee_ray.config import from_dict
+
     names = {f.name for f in dataclasses.fields(SignalSpec)}
-    return SignalSpec(**{k: v for k, v in meta.get("preprocessing", {}).items() if k in names})
+    try:
+        spec = from_dict(SignalSpec, {k: v for k, v in meta.get("preprocessing", {}).items() if k in names})
+    except UserError as e:
+        raise UserError(f"meta.json preprocessing: {e}") from None
+    if not (spec.sample_rate > 0 and spec.duration_s > 0 and spec.min_source_rate > 0):
+        raise UserError("meta.json preprocessing: sample_rate, duration_s and min_source_rate must be positive")
+    return spec
+
+
+def waveform_row(signal: Any, fs: Any, names: Any, leads: list[str], spec) -> tuple[np.ndarray | None, str]:
+    """One row of a waveform Parquet (``signal`` leads x samples, ``fs``, ``lead_names``) -> prepared signal or a
+    reason naming what is wrong with the row; never raises for bad values."""
+    from eee_ray.ecgdata.records import prepare_signal
+
+    if signal is None or names is None or fs is None:
+        return None, "signal, fs or lead_names is null"
+    try:
+        rate = float(fs)
+    except (TypeError, ValueError):
+        return None, f"fs is not a number: {str(fs)[:40]!r}"
+    if np.isnan(rate):
+        return None, "fs is missing (null or NaN)"
+    if not (np.isfinite(rate) and rate > 0):
+        return None, f"fs {rate:g} Hz is not a positive number"
+    names = [str(n) for n in names]
+    try:
+        lead_rows = [np.asarray(lead, np.float64) for lead in signal]
+    except (TypeError, ValueError):
+        return None, "signal holds values that are not numbers"
+    if not lead_rows or any(r.ndim != 1 for r in lead_rows):
+        return None, "signal must be a list of leads, each a list of samples"
+    if len({len(r) for r in lead_rows}) != 1:
+        return None, f"signal leads differ in length ({', '.join(str(len(r)) for r in lead_rows[:4])}, ...)"
+    if len(lead_rows) != len(names):
+        return None, f"signal has {len(lead_rows)} lead(s) but lead_names names {len(names)}"
+    return prepare_signal(np.stack(lead_rows, axis=1), rate, names, leads, spec)
 
 
 class Predictor:
@@ -152,16 +267,13 @@ class Predictor:
         self.spec = _signal_spec(ckpt.meta)
 
     def _prepare(self, batch: dict, i: int) -> tuple[np.ndarray | None, str]:
-        from eee_ray.ecgdata.records import prepare_signal, read_wfdb
+        from eee_ray.ecgdata.records import read_wfdb
 
         if "path" in batch:
-            return read_wfdb(str(batch["path"][i]), self.leads, self.spec)
-        try:
-            sig = np.stack([np.asarray(lead, np.float64) for lead in batch["signal"][i]], axis=1)
-        except (TypeError, ValueError) as e:
-            return None, f"malformed signal: {e}"
-        return prepare_signal(sig, float(batch["fs"][i]), [str(n) for n in batch["lead_names"][i]], self.leads,
-                              self.spec)
+            if batch["reason"][i]:
+                return None, str(batch["reason"][i])
+            return read_wfdb(os.fsdecode(batch["path"][i]), self.leads, self.spec)
+        return waveform_row(batch["signal"][i], batch["fs"][i], batch["lead_names"][i], self.leads, self.spec)
 
     def __call__(self, batch: dict) -> dict:
         from eee_ray.ecgdata.windows import predict_records
@@ -185,44 +297,99 @@ class Predictor:
         return out
 
 
-def _input_dataset(path: Path):
-    """Ray dataset of ``record_id`` + ``path`` (WFDB) or ``record_id, signal, fs, lead_names`` (Parquet), and its
-    number of records."""
-    import ray
+def _list_like(t, inner) -> bool:
+    import pyarrow as pa
 
-    if path.suffix == ".parquet" or (path.is_dir() and any(path.glob("*.parquet"))):
-        import pyarrow.parquet as pq
+    return (pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_fixed_size_list(t)) and inner(t.value_type)
 
-        files = sorted(path.glob("*.parquet")) if path.is_dir() else [path]
-        missing = [c for c in WAVEFORM_COLUMNS if c not in pq.read_schema(files[0]).names]
+
+def _numeric(t) -> bool:
+    import pyarrow as pa
+
+    return pa.types.is_integer(t) or pa.types.is_floating(t)
+
+
+def _string(t) -> bool:
+    import pyarrow as pa
+
+    return pa.types.is_string(t) or pa.types.is_large_string(t)
+
+
+WAVEFORM_TYPES = {  # column -> (type check, what the user must provide)
+    "record_id": (lambda t: _string(t) or _numeric(t), "strings or integers"),
+    "signal": (lambda t: _list_like(t, lambda u: _list_like(u, _numeric)), "lists of leads, each a list of numbers"),
+    "fs": (_numeric, "numbers (Hz)"),
+    "lead_names": (lambda t: _list_like(t, _string), "lists of strings"),
+}
+
+
+def waveform_files(path: Path) -> tuple[list[Path], int]:
+    """The Parquet files of a waveform input and their row count, every file's schema checked from its footer
+    (cheap, before Ray starts): the four columns must exist with the types inference reads."""
+    import pyarrow.parquet as pq
+
+    files = sorted(path.glob("*.parquet")) if path.is_dir() else [path]
+    n = 0
+    for f in files:
+        try:
+            meta = pq.ParquetFile(f).metadata
+            schema = meta.schema.to_arrow_schema()
+        except Exception as e:  # noqa: BLE001 - pyarrow raises several types for a file that is not Parquet
+            raise UserError(f"{f} is not a readable Parquet file: {str(e).splitlines()[0][:120]}") from None
+        missing = [c for c in WAVEFORM_COLUMNS if c not in schema.names]
         if missing:
-            raise UserError(f"waveform Parquet {path} lacks column(s) {', '.join(missing)} "
+            raise UserError(f"waveform Parquet {f} lacks column(s) {', '.join(missing)} "
                             f"(needs {', '.join(WAVEFORM_COLUMNS)})")
-        n = sum(pq.ParquetFile(f).metadata.num_rows for f in files)
-        return read_parquet(files, columns=list(WAVEFORM_COLUMNS)), n
-    items = wfdb_table(path).to_dict("records")
-    return ray.data.from_items(items, override_num_blocks=max(1, min(64, len(items) // 16))), len(items)
+        for col, (ok, want) in WAVEFORM_TYPES.items():
+            if not ok(schema.field(col).type):
+                raise UserError(f"waveform Parquet {f}: column {col} must hold {want}, not {schema.field(col).type}")
+        n += meta.num_rows
+    if n == 0:
+        raise UserError(f"waveform Parquet {path} has no rows")
+    return files, n
+
+
+def _is_parquet_input(path: Path) -> bool:
+    return path.suffix == ".parquet" or (path.is_dir() and any(path.glob("*.parquet")))
+
+
+def _display(text: str) -> str:
+    """A path or name as valid UTF-8 (bytes that are not become backslash escapes), safe to write to Parquet."""
+    return os.fsencode(text).decode("utf-8", "backslashreplace")
 
 
 def wfdb_table(path: Path) -> pd.DataFrame:
-    """Record ids and paths (without extension) of a WFDB folder or a MIMIC ``record_list.csv``."""
+    """``record_id, path, reason`` of a WFDB folder or a MIMIC ``record_list.csv``: one row per record, ``reason``
+    set for a record refused before reading (a path leaving the input's folder, a record id listed twice). Paths are
+    bytes, exactly as the OS spells them (a file name need not be UTF-8; Arrow strings must be)."""
     from eee_ray.ecgdata.mimic import _read_csv
     from eee_ray.ecgdata.records import safe_path
 
     if path.is_file() and path.suffix == ".csv":
         rl = _read_csv(path, "record list", ("path",))
         ids = rl["study_id"] if "study_id" in rl.columns else rl["path"]
-        paths = [safe_path(path.parent, rel) for rel in rl["path"]]
-        bad = [rel for rel, p in zip(rl["path"], paths) if p is None]
-        if bad:
-            raise UserError(f"{len(bad)} path(s) in {path} leave its folder, e.g. {bad[0]!r}")
-        return pd.DataFrame({"record_id": ids.astype(str), "path": [str(p) for p in paths]})
+        rows, seen = [], set()
+        for rid, rel in zip(ids.astype(str).str.strip(), rl["path"]):
+            target = safe_path(path.parent, rel) if str(rel).strip() else None
+            reason = ("empty record id" if not rid else f"record id {rid} listed again" if rid in seen
+                      else "empty path" if not str(rel).strip()
+                      else f"path {str(rel)[:80]!r} leaves the folder of {path.name}" if target is None else "")
+            seen.add(rid)
+            rows.append({"record_id": _display(rid) or f"<line {len(rows) + 2}>",
+                         "path": os.fsencode(target) if target is not None else b"", "reason": reason})
+        if not rows:
+            raise UserError(f"record list {path} lists no records")
+        return pd.DataFrame(rows, columns=["record_id", "path", "reason"])
     if path.is_dir():
         heads = sorted(path.rglob("*.hea"))
         if not heads:
             raise UserError(f"no WFDB records (*.hea) under {path}")
-        return pd.DataFrame({"record_id": [str(h.relative_to(path).with_suffix("")) for h in heads],
-                             "path": [str(h.with_suffix("")) for h in heads]})
+        root = path.resolve()
+        return pd.DataFrame({
+            "record_id": [_display(str(h.relative_to(path).with_suffix(""))) for h in heads],
+            "path": [os.fsencode(h.with_suffix("")) for h in heads],
+            "reason": ["" if h.resolve().is_relative_to(root) else f"header {h.name} is a link out of {path}"
+                       for h in heads]})
     raise UserError(f"input must be a WFDB folder, a record_list.csv or a waveform .parquet, not {path}")
 
 
@@ -240,10 +407,15 @@ def run_inference(cfg: InferenceConfig) -> dict[str, Any]:
     aggregate = cfg.aggregate or ckpt.meta.get("aggregate", "mean")
     if aggregate not in ("mean", "max"):
         raise UserError(f"aggregate must be mean or max, not {aggregate!r}")
-    build_model_from(ckpt)  # fail here, once, on a checkpoint that does not match its spec
-
-    init_ray()
-    ds, n = _input_dataset(inp)
+    if _is_parquet_input(inp):  # every input problem that stops the whole run is found before Ray starts
+        files, n = waveform_files(inp)
+        init_ray()
+        ds = read_parquet(files, columns=list(WAVEFORM_COLUMNS))
+    else:
+        items = wfdb_table(inp).to_dict("records")
+        n = len(items)
+        init_ray()
+        ds = ray.data.from_items(items, override_num_blocks=max(1, min(64, n // 16)))
     actors = max(1, min(cfg.max_actors, -(-n // cfg.batch_size)))  # no idle actor (each loads torch and the model)
     log.info("%s with %s (%s, leads %s) on %d records from %s", cfg.mode, ckpt.meta.get("model"),
              ckpt.meta.get("strategy", ""), ",".join(ckpt.leads), n, inp)

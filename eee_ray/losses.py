@@ -1,4 +1,5 @@
-"""Pretraining losses (paper section 3.4, SPEC S6): dual-margin contrastive at three levels plus the alignment BCE.
+"""Pretraining losses (paper section 3.4, docs/contract.md, Loss): dual-margin contrastive at three levels plus the
+alignment BCE.
 
 The contrastive loss keeps, for each anchor row, only the semi-hard negatives that sit just below the positive: a
 narrow band for negatives of the same identifier (same study/patient look alike, so only the closest ones teach

@@ -1,5 +1,5 @@
-"""Multi-label metrics of the benchmark (SPEC S7, paper section 4.2): macro and micro ROC AUC, macro AUPRC,
-95% bootstrap intervals over records, and a per-label table.
+"""Multi-label metrics of the benchmark (docs/contract.md, Downstream benchmark, paper section 4.2): macro and micro ROC
+AUC, macro AUPRC, 95% bootstrap intervals over records, and a per-label table.
 
 A label without both a positive and a negative in the evaluated split has no AUROC: it is reported (``included``
 False) and left out of the macro averages. AUROC is computed from tie-corrected ranks, vectorised over labels,

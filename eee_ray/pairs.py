@@ -1,4 +1,5 @@
-"""ECG-echo training pairs (paper section 3.2, SPEC S4): ``clips/`` -> tokens, sub-clips, masks, IDs, shifts.
+"""ECG-echo training pairs (paper section 3.2, docs/contract.md, Pairs): ``clips/`` -> tokens, sub-clips, masks, IDs,
+shifts.
 
 One sample is one clip. Its ECG (100 Hz, strip pixels) is z-scored per clip and cut into whole tokens of 0.5 s (50
 samples); token t covers [t/2, (t+1)/2) s, and its echo sub-clip is the F = 8 frames nearest to F evenly spaced
@@ -33,7 +34,7 @@ NORMALIZATION: dict[str, Any] = {
 
 @dataclass
 class PairsConfig:
-    """Token and sub-clip geometry (SPEC S4 defaults)."""
+    """Token and sub-clip geometry (docs/contract.md, Pairs: defaults)."""
 
     token_len: int = 50          # D_ecg: samples per ECG token (0.5 s at 100 Hz)
     sample_rate: int = 100       # Hz of the ingested ``ecg`` column

@@ -1,4 +1,5 @@
-"""ECG-echo contrastive pretraining under Ray Train (paper sections 3.2-3.4, SPEC S4-S6, S8 retrieval).
+"""ECG-echo contrastive pretraining under Ray Train (paper sections 3.2-3.4, docs/contract.md: Pairs, Model, Loss;
+retrieval in Analysis and inference).
 
 The driver builds the pairs with Ray Data (materialised, split by patient), creates one MLflow run and fits a
 ``TorchTrainer``. Each worker streams its shard of the training pairs, draws fresh misalignments per batch, gathers
@@ -51,7 +52,7 @@ HELDOUT_CACHE_BYTES = 256 * 2**20   # a held-out set up to this size stays in ra
 
 @dataclass
 class PretrainConfig:
-    """Everything one pretraining run depends on (SPEC S4-S6 defaults)."""
+    """Everything one pretraining run depends on (defaults of docs/contract.md: Pairs, Model, Loss)."""
 
     clips: str = ""                     # ingest output (the folder holding clips/, or clips/ itself)
     output: str = ""                    # checkpoints, ecg_encoder.pt, metrics.json, retrieval.png

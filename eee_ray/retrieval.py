@@ -1,4 +1,5 @@
-"""Cross-modal retrieval on held-out patients (SPEC S8): ECG->echo and echo->ECG Recall@K at the clip level.
+"""Cross-modal retrieval on held-out patients (docs/contract.md, Analysis and inference): ECG->echo and echo->ECG
+Recall@K at the clip level.
 
 Each held-out clip's ECG [CLS] is a query against the [CLS] of every held-out echo clip (and the other way round); a hit
 is the query's own clip. Chance Recall@K is K/N for N clips. On a few dozen held-out clips Recall@1 moves in steps of

@@ -1,4 +1,4 @@
-"""Run in a subprocess by test_multinode.py (issue 6 item 3): a simulated 3-node Ray cluster on this machine
+"""Run in a subprocess by test_multinode.py: a simulated 3-node Ray cluster on this machine
 (``ray.cluster_utils.Cluster``: a head and two workers, one CPU each), the real ingest and a 1-epoch 2-worker
 pretraining on it. Prints one JSON line with the results and the nodes the work ran on, then shuts it all down.
 

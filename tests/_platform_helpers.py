@@ -1,5 +1,5 @@
 """Helpers of the platform tests: separate Ray processes for tests that cannot share the session's in-process Ray
-(SPEC S10), and manifest readers that show duplicates.
+(docs/contract.md, Ray and MLflow facts), and manifest readers that show duplicates.
 
 A head started with ``ray start --head`` in its own short temp dir, on free loopback ports, and ended by killing
 exactly the processes of that temp dir (and their children), never with ``ray stop``, which would also stop the

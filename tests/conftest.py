@@ -19,6 +19,18 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("EEE_SHARED_DATA", REPO.parent / "shared" / "data"))
 
 
+@pytest.fixture(autouse=True)
+def _own_mlflow_uri():
+    """``mlflow.set_tracking_uri`` exports MLFLOW_TRACKING_URI; a test that calls it must not move later stages'
+    stores (each stage's default store is beside its output)."""
+    before = os.environ.get("MLFLOW_TRACKING_URI")
+    yield
+    if before is None:
+        os.environ.pop("MLFLOW_TRACKING_URI", None)
+    else:
+        os.environ["MLFLOW_TRACKING_URI"] = before
+
+
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
     """The real public data of ../shared/data; tests that need it skip on a fresh clone without it."""

@@ -73,5 +73,7 @@ def pretrained_and_init(encoder_path: str | Path, samples: list[dict], seed: int
     from eee_ray.models.ecg_encoder import ECGEncoder, load_pretrained
 
     torch.manual_seed(seed)
-    init = ECGEncoder(**torch.load(encoder_path, weights_only=True)["config"])
+    from eee_ray.safe_load import load_weights
+
+    init = ECGEncoder(**load_weights(encoder_path, f"encoder {encoder_path}")["config"])
     return ecg_cls(load_pretrained(encoder_path), samples), ecg_cls(init, samples)

@@ -1,5 +1,6 @@
-"""The benchmark end to end (SPEC S7): a tiny Tune grid on the synthetic ECG tree through the CLI writes the result
-tables, one closed MLflow run per trial, and per-trial files the analysis stage can load; plus the grid's rules."""
+"""The benchmark end to end (docs/contract.md, Downstream benchmark): a tiny Tune grid on the synthetic ECG tree through
+the CLI writes the result tables, one closed MLflow run per trial, and per-trial files the analysis stage can load; plus
+the grid's rules."""
 
 import json
 
@@ -7,10 +8,11 @@ import mlflow
 import numpy as np
 import pandas as pd
 import pytest
-from sklearn.metrics import roc_auc_score
 import torch
+from sklearn.metrics import roc_auc_score
 
 from eee_ray import cli
+from eee_ray.config import MlflowConfig
 from eee_ray.downstream import RESULT_COLUMNS, BenchmarkConfig, trial_grid, trial_name
 from eee_ray.downstream.grid import close_running_runs
 from eee_ray.errors import UserError
@@ -20,12 +22,25 @@ from eee_ray.runtime import setup_mlflow
 
 @pytest.mark.slow
 def test_tiny_benchmark_end_to_end(synth_dir, ray_session, tmp_path, monkeypatch, capsys):
+    """A user's relative paths (the pretrained encoder, the output) work although Tune trials run elsewhere, and the
+    synthetic data set carries its own CCSR mapping (nothing read from the shared data folder)."""
+    from eee_ray.models.eee import EEEModel
+    from eee_ray.models.ecg_encoder import save_pretrained
+    from eee_ray.pairs import NORMALIZATION
+    from eee_ray.pretrain import PretrainConfig, model_config
+
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("EEE_SHARED_DATA", str(tmp_path / "no-shared-data"))
+    torch.manual_seed(0)
+    save_pretrained(EEEModel(model_config(PretrainConfig())).ecg, "enc.pt", token_len=50, sample_rate=100,
+                    normalization=dict(NORMALIZATION))
     out = tmp_path / "bench"
     (tmp_path / "c.yaml").write_text("n_bootstrap: 50\nbatch_size: 32\ncrops_per_record: 1\n")
-    rc = cli.main(["benchmark", "--dataset", "synthetic", "--data", str(synth_dir), "--output", str(out),
-                   "--preset", "tiny", "--epochs", "1", "--models", "xresnet1d50,eee_random", "--strategies", "scratch,finetune", "--leads", "all",
-                   "--label-fractions", "0.5,1", "--max-records", "72", "--config", str(tmp_path / "c.yaml")])
+    rc = cli.main(["benchmark", "--dataset", "synthetic", "--data", str(synth_dir), "--output", "bench",
+                   "--preset", "tiny", "--epochs", "1", "--models", "xresnet1d50,eee", "--pretrained", "enc.pt",
+                   "--strategies", "scratch,finetune", "--leads", "all", "--label-fractions", "0.5,1",
+                   "--max-records", "72", "--config", str(tmp_path / "c.yaml")])
     assert rc == 0
     assert "4 trial(s) done" in capsys.readouterr().out
 
@@ -33,7 +48,7 @@ def test_tiny_benchmark_end_to_end(synth_dir, ray_session, tmp_path, monkeypatch
     assert list(res.columns) == RESULT_COLUMNS
     assert set(zip(res["model"], res["leads"], res["strategy"], res["label_fraction"], res["label_seed"])) == {
         ("xresnet1d50", "all", "scratch", 0.5, 0), ("xresnet1d50", "all", "scratch", 1.0, 0),
-        ("eee_random", "all", "finetune", 0.5, 0), ("eee_random", "all", "finetune", 1.0, 0)}
+        ("eee", "all", "finetune", 0.5, 0), ("eee", "all", "finetune", 1.0, 0)}
     assert (res["n_test_records"] > 0).all() and (res["n_labels"] > 0).all()
     n_train = res.groupby("label_fraction")["n_train_records"].agg(["min", "max"])
     assert (n_train["min"] == n_train["max"]).all()  # every model learns from the same subset at a fraction
@@ -55,7 +70,7 @@ def test_tiny_benchmark_end_to_end(synth_dir, ray_session, tmp_path, monkeypatch
     assert len(eff) == 4 and (eff["n_seeds"] == 1).all()
     per_label = pd.read_csv(out / "per_label_auroc.csv")
     assert set(per_label["label_fraction"]) == {0.5, 1.0}
-    assert set(per_label["model"]) == {"xresnet1d50", "eee_random"} and per_label["label"].str.startswith("CIR").all()
+    assert set(per_label["model"]) == {"xresnet1d50", "eee"} and per_label["label"].str.startswith("CIR").all()
     assert list(pd.read_csv(out / "skipped.csv").columns) == ["record_id", "reason"]
     summary = json.loads((out / "summary.json").read_text())
     assert summary["records"] + summary["skipped"] == 72 and summary["failed"] == 0
@@ -76,7 +91,7 @@ def test_tiny_benchmark_end_to_end(synth_dir, ray_session, tmp_path, monkeypatch
         assert "test_macro_auroc" in client.get_run(row.run_id).data.metrics
         assert {f.path for f in client.list_artifacts(row.run_id, "trial")} >= {"trial/model.pt", "trial/meta.json"}
 
-    trial = out / "trials" / "eee_random__all__finetune__lf1__s0"
+    trial = out / "trials" / "eee__all__finetune__lf1__s0"
     meta = json.loads((trial / "meta.json").read_text())
     assert meta["leads"] == ["I", "II", "III", "aVR", "aVL", "aVF", "V1", "V2", "V3", "V4", "V5", "V6"]
     assert meta["sample_rate"] == 100 and meta["window"] == 250 and meta["mlflow_run_id"] in set(trials["run_id"])
@@ -84,7 +99,7 @@ def test_tiny_benchmark_end_to_end(synth_dir, ray_session, tmp_path, monkeypatch
     model.load_state_dict(torch.load(trial / "model.pt", weights_only=True))
     npz = np.load(trial / "test_outputs.npz")
     assert (meta["label_fraction"], meta["label_seed"]) == (1.0, 0)
-    n = int(res.query("model == 'eee_random' and leads == 'all' and label_fraction == 1")["n_test_records"].iloc[0])
+    n = int(res.query("model == 'eee' and leads == 'all' and label_fraction == 1")["n_test_records"].iloc[0])
     assert npz["record_id"].shape == (n,) and npz["embedding"].shape == (n, model.feature_dim)
     assert npz["y_true"].dtype == np.uint8 and npz["y_score"].shape == (n, len(meta["label_names"]))
     assert ((npz["y_score"] >= 0) & (npz["y_score"] <= 1)).all()
@@ -113,7 +128,7 @@ def test_cli_refuses_eee_without_encoder_in_one_line(tmp_path, capsys):
 
 def test_runs_left_running_are_closed(tmp_path, monkeypatch):
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    uri, exp = setup_mlflow(tmp_path, "eee-benchmark")
+    uri, exp = setup_mlflow(MlflowConfig(dir=str(tmp_path)), tmp_path / "bench", "eee-benchmark")
     client = mlflow.MlflowClient(uri)
     mine = client.create_run(exp, tags={"benchmark_id": "b1"}).info.run_id
     other = client.create_run(exp, tags={"benchmark_id": "b2"}).info.run_id

@@ -1,6 +1,6 @@
-"""The downstream ECG data (SPEC S2.2, S7): leads picked by name in MIMIC's stored order, 500 -> 100 Hz, every bad
-input skipped with its own reason (never a crash), record paths kept inside the data root, the real PTB-XL subset,
-and the crop / sliding-window / aggregation logic."""
+"""The downstream ECG data (docs/contract.md: MIMIC-IV-ECG, Downstream benchmark): leads picked by name in MIMIC's
+stored order, 500 -> 100 Hz, every bad input skipped with its own reason (never a crash), record paths kept inside the
+data root, the real PTB-XL subset, and the crop / sliding-window / aggregation logic."""
 
 import json
 
@@ -117,7 +117,7 @@ def test_bad_records_are_skipped_with_reasons_and_counted(messy_mimic, ray_sessi
     reasons = dict(zip(ds.skipped["record_id"], ds.skipped["reason"]))
     assert set(reasons) == {"4", "5", "6", "7", "8", "9", "10"}
     expected = {"4": "missing lead(s) V6", "5": "sampling rate 50 Hz", "6": "record is 8.00 s",
-                "7": "bad label row", "8": "no label row", "9": "escapes the data root", "10": "unreadable WFDB"}
+                "7": "bad label row", "8": "no label row", "9": "escapes the data root", "10": "signal file 10.dat not found"}
     for rid, start in expected.items():
         assert reasons[rid].startswith(start) or start in reasons[rid], (rid, reasons[rid])
     assert any("Q9999X (1)" in n for n in notes)

@@ -82,14 +82,22 @@ def test_text_in_the_trace_colour_is_an_hsv_outlier():
     assert res.quality["outlier_fraction"] > TraceConfig().max_outlier_fraction
 
 
-def test_short_trace_has_low_coverage():
+def test_partial_width_trace_is_judged_against_its_own_extent():
+    """A trace over a quarter of the strip is normal (real scanners); one shorter than the minimum extent, or with
+    many small dropouts, has low coverage."""
     res = trace_ecg(draw(ecg_like(150, 40), x0=200), TraceConfig())
-    assert res.reason == S.ECG_LOW_COVERAGE
+    assert res.reason is None, res.detail
+    assert trace_ecg(draw(ecg_like(60, 40), x0=200), TraceConfig()).reason == S.ECG_LOW_COVERAGE
+    holes = draw(ecg_like(600, 40))
+    for x in range(40, 600, 12):  # 3-column dropouts every 12 columns: each bridged, together 25 % missing
+        holes[:, x:x + 3] = 8
+    res = trace_ecg(holes, TraceConfig())
+    assert res.reason == S.ECG_LOW_COVERAGE and "own extent" in res.detail
 
 
 def test_thresholds_are_configurable():
-    strip = draw(ecg_like(150, 40), x0=200)
-    assert trace_ecg(strip, TraceConfig(min_coverage=0.2)).reason is None
+    strip = draw(ecg_like(60, 40), x0=200)
+    assert trace_ecg(strip, TraceConfig(min_extent_fraction=0.05, min_extent_px=40)).reason is None
 
 
 @pytest.mark.parametrize("with_cursor", [False, True])
@@ -108,3 +116,164 @@ def test_auto_colour_finds_another_hue_and_ignores_a_cursor(with_cursor):
 def test_auto_mode_keeps_the_paper_window_when_it_works():
     res = trace_ecg(draw(ecg_like(600, 40)), TraceConfig(), "auto")
     assert res.reason is None and res.trace_mode == "paper"
+
+
+# --- hard cases (eee_ray.synth.trace_cases): scanners' strips the default data set does not draw -----------------
+# Seeds 0-4 of each case, physiology-model ECG (no shared data needed). Bounds from the spread over 8 windows of 5
+# seeds (seeds 0-39, same code): per case the worst window's accepted count, and its median r, min r and share of
+# accepted cines with the R-peak count recovered, floored to 0.01 (0.1 for the share). The spread per case is in
+# the comment; a change that costs a case or ~0.01 of r in the worst window fails.
+HARD_SEEDS = range(5)
+HARD_BOUNDS = {      # case: (accepted of 5, median r, min r, R-peak share)    accepted per window over seeds 0-39
+    "easy": (5, 0.99, 0.96, 1.0),            # 5 5 5 5 5 5 5 5
+    "thin_aa": (4, 0.99, 0.90, 0.8),         # 4 5 5 5 5 5 5 4
+    "thin_2px": (5, 0.99, 0.86, 1.0),        # 5 5 5 5 5 5 5 5
+    "dark_green": (3, 0.99, 0.93, 0.7),      # 4 4 5 5 4 4 3 4
+    "light_green": (4, 0.99, 0.98, 0.7),     # 5 5 5 5 5 4 5 5
+    "partial_left": (5, 0.98, 0.97, 1.0),    # 5 5 5 5 5 5 5 5
+    "partial_right": (4, 0.99, 0.97, 1.0),   # 5 5 5 5 4 5 5 5
+    "cursor": (4, 0.99, 0.97, 0.8),          # 5 5 5 5 5 4 5 5
+    "sector_in_band": (3, 0.98, 0.96, 0.6),  # 3 5 4 4 4 5 5 4
+    "text_rows": (4, 0.99, 0.98, 0.8),       # 5 4 5 5 5 5 5 5
+    "auto_cyan": (5, 0.99, 0.96, 0.6),       # 5 5 5 5 5 5 5 5
+    "auto_yellow": (5, 0.99, 0.98, 0.8),     # 5 5 5 5 5 5 5 5
+    "acuson_like": (5, 0.95, 0.91, 0.8),     # 5 5 5 5 5 5 5 5
+    "palette_rle": (5, 0.99, 0.99, 0.8),     # 5 5 5 5 5 5 5 5
+}
+DEFECT_BOUNDS = {    # case: rejected with the right reason, of 5               per window over seeds 0-39
+    "gap": 5,                   # 5 5 5 5 5 5 5 5
+    "break": 4,                 # 5 5 5 5 5 5 5 4 (seed 37: speckle under the trace bridges the erase bar)
+    "clipped": 4,               # 5 4 5 5 5 5 5 5
+    "no_trace": 5,              # 5 5 5 5 5 5 5 5
+    "short": 5,                 # 5 5 5 5 5 5 5 5
+    "text_in_trace_colour": 4,  # 5 5 5 4 4 4 5 4
+    "doppler_in_band": 5,       # 5 5 5 5 5 5 5 5
+    "markers_only": 4,          # 5 4 5 5 5 5 4 5
+}
+NO_TRACE_DRAWN = ("no_trace", "doppler_in_band", "markers_only")   # never accepted in 40 seeds
+
+
+def _fidelity(case, res) -> float:
+    a, b = max(res.x0, case.x0), min(res.x1, case.x1)
+    t = case.trace_y[a - case.x0:b - case.x0 + 1]
+    e = res.ecg_px[a - res.x0:b - res.x0 + 1]
+    ok = np.isfinite(t)
+    return float(np.corrcoef(t[ok], e[ok])[0, 1])
+
+
+def test_hard_clean_cases_are_accepted_and_traced_faithfully():
+    from eee_ray.synth.trace_cases import CLEAN, r_peak_count, render_case
+
+    failures = []
+    for kind in CLEAN:
+        accepted, rs, peaks = 0, [], 0
+        for seed in HARD_SEEDS:
+            case = render_case(kind, seed)
+            res = trace_ecg(case.strip.copy(), TraceConfig(), case.trace_color)
+            if res.reason is None:
+                accepted += 1
+                rs.append(_fidelity(case, res))
+                peaks += r_peak_count(res.ecg_px, (case.x1 - case.x0 + 1) / case.seconds) == case.r_peaks
+        n_ok, r_med, r_min, pk = HARD_BOUNDS[kind]
+        got = (accepted, np.median(rs) if rs else 0.0, min(rs, default=0.0), peaks / max(len(rs), 1))
+        if got[0] < n_ok or got[1] < r_med or got[2] < r_min or got[3] < pk:
+            failures.append(f"{kind}: accepted {got[0]}/5 (>= {n_ok}), median r {got[1]:.4f} (>= {r_med}), "
+                            f"min r {got[2]:.4f} (>= {r_min}), R peaks {got[3]:.2f} (>= {pk})")
+    assert not failures, "\n".join(failures)
+
+
+def test_hard_defect_cases_are_rejected_with_the_right_reason():
+    from eee_ray.synth.trace_cases import DEFECTS, render_case
+
+    failures = []
+    for kind in DEFECTS:
+        verdicts = []
+        for seed in HARD_SEEDS:
+            case = render_case(kind, seed)
+            res = trace_ecg(case.strip.copy(), TraceConfig(), case.trace_color)
+            if kind in NO_TRACE_DRAWN:
+                assert res.reason is not None, f"{kind} seed {seed}: a false trace was accepted"
+            verdicts.append(res.reason in case.expected)
+        if sum(verdicts) < DEFECT_BOUNDS[kind]:
+            failures.append(f"{kind}: {sum(verdicts)}/5 with the right reason (>= {DEFECT_BOUNDS[kind]})")
+    assert not failures, "\n".join(failures)
+
+
+def test_thin_stroke_dropouts_are_bridged_but_real_gaps_are_not():
+    """A 1-px anti-aliased stroke whose dim stretches fall out of the paper's window is traced whole (hysteresis);
+    a 10-column gap in the same stroke is a discontinuity."""
+    from eee_ray.synth.trace_cases import render_case
+
+    case = render_case("thin_aa", 2)
+    res = trace_ecg(case.strip.copy(), TraceConfig())
+    assert res.reason is None, res.detail
+    strip = case.strip.copy()
+    mid = (case.x0 + case.x1) // 2
+    strip[:, mid:mid + 10] = 6
+    res = trace_ecg(strip, TraceConfig())
+    assert res.reason == S.ECG_DISCONTINUOUS and "gap of 10" in res.detail
+
+
+def test_doppler_text_and_markers_are_never_a_trace():
+    """Colour in the trace's hue that is not a thin curve (a Doppler blob, a text row, markers) is no_ecg_trace."""
+    strip = np.full((H, W, 3), 8, np.uint8)
+    cv2.ellipse(strip, (320, 70), (90, 40), 0, 0, 360, PAPER_GREEN, -1)
+    assert "blob" in trace_ecg(strip, TraceConfig()).detail
+    strip = np.full((H, W, 3), 8, np.uint8)
+    for row in range(3):
+        cv2.putText(strip, "HR 72 bpm  25 mm/s  II  1.0 mV", (20, 40 + 40 * row), cv2.FONT_HERSHEY_SIMPLEX, 0.8,
+                    PAPER_GREEN, 1, cv2.LINE_AA)
+    assert trace_ecg(strip, TraceConfig()).reason == S.NO_ECG_TRACE
+
+
+def test_no_real_dicom_yields_a_trace(shared_data):
+    """None of the real DICOMs carries an ECG trace: neither colour mode accepts one (Doppler colour, markers,
+    text and the orientation dot are rejected by the plausibility checks)."""
+    import pydicom
+
+    from eee_ray.ingest.decode import decode, echo_rows
+
+    seen = 0
+    for f in sorted((shared_data / "dicom").rglob("*.dcm")):
+        ds = pydicom.dcmread(f)
+        if "PixelData" not in ds:
+            continue
+        dec = decode(ds, int(ds.get("NumberOfFrames", 1) or 1), 0.30, 224, 0.9)
+        strip = dec.first_rgb[echo_rows(dec.first_rgb.shape[0], 0.30):]
+        for mode in ("paper", "auto"):
+            res = trace_ecg(strip.copy(), TraceConfig(), mode)
+            assert res.reason is not None, f"{f.name} ({mode}): accepted a trace"
+        seen += 1
+    assert seen >= 12
+
+
+def test_hard_case_cines_decode_trace_and_render_their_qa_picture(tmp_path):
+    """Hard cases written as DICOM (JPEG Baseline 4:2:2, PALETTE COLOR RLE Lossless) get the in-memory verdict
+    through the ingest's per-file processing (header checks, real decoders), and each QA picture shows the lit
+    pixels (magenta), the traced line and the verdict."""
+    import os
+
+    from eee_ray.ingest import IngestConfig
+    from eee_ray.ingest.discover import InputFile
+    from eee_ray.ingest.process import process_file
+    from eee_ray.ingest.qa import render
+    from eee_ray.synth.trace_cases import render_case, write_case_dicom
+
+    cfg = IngestConfig(trace_color="auto")
+    for kind in ("thin_aa", "palette_rle", "acuson_like", "gap"):
+        case = render_case(kind, 0)
+        path = write_case_dicom(case, tmp_path / f"{kind}.dcm")
+        out = process_file(InputFile(f"{kind}.dcm", os.fsencode(path), 1, 1), cfg, keep=True)
+        assert out.manifest["reason"] in case.expected, (kind, out.manifest)
+        assert out.decoded.path == ("pydicom" if kind == "palette_rle" else "jpeg_fast")
+        picture = render(out, cfg)
+        strip = picture[44 + case.strip_y0:]
+        assert (strip == (255, 0, 255)).all(axis=2).any()            # the lit pixels, in magenta
+        if out.trace.x0 >= 0:                                        # the traced line drawn over its columns
+            base = cv2.cvtColor(case.frame, cv2.COLOR_RGB2BGR)[case.strip_y0:]
+            base[out.trace.mask.astype(bool)] = (255, 0, 255)
+            line = (strip != base).any(axis=2)[:, out.trace.x0:out.trace.x1 + 1].any(axis=0)
+            assert line.mean() > 0.9
+        banner = picture[:44]
+        want = (0, 200, 0) if case.expected == (None,) else (0, 0, 255)  # BGR verdict colour
+        assert (banner == want).all(axis=2).any()

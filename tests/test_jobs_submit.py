@@ -1,4 +1,5 @@
-"""`ray job submit --working-dir . -- python jobs/ingest.py ...` against a real head (issue 6 item 2, SPEC S9).
+"""`ray job submit --working-dir . -- python jobs/ingest.py ...` against a real head (docs/cluster.md; docs/contract.md,
+Cluster).
 
 The head runs as separate processes (`ray start --head`, its own temp dir and free loopback ports), because the test
 session already holds an in-process Ray; it is torn down by killing exactly its own processes, never `ray stop`.

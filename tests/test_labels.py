@@ -1,5 +1,6 @@
-"""ICD-10 -> CCSR CIR labels (SPEC S2.3): the official quoted DXCCSR format, one-to-many codes, the shared JSON,
-the paper's Table 2 preset and the difference between them, and the code-list text MIMIC stores."""
+"""ICD-10 -> CCSR CIR labels (docs/contract.md, ICD-10 to CCSR labels): the official quoted DXCCSR format, one-to-many
+codes, the shared JSON, the paper's Table 2 preset and the difference between them, and the code-list text MIMIC
+stores."""
 
 import pytest
 
@@ -60,7 +61,7 @@ def test_paper_table2_preset_differs_from_official_for_i5020(shared_data):
     paper = L.load_mapping("paper-table2")
     official = L.load_mapping("json")
     assert paper.cir["I5020"] == ("CIR022",)  # what the paper's Table 2 says
-    assert official.cir["I5020"] == ("CIR019",)  # what AHRQ says (SPEC S2.3)
+    assert official.cir["I5020"] == ("CIR019",)  # what AHRQ says (docs/contract.md, ICD-10 to CCSR labels)
     assert len(paper.cir) == sum(len(v) for v in L.PAPER_TABLE2.values())
     assert L.record_labels(paper, ["I480", "I4891", "E119"], "category") == {"CIR029"}
     assert len(official.cir) == 1752  # the shared JSON's CIR codes (data README)

@@ -1,4 +1,4 @@
-"""Issue 7 item 5: a local Ray started by ``init_ray`` listens on loopback only (no port reachable from the network).
+"""A local Ray started by ``init_ray`` listens on loopback only (no port reachable from the network).
 
 The local Ray cannot live in the test process (it already holds the session's Ray), so this module runs itself as a
 script in a subprocess with its own Ray temp dir: ``init_ray``, a Ray task, and a 2-worker ``TorchTrainer`` step with

@@ -1,5 +1,6 @@
-"""Downstream model zoo (SPEC S7): shapes, the feature/head split, paper sizes, S4D against an explicit recurrence,
-XResNet's zero-init identity blocks, linear-probe freezing, a learnable synthetic task, registry errors."""
+"""Downstream model zoo (docs/contract.md, Downstream benchmark): shapes, the feature/head split, paper sizes, S4D
+against an explicit recurrence, XResNet's zero-init identity blocks, linear-probe freezing, a learnable synthetic task,
+registry errors."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Multi-node behaviour, simulated (issue 6 item 3): ingest and 2-worker pretraining across a head and two worker
+"""Multi-node behaviour, simulated: ingest and 2-worker pretraining across a head and two worker
 nodes (``ray.cluster_utils.Cluster``) give the same manifest as the single-node run and finite losses.
 
 The cluster cannot live in the test process (it already holds the session's Ray), so ``_multinode_run.py`` runs it

@@ -54,7 +54,7 @@ def test_cli_errors_are_one_line(tmp_path, capsys):
 
 @pytest.mark.slow
 def test_pretraining_learns_cross_modal_retrieval(learning_set, tmp_path):
-    """Issue 4 item 7 (a): after a short CPU pretraining, held-out ECG->echo and echo->ECG retrieval is far above
+    """After a short CPU pretraining, held-out ECG->echo and echo->ECG retrieval is far above
     chance (permutation test on the mean rank of the true match), while the same architecture at random init is not.
     (tests/test_structure_probe.py asserts what the ECG [CLS] learns of the echo structure, with its own recipe.)"""
     import mlflow

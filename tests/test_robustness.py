@@ -1,4 +1,4 @@
-"""Ingest robustness (issue 7 items 1 and 3): the bad-input corpus next to good files, and Ctrl-C then resume.
+"""Ingest robustness: the bad-input corpus next to good files, and Ctrl-C then resume.
 
 Every input file must give exactly one manifest row with the right reason, the good files' clips must be identical
 to those of a clean run, and an interrupted ingest re-run on the same output must end with each file exactly once.

@@ -1,10 +1,10 @@
-"""Issue 4 item 7 (b): pretraining puts echo structure into the frozen ECG embedding.
+"""Pretraining puts echo structure into the frozen ECG embedding.
 
 The real chain (synth -> ingest -> ``run_pretrain`` under Ray Train) on a synthetic world where the ECG carries a
 patient's wall thickness weakly (``ecg_latent_strength`` 2), with the recipe that learns it here: a locked echo tower
-whose features are standardised, study-level [CLS] positives, [CLS] terms only (README "Does it learn?"). A ridge
-probe on the frozen ECG [CLS] (patient means, fitted on the training patients) predicts the held-out patients' wall
-thickness clearly better than the same probe on the encoder's own random init.
+whose features are standardised, study-level [CLS] positives, [CLS] terms only (docs/pretraining.md, "What it
+learns"). A ridge probe on the frozen ECG [CLS] (patient means, fitted on the training patients) predicts the
+held-out patients' wall thickness clearly better than the same probe on the encoder's own random init.
 """
 
 from __future__ import annotations

@@ -1,5 +1,6 @@
-"""The synthetic MIMIC-like data set (SPEC S2.4): layout and CSVs as in MIMIC, decodable DICOMs, WFDB records in
-MIMIC's lead order, exact ground truth for the ECG strip, latent structure visible in image and labels, defects."""
+"""The synthetic MIMIC-like data set (docs/contract.md, Synthetic data): layout and CSVs as in MIMIC, decodable DICOMs,
+WFDB records in MIMIC's lead order, exact ground truth for the ECG strip, latent structure visible in image and labels,
+defects."""
 
 from __future__ import annotations
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 from eee_ray.config import add_common_arguments
@@ -74,4 +75,9 @@ def run(args: argparse.Namespace) -> int:
     print(f"\n{len(results)} trial(s) done, {summary['skipped']} record(s) skipped (see {out / 'skipped.csv'})")
     print(f"tables: {out / 'results.csv'}, {out / 'results.md'}, {out / 'per_label_auroc.csv'}")
     print(f"MLflow: {mlflow_ui_command(summary['tracking_uri'])}")
+    if summary["failed"]:
+        failed = [n for n in summary["notes"] if n.startswith("trial ")]
+        print(f"eee-ray benchmark: error: {summary['failed']} of {summary['trials']} trial(s) failed "
+              f"(first: {failed[0] if failed else 'see the log'})", file=sys.stderr)
+        return 1
     return 0

@@ -102,7 +102,14 @@ def run_benchmark(cfg: BenchmarkConfig) -> pd.DataFrame:
     from eee_ray.runtime import init_ray, setup_mlflow
 
     cfg.validate()
+    if cfg.pretrained:  # trials run in Tune's own working directory
+        cfg.pretrained = str(Path(cfg.pretrained).resolve())
+    cfg.data = str(Path(cfg.data).resolve())
     grid, notes = trial_grid(cfg)
+    if cfg.pretrained:  # a bad encoder file is one error line here, not a traceback in every trial
+        from eee_ray.models.ecg_encoder import load_pretrained
+
+        load_pretrained(cfg.pretrained)
     table, data_notes, leads = read_table(cfg)
     out = Path(cfg.output).resolve()
     cfg.output = str(out)

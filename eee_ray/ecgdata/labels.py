@@ -1,4 +1,4 @@
-"""ICD-10-CM -> CCSR ``CIR`` labels (SPEC S2.3).
+"""ICD-10-CM -> CCSR ``CIR`` labels (docs/contract.md, ICD-10 to CCSR labels).
 
 A mapping is ``{icd10_code: (ccsr_category, ...)}`` restricted to categories that start with ``CIR``. Sources: the
 official AHRQ DXCCSR CSV (quoted headers and values, default category plus categories 1-6, one code -> several
@@ -43,6 +43,8 @@ PAPER_TABLE2: dict[str, tuple[str, ...]] = {
 }
 
 _CODE_RE = re.compile(r"[A-Za-z][0-9][0-9A-Za-z.]{1,6}")
+MAX_LABEL_TEXT = 20_000  # characters in one label cell; a record has < 200 codes (< 2,000 characters) in MIMIC
+MAX_LITERAL_DEPTH = 4  # bracket nesting in one label cell; a code list is 1 deep, PTB-XL's dict 1 deep
 
 
 @dataclass(frozen=True)
@@ -71,6 +73,31 @@ def normalize_code(code: str) -> str:
     return str(code).strip().strip("'\"").replace(".", "").strip().upper()
 
 
+def parse_literal(text: str) -> object:
+    """``ast.literal_eval`` of one table cell, bounded: too long or too deeply nested text is a ValueError before the
+    parser sees it (a deep literal exhausts its recursion), and every parser failure is a ValueError too."""
+    if len(text) > MAX_LABEL_TEXT:
+        raise ValueError(f"label text is {len(text)} characters, more than {MAX_LABEL_TEXT}")
+    depth = deepest = 0
+    quote = ""
+    for ch in text:
+        if quote:
+            quote = "" if ch == quote else quote
+        elif ch in "'\"":
+            quote = ch
+        elif ch in "([{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif ch in ")]}":
+            depth -= 1
+    if deepest > MAX_LITERAL_DEPTH:
+        raise ValueError(f"label text nests {deepest} levels deep (at most {MAX_LITERAL_DEPTH})")
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
+        raise ValueError(f"unparseable {text[:60]!r}") from None
+
+
 def parse_code_list(text) -> list[str]:
     """The text of a list of ICD-10 codes (``"['I10', 'E785']"``, ``I10;E785``, ...) -> normalised codes.
 
@@ -85,15 +112,17 @@ def parse_code_list(text) -> list[str]:
         s = str(text).strip()
         if not s or s in ("[]", "nan", "None"):
             return []
+        if len(s) > MAX_LABEL_TEXT:
+            raise ValueError(f"code list is {len(s)} characters, more than {MAX_LABEL_TEXT}")
         if s.startswith("["):
-            try:
-                items = ast.literal_eval(s)
-            except (ValueError, SyntaxError):
-                raise ValueError(f"unparseable code list {s[:60]!r}") from None
+            items = parse_literal(s)
             if not isinstance(items, (list, tuple)):
                 raise ValueError(f"code list is not a list: {s[:60]!r}")
         else:
             items = re.split(r"[;,|\s]+", s)
+    nested = [i for i in items if not isinstance(i, (str, int))]
+    if nested:
+        raise ValueError(f"code list holds {type(nested[0]).__name__}s, not codes")
     codes = [normalize_code(i) for i in items if str(i).strip()]
     bad = [c for c in codes if not _CODE_RE.fullmatch(c)]
     if bad:

@@ -1,4 +1,4 @@
-"""MIMIC-IV-ECG v1.0 (and the MIMIC-like synthetic ECG tree) -> record table (SPEC S2.2).
+"""MIMIC-IV-ECG v1.0 (and the MIMIC-like synthetic ECG tree) -> record table (docs/contract.md, MIMIC-IV-ECG).
 
 ``record_list.csv`` gives ``subject_id, study_id, path`` (read by name); labels come from MIMIC-IV-ECG-Ext-ICD
 ``records_w_diag_icd10.csv`` (``study_id``, ``all_diag_all``, ``fold``) or a generic CSV (``study_id`` plus a column
@@ -24,7 +24,7 @@ CODE_COLUMNS = ("all_diag_all", "codes", "icd10", "icd_codes", "diagnoses")
 
 @dataclass(frozen=True)
 class FoldScheme:
-    """Ext-ICD folds -> splits (SPEC S2.2)."""
+    """Ext-ICD folds -> splits (docs/contract.md, MIMIC-IV-ECG)."""
 
     val_folds: tuple[int, ...] = (18,)
     test_folds: tuple[int, ...] = (19,)
@@ -75,29 +75,39 @@ def read_mimic(data: str | Path, mapping: CCSRMapping, level: str, labels_csv: s
     if code_col is None:
         raise UserError(f"labels CSV {lab_path} needs a code-list column ({', '.join(CODE_COLUMNS)})")
     fold_col = next((c for c in ("strat_fold", "fold") if c in lab.columns), None)
+    lab["study_id"] = lab["study_id"].str.strip()
+    lab = lab.drop_duplicates()  # a row repeated verbatim says nothing new
+    conflicting = set(lab.loc[lab["study_id"].duplicated(), "study_id"])
     lab = lab.drop_duplicates("study_id").set_index("study_id")
     notes: list[str] = [f"labels from {lab_path.name} column {code_col}, mapping {mapping.source}, level {level}"]
     if max_records:
         rl = rl.iloc[:max_records]
 
-    rows, unknown = [], {}
-    for sub, study, rel in zip(rl["subject_id"], rl["study_id"], rl["path"]):
-        row = {"record_id": str(study), "patient_id": str(sub), "path": "", "split": "", "labels": [], "reason": ""}
-        path = safe_path(root, rel)
-        if path is None:
-            row["reason"] = f"path {rel!r} escapes the data root"
+    rows, unknown, seen = [], {}, set()
+    for sub, study, rel in zip(rl["subject_id"].str.strip(), rl["study_id"].str.strip(), rl["path"].str.strip()):
+        row = {"record_id": study, "patient_id": sub, "path": "", "split": "", "labels": [], "reason": ""}
+        path = safe_path(root, rel) if rel else None
+        if not study or not sub:
+            row["reason"] = "empty study_id or subject_id in record_list.csv"
+        elif study in seen:
+            row["reason"] = f"study_id {study} listed again in record_list.csv (the first row is used)"
+        elif path is None:
+            row["reason"] = "empty path" if not rel else f"path {rel[:80]!r} escapes the data root"
         elif study not in lab.index:
             row["reason"] = "no label row for this study_id"
+        elif study in conflicting:
+            row["reason"] = f"study_id {study} has label rows that disagree in {lab_path.name}"
         else:
             try:
                 codes = parse_code_list(lab.at[study, code_col])
                 fold = int(float(lab.at[study, fold_col])) if fold_col else int(sub) % 20
-            except ValueError as e:
+            except (ValueError, OverflowError) as e:
                 row["reason"] = f"bad label row: {e}"
             else:
                 for c in mapping.unknown(codes):
                     unknown[c] = unknown.get(c, 0) + 1
                 row.update(path=str(path), labels=sorted(record_labels(mapping, codes, level)), fold=fold)
+        seen.add(study)
         rows.append(row)
     if unknown:
         top = ", ".join(f"{c} ({n})" for c, n in sorted(unknown.items(), key=lambda kv: -kv[1])[:5])

@@ -1,4 +1,5 @@
-"""PTB-XL -> record table, so the benchmark runs on real ECGs without MIMIC access (SPEC S7).
+"""PTB-XL -> record table, so the benchmark runs on real ECGs without MIMIC access (docs/contract.md, Downstream
+benchmark).
 
 Labels: each requested name is either a diagnostic superclass of ``scp_statements.csv`` (NORM, MI, STTC, CD, HYP)
 or an SCP code itself (LVH); a record is positive when its ``scp_codes`` hold a diagnostic statement of that class
@@ -7,12 +8,12 @@ or an SCP code itself (LVH); a record is positive when its ``scp_codes`` hold a 
 
 from __future__ import annotations
 
-import ast
 import logging
 from pathlib import Path
 
 import pandas as pd
 
+from eee_ray.ecgdata.labels import parse_literal
 from eee_ray.ecgdata.records import record_table, safe_path
 from eee_ray.errors import UserError
 
@@ -56,10 +57,11 @@ def read_ptbxl(data: str | Path, labels: tuple[str, ...] | list[str] = DEFAULT_L
                "reason": ""}
         path = safe_path(root, rel)
         try:
-            codes = ast.literal_eval(codes_text)
+            codes = parse_literal(str(codes_text))
             if not isinstance(codes, dict):
                 raise ValueError("scp_codes is not a dict")
-        except (ValueError, SyntaxError) as e:
+            fold = int(fold)
+        except (ValueError, TypeError, OverflowError) as e:
             row["reason"] = f"bad scp_codes: {str(e)[:80]}"
         else:
             if path is None:

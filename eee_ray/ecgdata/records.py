@@ -1,8 +1,9 @@
 """The shared downstream data set: every record as 10 s at 100 Hz, a label matrix, patient-wise splits, and a reason
-for every record that could not be used (SPEC S7).
+for every record that could not be used (docs/contract.md, Downstream benchmark).
 
 Readers (``mimic.py``, ``ptbxl.py``) produce a record table; ``build_dataset`` reads the WFDB files once with Ray Data
-on the driver (never inside a Tune trial: SPEC S10) and materialises the result to numpy, which the trials share.
+on the driver (never inside a Tune trial: docs/contract.md, Ray and MLflow facts) and materialises the result to numpy,
+which the trials share.
 """
 
 from __future__ import annotations
@@ -107,9 +108,15 @@ def prepare_signal(sig: np.ndarray, fs: float, names: list[str], leads: list[str
 
 
 def read_wfdb(path: str, leads: list[str], spec: SignalSpec) -> tuple[np.ndarray | None, str]:
-    """One WFDB record -> prepared signal or a reason; never raises for a bad file."""
+    """One WFDB record -> prepared signal or a reason; never raises for a bad file. The header is checked against
+    its signal files first (``wfdb_header``), so no array is ever sized from a count the files contradict."""
     import wfdb
 
+    from eee_ray.ecgdata.wfdb_header import header_problem
+
+    problem = header_problem(path)
+    if problem:
+        return None, problem
     try:
         rec = wfdb.rdrecord(path)
     except Exception as e:  # noqa: BLE001 - any unreadable file is a per-record reason, not a crash

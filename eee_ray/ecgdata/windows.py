@@ -1,5 +1,6 @@
-"""Windows over 10 s records (SPEC S7): random crops for training, sliding windows (stride half a window) for
-evaluation, with per-record aggregation (mean by default, max selectable) of scores and penultimate features."""
+"""Windows over 10 s records (docs/contract.md, Downstream benchmark): random crops for training, sliding windows
+(stride half a window) for evaluation, with per-record aggregation (mean by default, max selectable) of scores and
+penultimate features."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""DICOM echo cines -> echo clips + traced ECG in Parquet, on Ray Data (SPEC S3, paper section 3.1)."""
+"""DICOM echo cines -> echo clips + traced ECG in Parquet, on Ray Data (docs/contract.md, Ingest, paper section 3.1)."""
 
 from eee_ray.ingest.config import IngestConfig
 from eee_ray.ingest.pipeline import IngestSummary, read_clips, read_manifest, run_ingest

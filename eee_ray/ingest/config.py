@@ -1,4 +1,5 @@
-"""The ingest stage's configuration (SPEC S3 defaults); resolved from defaults < ``--config`` YAML < CLI options."""
+"""The ingest stage's configuration (defaults from docs/contract.md, Ingest); resolved from defaults < ``--config``
+YAML < CLI options."""
 
 from __future__ import annotations
 
@@ -19,9 +20,9 @@ class IngestConfig:
     num_cpus: int | None = None          # Ray CPUs to use (None: every CPU of the cluster)
     limit: int | None = None             # only the first N input files (in path order)
     qa_samples: int = 0                  # PNGs of first frames with the traced waveform and verdict
-    trace_color: str = "paper"           # paper | auto (SPEC S3)
+    trace_color: str = "paper"           # paper | auto (docs/contract.md, Ingest)
     echo_size: int = 224
-    echo_storage: str = "tensor"         # tensor (SPEC S3) | bytes: raw uint8, less CPU (schema.py says why)
+    echo_storage: str = "tensor"         # tensor (contract default) | bytes: raw uint8, less CPU (schema.py says why)
     ecg_roi_fraction: float = 0.30       # bottom fraction of the frame that holds the ECG strip
     max_frames: int = 120                # more frames: too_many_frames (paper)
     max_pixels: int = 200_000_000        # Rows*Columns*Frames above this is refused from the header

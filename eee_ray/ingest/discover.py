@@ -1,4 +1,5 @@
-"""Find the input files and their research IDs (SPEC S2.1), and read DICOM headers without pixel data.
+"""Find the input files and their research IDs (docs/contract.md, MIMIC-IV-ECHO), and read DICOM headers without pixel
+data.
 
 IDs come from ``echo-record-list.csv`` when the input root has one, else from the MIMIC path
 (``.../pSUBJECT/sSTUDY/...``), else (in the worker) from the DICOM tags ``PatientID``/``StudyID`` when numeric.
@@ -16,6 +17,7 @@ from eee_ray.errors import UserError
 
 RECORD_LIST = "echo-record-list.csv"
 METADATA_FILES = frozenset({RECORD_LIST, "echo-study-list.csv"})
+CONFLICT = (-1, -1)  # IDs of a path listed twice with different IDs: refused rather than guessed
 _PATH_IDS = re.compile(r"(?:^|/)p(\d+)/s(\d+)/")
 
 
@@ -46,7 +48,8 @@ def _int_or_none(v) -> int | None:
 
 
 def read_record_list(root: Path) -> dict[str, tuple[int | None, int | None]] | None:
-    """``dicom_filepath -> (subject_id, study_id)`` from ``echo-record-list.csv`` (columns read by name)."""
+    """``dicom_filepath -> (subject_id, study_id)`` from ``echo-record-list.csv`` (columns read by name); a path
+    listed twice with different IDs maps to ``CONFLICT``."""
     f = root / RECORD_LIST
     if not f.is_file():
         return None
@@ -56,13 +59,28 @@ def read_record_list(root: Path) -> dict[str, tuple[int | None, int | None]] | N
         missing = need - set(reader.fieldnames or [])
         if missing:
             raise UserError(f"{f} lacks column(s) {', '.join(sorted(missing))}; found {reader.fieldnames}")
-        return {row["dicom_filepath"].strip(): (_int_or_none(row["subject_id"]), _int_or_none(row["study_id"]))
-                for row in reader if row.get("dicom_filepath")}
+        out: dict[str, tuple[int | None, int | None]] = {}
+        try:
+            for row in reader:
+                rel = (row.get("dicom_filepath") or "").strip()
+                if not rel:
+                    continue
+                ids = (_int_or_none(row["subject_id"]), _int_or_none(row["study_id"]))
+                out[rel] = CONFLICT if out.get(rel, ids) != ids else ids
+        except csv.Error as e:
+            raise UserError(f"{f} is not a readable CSV: {e}") from None
+        return out
 
 
 def escapes_root(rel: str) -> bool:
     p = PurePosixPath(rel.replace("\\", "/"))
     return p.is_absolute() or ".." in p.parts or re.match(r"^[A-Za-z]:", rel) is not None
+
+
+def inside(root: Path, path: Path) -> bool:
+    """Whether ``path``, every link on its way resolved, lies inside ``root``: the ingest reads nothing else."""
+    real_root = os.path.realpath(root)
+    return os.path.realpath(path).startswith(real_root.rstrip(os.sep) + os.sep)
 
 
 def walk(root: Path, skip: Path | None = None) -> tuple[list[str], list[tuple[str, str]]]:
@@ -102,12 +120,17 @@ def discover(root: str | Path, output: str | Path | None = None, limit: int | No
         shown = display(rel)
         ids = listed.get(shown) if listed is not None else None
         sub, stu = ids if ids is not None else ids_from_path(shown)
-        out.append(InputFile(shown, os.fsencode(root / rel), sub, stu))
+        problem = None if inside(root, root / rel) else "a link to a file outside the input root; refused"
+        if ids == CONFLICT:
+            sub = stu = None
+            problem = f"listed more than once in {RECORD_LIST} with different IDs; refused"
+        out.append(InputFile(shown, os.fsencode(root / rel), sub, stu, problem=problem))
     for rel, why in dir_errors:
         out.append(InputFile(display(rel), os.fsencode(root / rel), problem=why))
     if listed is not None:
         on_disk = {f.path for f in out}
         for rel, (sub, stu) in listed.items():
+            sub, stu = (None, None) if (sub, stu) == CONFLICT else (sub, stu)
             if escapes_root(rel):
                 out.append(InputFile(rel, b"", sub, stu, problem=f"{RECORD_LIST} names a path outside the input "
                                                                  "root; refused"))

@@ -222,7 +222,8 @@ def run_pipeline(todo: list[InputFile], cfg: IngestConfig) -> Counter:
 
 
 def run_ingest(cfg: IngestConfig) -> IngestSummary:
-    """SPEC S3: every input file becomes one manifest row; accepted ones also a clips row. Resumable."""
+    """docs/contract.md, Ingest: every input file becomes one manifest row; accepted ones also a clips row.
+    Resumable."""
     cfg.validate()
     inp, out = Path(cfg.input).resolve(), Path(cfg.output).resolve()
     if out == inp:

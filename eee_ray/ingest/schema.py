@@ -1,4 +1,5 @@
-"""The ingest output contract (SPEC S3): Parquet schemas of ``manifest/`` and ``clips/`` and the reason vocabulary.
+"""The ingest output contract (docs/contract.md, Ingest): Parquet schemas of ``manifest/`` and ``clips/`` and the reason
+vocabulary.
 
 Layout on disk (one pair of files per input batch, named by a hash of the batch's paths, so a retried batch
 overwrites its own files instead of adding new ones)::
@@ -59,10 +60,10 @@ MANIFEST_SCHEMA = pa.schema([
     ("detail", pa.string()),        # human-readable, never holds tag values (no PHI)
 ])
 
-# Quality figures of the four ECG checks, stored with every accepted clip.
+# Quality figures of the ECG checks, stored with every accepted clip.
 QUALITY_FIELDS: tuple[tuple[str, pa.DataType], ...] = (
     ("trace_mode", pa.string()),          # paper | auto (which colour window found the trace)
-    ("coverage", pa.float32()),           # traced columns / strip width
+    ("coverage", pa.float32()),           # traced columns / the trace's own extent (trace_x1 - trace_x0 + 1)
     ("edge_columns", pa.int32()),         # columns whose trace touches the strip's top or bottom edge
     ("max_gap_px", pa.int32()),           # longest run of untraced columns inside [trace_x0, trace_x1]
     ("max_jump_px", pa.int32()),          # largest vertical break per column between consecutive traced columns

@@ -1,10 +1,13 @@
-"""ECG tracing from the first frame's strip (paper section 3.1, SPEC S3): HSV mask, four quality checks, waveform.
+"""ECG tracing from the first frame's strip (paper section 3.1, docs/contract.md, Ingest; docs/ingest.md, "Tracing
+the ECG strip"): HSV mask with hysteresis, trace chain, plausibility and quality checks, waveform.
 
-The strip is an RGB uint8 image. Pixels inside the HSV window (OpenCV units, H 0-179) are the trace. Lit pixels are
-grouped into connected components; the trace is the chain of large components that never overlap in x (a trace is
-a function of x), everything else lit is an outlier (text, markers, the orientation dot in the trace colour).
-Then, in order: no trace, pixel coverage, amplitude, continuity, HSV outliers. The waveform is the centre of the
-trace pixels per column, positive up, relative to the strip's vertical centre.
+The strip is an RGB uint8 image. Pixels inside the paper's HSV window (OpenCV units, H 0-179) seed the trace; a
+looser window grows it where it touches the seeds, so thin anti-aliased strokes stay whole. Thin full-height cursor
+lines are removed. Lit pixels are grouped into connected components; the trace is the chain of large components
+that never overlap in x (a trace is a function of x), everything else lit is an outlier. Then, in order: no trace,
+plausibility (thin, one run per column, not scattered marks), extent, amplitude, continuity, coverage of the trace's
+own extent, HSV outliers. The waveform is the brightness-weighted centre of the trace pixels per column, positive
+up, relative to the strip's vertical centre.
 """
 
 from __future__ import annotations
@@ -19,26 +22,53 @@ from eee_ray.ingest import schema as S
 
 @dataclass
 class TraceConfig:
-    """Every threshold of the tracing and its four checks, named; defaults are the paper's window and our tuning."""
+    """Every threshold of the tracing and its checks, named, each with what it protects against; defaults are the
+    paper's window and values measured on the hard cases of ``eee_ray.synth.trace_cases`` (docs/ingest.md)."""
 
     hsv_lower: tuple[int, int, int] = (64, 97, 113)     # paper, OpenCV HSV units
     hsv_upper: tuple[int, int, int] = (91, 255, 198)    # paper
+    # Hysteresis: a looser window whose pixels count only where they touch (8-connected, through other loose pixels)
+    # a pixel of the strict window. Protects thin anti-aliased strokes, whose steep flanks and edges dim below the
+    # strict V/S bounds (and lose saturation to 4:2:2 chroma subsampling), against breaking into pieces, while loose
+    # pixels elsewhere (speckle, text edges) stay dark.
+    loose_hue_margin: int = 6            # the loose window widens the hue range by this on both sides ...
+    loose_min_saturation: int = 45       # ... lowers S to this (below, dark speckle's chroma noise passes) ...
+    loose_min_value: int = 50            # ... lowers V to this (below, JPEG ringing on the dark band passes) ...
+    loose_value_above: int = 30          # ... and raises the V ceiling by this (bright anti-aliasing over text)
+    pair_seeds: bool = True              # two loose neighbours whose summed colour is in the strict window seed too:
+                                         # a dark 1-px anti-aliased stroke has no single pixel left in the window
     min_trace_columns: int = 16          # fewer traced columns than this: no_ecg_trace
-    min_coverage: float = 0.5            # traced columns / strip width below this: ecg_low_coverage
+    # Plausibility: what is accepted must look like a waveform drawn as a thin curve, a function of x. Protects
+    # against colour Doppler, text, markers and dots in the trace's hue being taken for an ECG (-> no_ecg_trace).
+    max_median_thickness_px: float = 10.0  # median stroke width across the stroke (a column's lit px over
+                                           # sqrt(1 + slope^2)) above this: a blob, not a curve
+    max_multi_run_fraction: float = 0.2   # more traced columns than this holding 2+ separate vertical runs: text
+    min_fill: float = 0.6                 # traced columns / the chain's extent below this: scattered marks
+    max_segments: int = 3                 # more pieces (split by gaps > max_gap_px) than this: scattered marks
+    # Coverage: against the trace's own extent, plus a minimum extent; a trace in a corner of the band is normal.
+    min_extent_px: int = 48              # a trace shorter than this many columns: ecg_low_coverage (too few samples)
+    min_extent_fraction: float = 0.15    # ... or shorter than this share of the strip width (less than ~a beat)
+    min_coverage: float = 0.9            # traced columns / (x1 - x0 + 1) below this: ecg_low_coverage (dropouts)
     edge_margin_px: int = 1              # rows at the strip's top/bottom edge that count as "touching"
     max_edge_columns: int = 2            # more traced columns touching an edge: ecg_amplitude_clipped
-    max_gap_px: int = 4                  # a longer run of untraced columns inside the trace: ecg_discontinuous
+    max_gap_px: int = 6                  # a longer run of untraced columns inside the trace: ecg_discontinuous (real
+                                         # gaps are 10+ columns; shorter ones are dropouts of thin strokes)
     max_jump_px: int = 6                 # a larger vertical break per column between traced columns: discontinuous
     max_outlier_fraction: float = 0.05   # more lit pixels off the trace: ecg_hsv_outliers
     chain_overlap_px: int = 3            # x-overlap tolerated between two trace components
     resample_hz: float = 100.0           # rate of the `ecg` column
-    # --trace-color auto: the dominant saturated hue of the strip when the paper's window finds no trace
+    # --trace-color auto: the saturated hue (of the few most common) whose lit pixels look most like a trace, when
+    # the paper's window finds no trace
     auto_min_saturation: int = 90
     auto_min_value: int = 90
     auto_hue_halfwidth: int = 8
     auto_min_pixels: int = 40
-    cursor_min_height_fraction: float = 0.8   # a lit column run this tall and ...
-    cursor_max_width_px: int = 4              # ... at most this wide is a moving cursor line, not the trace
+    auto_candidates: int = 3             # hue peaks tried (Doppler colour can outnumber the trace's pixels)
+    auto_prefer_ratio: float = 1.3       # the auto hue replaces an accepted paper trace only with this many more px
+    # Cursor lines: a lit column run this tall and at most this wide is a moving cursor, removed before tracing.
+    # Protects the trace from a vertical line taken as a QRS flank (or as the whole trace).
+    cursor_min_height_fraction: float = 0.9
+    cursor_max_width_px: int = 4
 
 
 @dataclass
@@ -58,18 +88,130 @@ def hsv_mask(strip_rgb: np.ndarray, lower, upper) -> np.ndarray:
     return cv2.inRange(hsv, np.array(lower, np.uint8), np.array(upper, np.uint8)) & 1  # 255 -> 1
 
 
-def auto_mask(strip_rgb: np.ndarray, cfg: TraceConfig) -> tuple[np.ndarray, int]:
-    """Mask of the most common saturated, bright hue in the strip (scanners draw green, teal, cyan, yellow...)."""
-    hsv = cv2.cvtColor(strip_rgb, cv2.COLOR_RGB2HSV)
+def grow(strict: np.ndarray, loose: np.ndarray) -> np.ndarray:
+    """Hysteresis: the strict pixels plus every loose pixel 8-connected to one through loose pixels, so a stretch
+    of a thin stroke that dimmed out of the strict window comes back whole when any of its pixels stayed inside."""
+    loose = loose | strict
+    h, w = loose.shape
+    ltype = cv2.CV_16U if -(-h // 2) * -(-w // 2) < 2 ** 16 else cv2.CV_32S  # as in trace_chain
+    n, labels = cv2.connectedComponents(loose, connectivity=8, ltype=ltype)
+    keep = np.zeros(n, np.uint8)
+    keep[labels[strict.view(bool)]] = 1
+    keep[0] = 0
+    return keep[labels]
+
+
+def _in_window(hsv: np.ndarray, h_lo: int, h_hi: int, s_lo: int, v_lo: int, v_hi: int, s_hi: int = 255) -> np.ndarray:
+    """HSV window (0/1 uint8) with a hue range that may wrap around 0/180."""
+    def rng(a: int, b: int) -> np.ndarray:
+        return cv2.inRange(hsv, np.array((a, s_lo, v_lo), np.uint8), np.array((b, s_hi, v_hi), np.uint8))
+
+    if h_hi - h_lo >= 179:
+        out = rng(0, 179)
+    elif h_lo < 0:
+        out = rng(0, h_hi) | rng(h_lo + 180, 179)
+    elif h_hi > 179:
+        out = rng(h_lo, 179) | rng(0, h_hi - 180)
+    else:
+        out = rng(h_lo, h_hi)
+    return out & 1
+
+
+def pair_sums(strip_rgb: np.ndarray) -> list[np.ndarray]:
+    """HSV of each pixel plus its lower and its right neighbour (saturating): where an anti-aliased 1-px stroke
+    splits its colour over two pixels, their sum shows the colour it was drawn in."""
+    out = []
+    for a, b in ((strip_rgb[:-1], strip_rgb[1:]), (strip_rgb[:, :-1], strip_rgb[:, 1:])):
+        pair = np.zeros_like(strip_rgb)
+        s = cv2.add(a, b)  # saturating uint8 sum
+        pair[:s.shape[0], :s.shape[1]] = s
+        out.append(cv2.cvtColor(pair, cv2.COLOR_RGB2HSV))
+    return out
+
+
+def paper_mask(hsv: np.ndarray, cfg: TraceConfig, strip_rgb: np.ndarray | None = None) -> np.ndarray:
+    """The paper's window, grown by hysteresis into the looser one. With ``strip_rgb`` the strict seeds include
+    the pixel pairs whose summed colour lies in the window (both pixels of the pair), for 1-px strokes."""
+    lo, hi = cfg.hsv_lower, cfg.hsv_upper
+    strict = _in_window(hsv, lo[0], hi[0], lo[1], lo[2], hi[2], hi[1])
+    loose = _in_window(hsv, lo[0] - cfg.loose_hue_margin, hi[0] + cfg.loose_hue_margin,
+                       min(lo[1], cfg.loose_min_saturation), min(lo[2], cfg.loose_min_value),
+                       min(255, hi[2] + cfg.loose_value_above))
+    if strip_rgb is not None and cfg.pair_seeds:
+        for k, ph in enumerate(pair_sums(strip_rgb)):
+            seed = _in_window(ph, lo[0], hi[0], lo[1], lo[2], hi[2], hi[1]) & loose
+            if k == 0:
+                seed[1:] |= seed[:-1]
+            else:
+                seed[:, 1:] |= seed[:, :-1]
+            strict |= seed & loose
+    return grow(strict, loose)
+
+
+def hue_mask(hsv: np.ndarray, hue: int, cfg: TraceConfig) -> np.ndarray:
+    """Auto mode's window around ``hue``, grown by hysteresis like the paper's."""
+    hw = cfg.auto_hue_halfwidth
+    strict = _in_window(hsv, hue - hw, hue + hw, cfg.auto_min_saturation, cfg.auto_min_value, 255)
+    loose = _in_window(hsv, hue - hw - cfg.loose_hue_margin, hue + hw + cfg.loose_hue_margin,
+                       min(cfg.auto_min_saturation, cfg.loose_min_saturation),
+                       min(cfg.auto_min_value, cfg.loose_min_value), 255)
+    return grow(strict, loose)
+
+
+def hue_peaks(hsv: np.ndarray, cfg: TraceConfig) -> list[int]:
+    """The most common saturated, bright hues (at most ``auto_candidates``, at least a window apart)."""
     sat = (hsv[..., 1] >= cfg.auto_min_saturation) & (hsv[..., 2] >= cfg.auto_min_value)
     if sat.sum() < cfg.auto_min_pixels:
-        return np.zeros(sat.shape, np.uint8), -1
+        return []
+    hw = cfg.auto_hue_halfwidth
     hist = np.bincount(hsv[..., 0][sat].astype(np.int64), minlength=180).astype(np.float64)
-    circ = np.concatenate([hist[-cfg.auto_hue_halfwidth:], hist, hist[:cfg.auto_hue_halfwidth]])
-    window = np.convolve(circ, np.ones(2 * cfg.auto_hue_halfwidth + 1), mode="valid")
-    hue = int(np.argmax(window))
-    dist = np.abs(((hsv[..., 0].astype(np.int32) - hue + 90) % 180) - 90)
-    return (sat & (dist <= cfg.auto_hue_halfwidth)).astype(np.uint8), hue
+    circ = np.concatenate([hist[-hw:], hist, hist[:hw]])
+    window = np.convolve(circ, np.ones(2 * hw + 1), mode="valid")
+    peaks = []
+    for _ in range(cfg.auto_candidates):
+        hue = int(np.argmax(window))
+        if window[hue] < cfg.auto_min_pixels:
+            break
+        peaks.append(hue)
+        for d in range(-2 * hw, 2 * hw + 1):
+            window[(hue + d) % 180] = 0
+    return peaks
+
+
+def auto_mask(strip_rgb: np.ndarray, cfg: TraceConfig) -> tuple[np.ndarray, int]:
+    """Mask of the saturated hue whose lit pixels look most like a trace (scanners draw green, teal, cyan,
+    yellow...; Doppler colour or markers may hold more pixels than the trace)."""
+    hsv = cv2.cvtColor(strip_rgb, cv2.COLOR_RGB2HSV)
+    best, best_hue, best_score = np.zeros(hsv.shape[:2], np.uint8), -1, -1.0
+    for hue in hue_peaks(hsv, cfg):
+        mask = hue_mask(hsv, hue, cfg)
+        mask[:, cursor_columns(mask, cfg)] = 0
+        trace = trace_chain(mask, cfg)
+        cols = trace.any(axis=0)
+        n = int(cols.sum())
+        score = float(n) if n and plausibility(trace, cols)[0] <= cfg.max_median_thickness_px else 0.0
+        if score > best_score:
+            best, best_hue, best_score = mask, hue, score
+    return best, best_hue
+
+
+def plausibility(trace: np.ndarray, traced: np.ndarray) -> tuple[float, float]:
+    """(median stroke thickness per traced column, share of traced columns holding 2+ vertical runs more than two
+    pixels apart). The thickness is the column's lit pixels over sqrt(1 + slope^2), the slope being the trace's
+    vertical travel to its neighbours: the width across the stroke, so a steep QRS flank drawn with a thick pen
+    counts as thin as it is drawn, and a blob (Doppler colour) as thick as it is."""
+    sub = np.ascontiguousarray(trace[:, traced])
+    if sub.shape[1] == 0:
+        return 0.0, 0.0
+    f = sub.astype(np.float32)
+    n = f.sum(axis=0)
+    centre = (np.arange(sub.shape[0], dtype=np.float32) @ f) / np.maximum(n, 1)
+    step = np.abs(np.diff(centre))
+    travel = np.maximum(np.concatenate([[0.0], step]), np.concatenate([step, [0.0]]))
+    thick = float(np.median(n / np.sqrt(1.0 + travel ** 2)))  # across the stroke, not down the column
+    closed = cv2.morphologyEx(sub, cv2.MORPH_CLOSE, np.ones((3, 1), np.uint8))  # 1-2 px holes split no run
+    starts = (closed[1:] > closed[:-1]).sum(axis=0) + closed[0]
+    return thick, float((starts > 1).mean())
 
 
 def cursor_columns(mask: np.ndarray, cfg: TraceConfig) -> np.ndarray:
@@ -115,6 +257,13 @@ def _runs(flags: np.ndarray) -> int:
     return int((np.flatnonzero(edges == -1) - np.flatnonzero(edges == 1)).max(initial=0))
 
 
+def _segments(untraced: np.ndarray, max_gap: int) -> int:
+    """Pieces of the trace between gaps longer than ``max_gap`` columns."""
+    edges = np.diff(np.concatenate(([0], untraced.astype(np.int8), [0])))
+    lengths = np.flatnonzero(edges == -1) - np.flatnonzero(edges == 1)
+    return 1 + int((lengths > max_gap).sum())
+
+
 def _max_jump(trace: np.ndarray, cols: np.ndarray) -> int:
     """Largest vertical break between consecutive traced columns, per column of distance (small gaps included)."""
     h = trace.shape[0]
@@ -126,17 +275,32 @@ def _max_jump(trace: np.ndarray, cols: np.ndarray) -> int:
 
 
 def trace_ecg(strip_rgb: np.ndarray, cfg: TraceConfig, trace_color: str = "paper") -> TraceResult:
-    """Trace the ECG in ``strip_rgb`` (H, W, 3) RGB uint8 and run the quality checks."""
-    h, w = strip_rgb.shape[:2]
-    mask = hsv_mask(strip_rgb, cfg.hsv_lower, cfg.hsv_upper)
-    mode = "paper"
-    cursor = np.zeros(w, bool)
-    if trace_color == "auto":
-        if trace_chain(mask, cfg).any(axis=0).sum() < cfg.min_trace_columns:
-            mask, hue = auto_mask(strip_rgb, cfg)
-            mode = f"auto(h={hue})"
-        cursor = cursor_columns(mask, cfg)
-        mask[:, cursor] = 0
+    """Trace the ECG in ``strip_rgb`` (H, W, 3) RGB uint8 and run the checks (docs/ingest.md, "Tracing").
+
+    ``auto``: the paper's window and the saturated hue that looks most like a trace; an accepted trace beats a
+    rejected one, and of two accepted ones the auto hue wins only with clearly more trace pixels (a cyan trace's
+    dimmed edges fall inside the paper's window; its full stroke does not). The paper's verdict stands when both
+    are rejected and the paper's window found something."""
+    hsv = cv2.cvtColor(strip_rgb, cv2.COLOR_RGB2HSV)
+    value = hsv[..., 2]
+    paper = check_trace(paper_mask(hsv, cfg, strip_rgb), cfg, "paper", value)
+    if trace_color != "auto":
+        return paper
+    mask, hue = auto_mask(strip_rgb, cfg)
+    auto = check_trace(mask, cfg, f"auto(h={hue})", value)
+    if paper.reason is None and auto.reason is None:
+        more = auto.quality["trace_pixels"] > cfg.auto_prefer_ratio * paper.quality["trace_pixels"]
+        return auto if more else paper
+    if auto.reason is None or (paper.reason is not None and paper.x0 < 0):
+        return auto
+    return paper
+
+
+def check_trace(mask: np.ndarray, cfg: TraceConfig, mode: str, value: np.ndarray | None = None) -> TraceResult:
+    """Cursor lines out, the trace chain, then the checks in order; the waveform of whatever was traced."""
+    h, w = mask.shape
+    cursor = cursor_columns(mask, cfg)
+    mask[:, cursor] = 0
     trace = trace_chain(mask, cfg)
     traced = trace.any(axis=0)
     n_cols = int(traced.sum())
@@ -145,22 +309,46 @@ def trace_ecg(strip_rgb: np.ndarray, cfg: TraceConfig, trace_color: str = "paper
                                            f"with the {mode} colour window", mask, mode)
     cols = np.flatnonzero(traced)
     x0, x1 = int(cols[0]), int(cols[-1])
+    extent = x1 - x0 + 1
     lit = int(mask.sum())
     m = cfg.edge_margin_px
     edge_cols = int((trace[:m].any(axis=0) | trace[h - m:].any(axis=0)).sum()) if m > 0 else 0
     inside = ~traced[x0:x1 + 1] & ~cursor[x0:x1 + 1]
+    thick, multi = plausibility(trace, traced)
     quality = {
         "trace_mode": mode,
-        "coverage": n_cols / w,
+        "coverage": n_cols / max(extent - int(cursor[x0:x1 + 1].sum()), 1),
+        "extent_fraction": extent / w,
         "edge_columns": edge_cols,
         "max_gap_px": _runs(inside),
         "max_jump_px": _max_jump(trace, cols),
         "outlier_fraction": (lit - int(trace.sum())) / max(lit, 1),
+        "median_thickness_px": thick,
+        "multi_run_fraction": multi,
+        "trace_pixels": int(trace.sum()),
+        "segments": _segments(inside, cfg.max_gap_px),
     }
     res = TraceResult(None, "accepted", mask, mode, x0, x1, quality=quality)
-    if quality["coverage"] < cfg.min_coverage:
+    min_extent = max(cfg.min_extent_px, int(np.ceil(cfg.min_extent_fraction * w)))
+    if thick > cfg.max_median_thickness_px:
+        res.reason, res.detail = S.NO_ECG_TRACE, (
+            f"the lit pixels form a blob, not a thin curve: median {thick:.1f} px per column "
+            f"(> {cfg.max_median_thickness_px}) with the {mode} colour window")
+    elif multi > cfg.max_multi_run_fraction:
+        res.reason, res.detail = S.NO_ECG_TRACE, (
+            f"the lit pixels are not a function of x (text, markers): {multi:.0%} of the columns hold several "
+            f"runs (> {cfg.max_multi_run_fraction:.0%}) with the {mode} colour window")
+    elif n_cols / extent < cfg.min_fill:
+        res.reason, res.detail = S.NO_ECG_TRACE, (
+            f"the lit pixels are scattered marks, not a curve: {n_cols} of {extent} columns (< {cfg.min_fill}) "
+            f"with the {mode} colour window")
+    elif quality["segments"] > cfg.max_segments:
+        res.reason, res.detail = S.NO_ECG_TRACE, (
+            f"the lit pixels are scattered marks, not a curve: {quality['segments']} pieces (> {cfg.max_segments}) "
+            f"with the {mode} colour window")
+    elif extent < min_extent:
         res.reason, res.detail = S.ECG_LOW_COVERAGE, (
-            f"trace covers {quality['coverage']:.2f} of the strip width (< {cfg.min_coverage})")
+            f"trace spans {extent} columns ({extent / w:.2f} of the strip width), less than {min_extent}")
     elif edge_cols > cfg.max_edge_columns:
         res.reason, res.detail = S.ECG_AMPLITUDE_CLIPPED, (
             f"trace touches the strip's top/bottom edge in {edge_cols} columns (> {cfg.max_edge_columns})")
@@ -170,19 +358,28 @@ def trace_ecg(strip_rgb: np.ndarray, cfg: TraceConfig, trace_color: str = "paper
     elif quality["max_jump_px"] > cfg.max_jump_px:
         res.reason, res.detail = S.ECG_DISCONTINUOUS, (
             f"vertical break of {quality['max_jump_px']} px in the trace (> {cfg.max_jump_px})")
+    elif quality["coverage"] < cfg.min_coverage:
+        res.reason, res.detail = S.ECG_LOW_COVERAGE, (
+            f"trace covers {quality['coverage']:.2f} of its own extent (< {cfg.min_coverage})")
     elif quality["outlier_fraction"] > cfg.max_outlier_fraction:
         res.reason, res.detail = S.ECG_HSV_OUTLIERS, (
             f"{quality['outlier_fraction']:.1%} of the lit pixels lie off the trace (> {cfg.max_outlier_fraction:.0%})")
-    res.ecg_px = column_waveform(trace, x0, x1)
+    res.ecg_px = column_waveform(trace, x0, x1, value)
     return res
 
 
-def column_waveform(trace: np.ndarray, x0: int, x1: int) -> np.ndarray:
-    """Centre row of the trace pixels per column in [x0, x1], positive up from the strip's centre; gaps interpolated."""
+def column_waveform(trace: np.ndarray, x0: int, x1: int, value: np.ndarray | None = None) -> np.ndarray:
+    """Centre row of the trace pixels per column in [x0, x1], positive up from the strip's centre; gaps interpolated.
+
+    With ``value`` (the strip's HSV V channel) the centre weighs each trace pixel by its brightness, i.e. by how
+    much of the anti-aliased stroke covers it: a one-column QRS spike then peaks where it was drawn."""
     h = trace.shape[0]
     sub = trace[:, x0:x1 + 1]
-    n = sub.sum(axis=0, dtype=np.int64)
-    rows = np.arange(h, dtype=np.int64) @ sub.astype(np.int64)  # exact integer sums of the lit rows
+    wgt = sub.astype(np.float32)
+    if value is not None:
+        wgt *= value[:, x0:x1 + 1]
+    n = wgt.sum(axis=0)
+    rows = np.arange(h, dtype=np.float32) @ wgt
     xs = np.arange(sub.shape[1])
     have = n > 0
     centre = np.interp(xs, xs[have], rows[have] / n[have])

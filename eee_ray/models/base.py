@@ -1,4 +1,5 @@
-"""The contract every downstream model of the benchmark keeps (SPEC S7/S8).
+"""The contract every downstream model of the benchmark keeps (docs/contract.md: Downstream benchmark, Analysis and
+inference).
 
 The benchmark trains ``forward`` on windows, the LDA stage reads ``forward_features`` (the penultimate embedding), and
 a checkpoint rebuilds the model from ``registry.model_spec``; one base class keeps those three uses consistent.

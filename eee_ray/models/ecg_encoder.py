@@ -77,7 +77,19 @@ def save_pretrained(encoder: ECGEncoder, path: str | Path, **meta: Any) -> Path:
 
 def load_pretrained(path: str | Path) -> ECGEncoder:
     """Rebuild the encoder written by ``save_pretrained`` (safe load: weights and plain containers only)."""
-    ckpt = torch.load(Path(path), map_location="cpu", weights_only=True)
-    encoder = ECGEncoder(**ckpt["config"])
-    encoder.load_state_dict(ckpt["state_dict"])
+    from eee_ray.errors import UserError
+    from eee_ray.safe_load import check_state_dict, fit_mismatch, load_weights
+
+    ckpt = load_weights(path, f"pretrained encoder {path}")
+    if not isinstance(ckpt, dict) or not isinstance(ckpt.get("config"), dict) or "state_dict" not in ckpt:
+        raise UserError(f"{path} is not an ecg_encoder.pt from `eee-ray pretrain` (needs state_dict and config)")
+    state = check_state_dict(ckpt["state_dict"], f"pretrained encoder {path}")
+    try:
+        encoder = ECGEncoder(**ckpt["config"])
+    except (TypeError, ValueError) as e:
+        raise UserError(f"{path}: its config does not build an ECG encoder: {str(e)[:120]}") from None
+    mismatch = fit_mismatch(encoder.state_dict(), state)
+    if mismatch:
+        raise UserError(f"{path}: weights do not fit the encoder its config describes: {mismatch}")
+    encoder.load_state_dict(state)
     return encoder

@@ -36,7 +36,7 @@ class ModelConfig:
 PRESETS: dict[str, ModelConfig] = {
     # CPU: tests, demo, learning proof
     "tiny": ModelConfig(),
-    # GPU scale (SPEC S5: D_embed 256-768, 4-12 layers)
+    # GPU scale (docs/contract.md, Model: D_embed 256-768, 4-12 layers)
     "paper": ModelConfig(d_embed=256, n_layers=4, n_heads=8, d_ff=1024, dropout=0.1, d_vit=384, vit_layers=6,
                          vit_heads=6, vit_d_ff=1536),
 }

@@ -11,7 +11,6 @@ import dataclasses
 from pathlib import Path
 from typing import Any, Callable
 
-import torch
 from torch import nn
 
 from eee_ray.config import from_dict
@@ -98,7 +97,11 @@ def _read_pretrained(path: str) -> dict[str, Any]:
     """The pretraining checkpoint's metadata (config, normalisation), checked against what EEE tokens assume."""
     if not Path(path).is_file():
         raise UserError(f"pretrained ECG encoder not found: {path}")
-    ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    from eee_ray.safe_load import load_weights
+
+    ckpt = load_weights(path, f"pretrained encoder {path}")
+    if not isinstance(ckpt, dict) or not isinstance(ckpt.get("config"), dict) or "state_dict" not in ckpt:
+        raise UserError(f"{path} is not an ecg_encoder.pt from `eee-ray pretrain` (needs state_dict and config)")
     if ckpt.get("token_len") != 50 or ckpt.get("sample_rate") != 100:
         raise UserError(f"{path}: expected 50-sample tokens at 100 Hz, got token_len={ckpt.get('token_len')} "
                         f"sample_rate={ckpt.get('sample_rate')}")

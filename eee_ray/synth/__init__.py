@@ -1,5 +1,5 @@
-"""Synthetic MIMIC-like data (SPEC S2.4): echo cines with a burned-in ECG strip, 12-lead ECG records, labels and the
-ground truth that links them through per-patient latent structure."""
+"""Synthetic MIMIC-like data (docs/contract.md, Synthetic data): echo cines with a burned-in ECG strip, 12-lead ECG
+records, labels and the ground truth that links them through per-patient latent structure."""
 
 from eee_ray.synth.config import SynthConfig
 from eee_ray.synth.dicom_writer import write_us_multiframe

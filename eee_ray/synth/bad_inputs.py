@@ -1,4 +1,4 @@
-"""A corpus of broken and unusual echo inputs (issue 7 item 1): what a real archive throws at the ingest.
+"""A corpus of broken and unusual echo inputs: what a real archive throws at the ingest.
 
 ``write_bad_input_corpus(dir)`` forges each case from one small, valid synthetic cine (``write_us_multiframe``)
 with pydicom and returns ``(relative path as the manifest spells it, expected reason)`` per file; the expected
@@ -20,7 +20,7 @@ from eee_ray.synth.dicom_writer import write_us_multiframe
 from eee_ray.synth.strip import TRACE_RGB, draw_strip
 
 ROWS, COLS = 160, 200            # small frames: the corpus must be quick to write and to ingest
-STRIP_Y0 = 112                   # bottom 30 % is the ECG strip (SPEC S3)
+STRIP_Y0 = 112                   # bottom 30 % is the ECG strip (docs/contract.md, Ingest)
 FRAMES = 6
 FRAME_TIME_MS = 33.3
 SECONDARY_CAPTURE = "1.2.840.10008.5.1.4.1.1.7"
@@ -180,7 +180,8 @@ def write_bad_input_corpus(root: str | Path) -> list[tuple[str, str | None]]:
     add("monochrome_16bit.dcm", "no_ecg_trace",
         lambda p: _edit(p, lambda ds: _native(ds, _frames()[..., 1].astype(np.uint16) * 16, "MONOCHROME2")))
     add("no_trace.dcm", "no_ecg_trace", lambda p: _cine(p, _frames("no_trace")))
-    add("low_coverage.dcm", "ecg_low_coverage", lambda p: _cine(p, _frames(trace_from=10, trace_to=60)))
+    # 25 columns: shorter than the minimum extent (a trace over a quarter of the band is normal and accepted)
+    add("low_coverage.dcm", "ecg_low_coverage", lambda p: _cine(p, _frames(trace_from=10, trace_to=35)))
     add("clipped.dcm", "ecg_amplitude_clipped", lambda p: _cine(p, _frames("clipped")))
     add("gap.dcm", "ecg_discontinuous", lambda p: _cine(p, _frames("gap")))
     add("outliers.dcm", "ecg_hsv_outliers", lambda p: _cine(p, _frames("outliers")))

@@ -1,4 +1,5 @@
-"""The synthetic data set's knobs (SPEC S2.4): sizes, cine geometry and defect rate, all fixed by one seed."""
+"""The synthetic data set's knobs (docs/contract.md, Synthetic data): sizes, cine geometry and defect rate, all fixed by
+one seed."""
 
 from __future__ import annotations
 
@@ -63,5 +64,5 @@ class SynthConfig:
 
     @property
     def strip_y0(self) -> int:
-        """First row of the ECG strip (SPEC S3: bottom 30% of the frame)."""
+        """First row of the ECG strip (docs/contract.md, Ingest: bottom 30% of the frame)."""
         return int(self.rows * (1.0 - self.strip_fraction))

@@ -1,4 +1,5 @@
-"""Ultrasound Multi-frame Image Storage writer: JPEG Baseline YBR_FULL_422 frames, like MIMIC-IV-ECHO (SPEC S2.1).
+"""Ultrasound Multi-frame Image Storage writer: JPEG Baseline YBR_FULL_422 frames, like MIMIC-IV-ECHO (docs/contract.md,
+MIMIC-IV-ECHO).
 
 Deterministic: UIDs derive from the tags' content (``generate_uid`` with entropy sources), never from the clock.
 """
@@ -19,7 +20,7 @@ from eee_ray.io import atomic_write
 
 US_MULTIFRAME = "1.2.840.10008.5.1.4.1.1.3.1"
 
-# Synthetic, obviously fake identifying values: the ingest must drop them (SPEC S3 "no PHI").
+# Synthetic, obviously fake identifying values: the ingest must drop them (docs/contract.md, Ingest "no PHI").
 DEFAULT_TAGS: dict[str, Any] = {
     "PatientName": "SYNTHETIC^PATIENT",
     "PatientID": "SYNTH0000",
@@ -94,4 +95,45 @@ def write_us_multiframe(path: str | Path, frames_rgb: np.ndarray, frame_time_ms:
     ds.FrameIncrementPointer = (0x0018, 0x1063)  # FrameTime
     ds.PixelData = encapsulate(encoded, has_bot=True)
     ds["PixelData"].VR = "OB"
+    return atomic_write(path, lambda p: ds.save_as(p, enforce_file_format=True))
+
+
+def write_palette_rle(path: str | Path, frames_idx: np.ndarray, lut_rgb: np.ndarray, frame_time_ms: float,
+                      **tags: Any) -> Path:
+    """Write ``frames_idx`` (F x H x W uint8 palette indices) with the 256-entry ``lut_rgb`` (uint8 RGB) as a
+    PALETTE COLOR, RLE Lossless Ultrasound Multi-frame file (older scanners' flavour); UIDs as above."""
+    from pydicom.uid import ExplicitVRLittleEndian, RLELossless
+
+    frames_idx = np.ascontiguousarray(frames_idx, np.uint8)
+    n, rows, cols = frames_idx.shape
+    values = {**DEFAULT_TAGS, **tags}
+    seed_text = [repr(sorted((k, str(v)) for k, v in values.items())), str(frame_time_ms), str(int(frames_idx.sum()))]
+    study_uid = values.pop("StudyInstanceUID", None) or generate_uid(entropy_srcs=["study", *seed_text[:1]])
+    series_uid = values.pop("SeriesInstanceUID", None) or generate_uid(entropy_srcs=["series", *seed_text])
+    sop_uid = values.pop("SOPInstanceUID", None) or generate_uid(entropy_srcs=["sop", *seed_text])
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = US_MULTIFRAME
+    meta.MediaStorageSOPInstanceUID = sop_uid
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = Dataset()
+    ds.file_meta = meta
+    ds.SOPClassUID = US_MULTIFRAME
+    ds.SOPInstanceUID, ds.StudyInstanceUID, ds.SeriesInstanceUID = sop_uid, study_uid, series_uid
+    for key, value in values.items():
+        setattr(ds, key, value)
+    ds.SamplesPerPixel = 1
+    ds.PhotometricInterpretation = "PALETTE COLOR"
+    ds.Rows, ds.Columns = rows, cols
+    ds.BitsAllocated = ds.BitsStored = 8
+    ds.HighBit = 7
+    ds.PixelRepresentation = 0
+    ds.NumberOfFrames = n
+    ds.FrameTime = f"{frame_time_ms:.4g}"
+    ds.FrameIncrementPointer = (0x0018, 0x1063)
+    lut16 = (np.asarray(lut_rgb, np.uint16) * 257).astype("<u2")
+    for i, name in enumerate(("Red", "Green", "Blue")):
+        setattr(ds, f"{name}PaletteColorLookupTableDescriptor", [256, 0, 16])
+        setattr(ds, f"{name}PaletteColorLookupTableData", lut16[:, i].tobytes())
+    ds.PixelData = frames_idx.tobytes()
+    ds.compress(RLELossless, encoding_plugin="pydicom")
     return atomic_write(path, lambda p: ds.save_as(p, enforce_file_format=True))

@@ -1,4 +1,5 @@
-"""The downstream ECG tree (SPEC S2.2): 10 s 12-lead WFDB records at 500 Hz, MIMIC-IV-ECG layout and lead order.
+"""The downstream ECG tree (docs/contract.md, MIMIC-IV-ECG): 10 s 12-lead WFDB records at 500 Hz, MIMIC-IV-ECG layout
+and lead order.
 
 The header and format-16 signal file are written directly, byte-identical to ``wfdb.wrsamp`` with the same fields
 (the tests compare them), because ``wrsamp`` spends ~0.3 s per record validating its header through pandas.

@@ -1,4 +1,5 @@
-"""Generate the synthetic MIMIC-like data set (SPEC S2.4): echo tree, ECG tree, label CSVs and ground truth.
+"""Generate the synthetic MIMIC-like data set (docs/contract.md, Synthetic data): echo tree, ECG tree, label CSVs and
+ground truth.
 
 Everything derives from ``cfg.seed`` through independent random streams (patients, echo, ECG), so the output is
 byte-identical for the same config and no wall clock is read. Each cine's random draws happen in order in this
@@ -287,6 +288,12 @@ def generate(out: str | Path, cfg: SynthConfig, overwrite: bool = False, workers
     _write_csv(ecg_root / "record_list.csv", records[["subject_id", "study_id", "file_name", "ecg_time", "path"]])
     _write_csv(ecg_root / "records_w_diag_icd10.csv",
                records[["subject_id", "study_id", "file_name", "ecg_time", "all_diag_all", "fold", "strat_fold"]])
+    # the AHRQ default categories of the codes used, in DXCCSR layout: `--mapping official` finds it beside the data,
+    # so the synthetic benchmark needs nothing from outside the installed package
+    _write_csv(ecg_root / "DXCCSR_synthetic.csv", pd.DataFrame(
+        {"'ICD-10-CM CODE'": [f"'{c}'" for c in CCSR_DEFAULT],
+         "'Default CCSR CATEGORY IP'": [f"'{v}'" for v in CCSR_DEFAULT.values()],
+         "'CCSR CATEGORY 1'": [f"'{v}'" for v in CCSR_DEFAULT.values()]}))
 
     studies = pd.read_csv(out / "echo" / "echo-study-list.csv", dtype={"study_datetime": str})
     _write_csv(out / "structured_measurement.csv",  # beside echo/, where the ingest does not read it

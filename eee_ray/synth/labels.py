@@ -1,4 +1,5 @@
-"""Latent structure per patient and the ICD-10 codes it drives (SPEC S2.3/S2.4), plus patient-level fold splits.
+"""Latent structure per patient and the ICD-10 codes it drives (docs/contract.md: ICD-10 to CCSR labels, Synthetic
+data), plus patient-level fold splits.
 
 Every code used here exists in the AHRQ default CCSR mapping; the CIR ones are what the benchmark keeps, the others
 (diabetes, kidney injury, lipids) are there so label filtering is exercised.

@@ -15,7 +15,7 @@ import numpy as np
 
 FS = 500                     # Hz, MIMIC-IV-ECG
 RECORD_SECONDS = 10.0
-# MIMIC-IV-ECG stores the leads in this order (SPEC S2.2).
+# MIMIC-IV-ECG stores the leads in this order (docs/contract.md, MIMIC-IV-ECG).
 LEAD_NAMES = ["I", "II", "III", "aVR", "aVF", "aVL", "V1", "V2", "V3", "V4", "V5", "V6"]
 
 
