@@ -368,9 +368,9 @@ def plot_label_efficiency(results: pd.DataFrame, path: Path) -> None:
             if lab not in labels:
                 handles.append(h), labels.append(lab)
     fig.legend(handles, labels, loc="center right", frameon=False, fontsize=9)
-    fig.suptitle("Label efficiency: points = one subset draw with its 95% bootstrap interval; line = mean over "
-                 "draws; band = their min-max", fontsize=10)
-    fig.tight_layout(rect=(0, 0, 1 - 2.2 / fig.get_figwidth(), 0.95))
+    fig.suptitle("Label efficiency\npoints: one subset draw with its 95% bootstrap interval; line: mean over draws; "
+                 "band: their min-max", fontsize=9)
+    fig.tight_layout(rect=(0, 0, 1 - 2.2 / fig.get_figwidth(), 0.92))
     _save_fig(fig, path)
 
 
