@@ -1,5 +1,6 @@
 """Figures of a finished benchmark (docs/contract.md, Analysis and inference, paper section 4.5): LDA grid, ROC curves,
-per-label AUROC heat map.
+per-label AUROC heat map, and the label-efficiency curves (macro AUROC against the share of labelled training
+patients) when the benchmark ran more than one label fraction.
 
 Reads each trial's ``test_outputs.npz`` (record-averaged penultimate embeddings, labels, scores) and ``meta.json``
 under ``<benchmark>/trials/``; writes PNGs and CSVs to the output folder and logs them to an MLflow run "analysis".
@@ -64,6 +65,8 @@ class Trial:
     embedding: np.ndarray
     y_true: np.ndarray
     y_score: np.ndarray
+    label_fraction: float = 1.0
+    label_seed: int = 0
 
     @property
     def lead_config(self) -> str:
@@ -100,7 +103,9 @@ def load_trials(benchmark: Path) -> list[Trial]:
             trials.append(Trial(name=d.name, model=meta["model"], strategy=meta.get("strategy", "finetune"),
                                 leads=list(meta["leads"]), label_names=list(meta["label_names"]),
                                 record_id=z["record_id"].astype(str), embedding=z["embedding"].astype(np.float64),
-                                y_true=z["y_true"].astype(np.int8), y_score=z["y_score"].astype(np.float64)))
+                                y_true=z["y_true"].astype(np.int8), y_score=z["y_score"].astype(np.float64),
+                                label_fraction=float(meta.get("label_fraction", 1.0)),
+                                label_seed=int(meta.get("label_seed", 0))))
     if not trials:
         raise UserError(f"no finished trials (meta.json + test_outputs.npz) under {trials_dir}")
     return sorted(trials, key=lambda t: t.order)
@@ -308,6 +313,70 @@ def plot_heatmap(table: pd.DataFrame, positives: dict[str, int], path: Path) -> 
     _save_fig(fig, path)
 
 
+def full_label_trials(trials: list[Trial]) -> list[Trial]:
+    """The trials of the largest label fraction and its first label seed: one per (model, strategy, leads), the
+    set the LDA, ROC and per-label figures show."""
+    top = max(t.label_fraction for t in trials)
+    at_top = [t for t in trials if t.label_fraction == top]
+    seed = min(t.label_seed for t in at_top)
+    return [t for t in at_top if t.label_seed == seed]
+
+
+def plot_label_efficiency(results: pd.DataFrame, path: Path) -> None:
+    """Macro AUROC against the share of labelled training patients (log axis), one panel per lead configuration,
+    one colour per model (and strategy): each seed's point with its 95% bootstrap interval, a line through the mean
+    over seeds and a band over the seeds' min-max."""
+    import matplotlib.pyplot as plt
+
+    res = results.copy()
+    res["row"] = [Trial(name="", model=m, strategy=s, leads=[], label_names=[], record_id=np.array([]),
+                        embedding=np.array([]), y_true=np.array([]), y_score=np.array([])).row
+                  for m, s in zip(res["model"], res["strategy"])]
+    leads = sorted(res["leads"].unique(), key=lambda c: (c != "II", c))
+    rank = {m: i for i, m in enumerate(DISPLAY)}  # the paper's order
+    rows = list(dict.fromkeys(r for *_, r in sorted(zip(res["model"].map(lambda m: rank.get(m, len(rank))),
+                                                        res["strategy"] != "finetune", res["row"]))))
+    colors = {r: plt.get_cmap("tab10")(i % 10) for i, r in enumerate(rows)}
+    fig, axes = plt.subplots(1, len(leads), figsize=(6.0 * len(leads) + 2.2, 4.8), squeeze=False, sharey=True)
+    fractions = sorted(res["label_fraction"].unique())
+    for j, lead in enumerate(leads):
+        ax = axes[0][j]
+        for k, r in enumerate(rows):
+            part = res[(res["leads"] == lead) & (res["row"] == r)]
+            if part.empty:
+                continue
+            g = part.groupby("label_fraction")["macro_auroc"]
+            mean, lo, hi = g.mean(), g.min(), g.max()
+            ax.plot(mean.index, mean.values, "-", color=colors[r], lw=1.8, label=r)
+            ax.fill_between(mean.index, lo.values, hi.values, color=colors[r], alpha=0.12, lw=0)
+            shift = 1.0 + 0.04 * (k - (len(rows) - 1) / 2)  # side by side, so the intervals stay readable
+            x = part["label_fraction"].to_numpy() * shift
+            err = np.vstack([part["macro_auroc"] - part["macro_auroc_ci_low"],
+                             part["macro_auroc_ci_high"] - part["macro_auroc"]]).clip(min=0)
+            ax.errorbar(x, part["macro_auroc"], yerr=err, fmt="o", ms=3.5, color=colors[r], elinewidth=0.8,
+                        capsize=1.5, alpha=0.8)
+        ax.axhline(0.5, ls=":", color="0.5", lw=1)
+        ax.set_xscale("log")
+        ax.set_xticks(fractions, [f"{f:g}" for f in fractions])
+        ax.minorticks_off()
+        ax.set(xlabel="share of training patients with labels", title=LEAD_TITLES.get(lead, lead))
+        if j == 0:
+            ax.set_ylabel("macro ROC AUC (test set)")
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    for ax in axes[0][1:]:
+        for h, lab in zip(*ax.get_legend_handles_labels()):
+            if lab not in labels:
+                handles.append(h), labels.append(lab)
+    fig.legend(handles, labels, loc="center right", frameon=False, fontsize=9)
+    fig.suptitle("Label efficiency\npoints: one subset draw with its 95% bootstrap interval; line: mean over draws; "
+                 "band: their min-max", fontsize=9)
+    fig.tight_layout(rect=(0, 0, 1 - 2.2 / fig.get_figwidth(), 0.92))
+    _save_fig(fig, path)
+
+
+LEAD_TITLES = {"II": "Lead II", "all": "12 leads"}
+
+
 def _save_fig(fig, path: Path) -> None:
     import matplotlib.pyplot as plt
 
@@ -352,7 +421,11 @@ def run_analysis(cfg: AnalyzeConfig) -> Path:
     cfg.validate()
     bench = Path(cfg.benchmark)
     out = Path(cfg.output) if cfg.output else bench / "analysis"
-    trials = load_trials(bench)
+    all_trials = load_trials(bench)
+    trials = full_label_trials(all_trials)
+    if len(trials) < len(all_trials):
+        log.info("LDA, ROC and per-label figures show the %d trials at label fraction %g (seed %d)", len(trials),
+                 trials[0].label_fraction, trials[0].label_seed)
     categories = choose_categories(trials, cfg)
     log.info("analysing %d trials; LDA categories: %s", len(trials), ", ".join(categories))
 
@@ -362,6 +435,12 @@ def run_analysis(cfg: AnalyzeConfig) -> Path:
     positives = {n: int(max(t.y_true[:, t.label_names.index(n)].sum() for t in trials if n in t.label_names))
                  for n in table.columns}
     plot_heatmap(table, positives, out / "per_label_auroc_heatmap.png")
+    results_csv = bench / "results.csv"
+    results = pd.read_csv(results_csv) if results_csv.is_file() else pd.DataFrame()
+    if "label_fraction" in results and results["label_fraction"].nunique() > 1:
+        plot_label_efficiency(results, out / "label_efficiency.png")
+    else:
+        log.info("no label-efficiency figure: the benchmark ran one label fraction")
     atomic_write_text(out / "lda_summary.csv", lda.to_csv(index=False))
     atomic_write_text(out / "per_label_auroc.csv", table.to_csv(index_label="trial"))
     save(cfg, out / "config.yaml")

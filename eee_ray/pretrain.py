@@ -82,6 +82,7 @@ class PretrainConfig:
     echo_features: str = "standardized"  # locked tower: standardized per dimension (training clips' stats) | raw
     pixel_norm: str = "clip"            # echo input scaling: clip (each sub-clip standardised) | fixed (earlier)
     cls_position: bool = False          # add position 0 of the sinusoid table to the [CLS] (earlier behaviour)
+    shuffle_pairs: bool = False         # negative control: each clip's ECG comes from another patient (pair_shuffle.py)
     loss: LossConfig = field(default_factory=lambda: LossConfig(objective="info_nce"))
     pairs: PairsConfig = field(default_factory=PairsConfig)
     use_gpu: bool = False               # one GPU per worker, NCCL; else gloo on CPU
@@ -366,6 +367,12 @@ def _check_resume_settings(cfg: PretrainConfig, before: dict[str, Any]) -> None:
                             f"(--{name.replace('_', '-')} {was})")
 
 
+def _shuffled(ds, embed, seed: int):
+    from eee_ray.pair_shuffle import shuffle_pairs
+
+    return shuffle_pairs(embed(ds) if embed else ds, seed)
+
+
 def run_pretrain(cfg: PretrainConfig) -> dict[str, Any]:
     """Pretrain, evaluate, write the outputs; returns the content of ``<output>/metrics.json``."""
     import ray.train
@@ -392,6 +399,9 @@ def run_pretrain(cfg: PretrainConfig) -> dict[str, Any]:
     locked = cfg.echo_tower == "locked"
     # a locked tower embeds every clip once, before the split; the workers build the same weights from the seed
     prepare = functools.partial(embed_echo, model=init_model(mcfg, cfg.seed)) if locked else None
+    if cfg.shuffle_pairs:
+        log.info("shuffled pairs: every clip's ECG comes from a clip of another patient (negative control)")
+        prepare = functools.partial(_shuffled, embed=prepare, seed=cfg.seed)
     if locked:
         log.info("echo tower locked: each clip's echo features are computed once, before training")
     # the split comes from the ID columns; training samples stream to the workers every epoch (pixels are never

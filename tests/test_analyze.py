@@ -111,3 +111,30 @@ def test_tiny_test_split_still_gives_figures(tmp_path):
     plot_roc(trials, tmp_path / "roc.png")
     assert summary.empty and (tmp_path / "lda.png").is_file() and (tmp_path / "roc.png").is_file()
     assert np.isnan(per_label_auroc(trials).loc["S4, Lead II", "B"])
+
+
+def test_label_efficiency_figure_and_full_fraction_panels(tmp_path):
+    """A benchmark with a label-fraction axis: the curves are drawn from results.csv, and the LDA/ROC/per-label
+    figures show only the trials of the largest fraction (one per model and lead configuration)."""
+    from PIL import Image
+
+    from eee_ray.analyze import full_label_trials, load_trials, plot_label_efficiency
+
+    rng = np.random.default_rng(1)
+    for frac, seed in ((1.0, 0), (0.1, 0), (0.1, 1)):
+        _write_trial(tmp_path, "eee", ["II"], "finetune", False, rng)
+        d = tmp_path / "trials" / "eee__II__finetune"
+        meta = json.loads((d / "meta.json").read_text()) | {"label_fraction": frac, "label_seed": seed}
+        (d / "meta.json").write_text(json.dumps(meta))
+        d.rename(tmp_path / "trials" / f"eee__II__finetune__lf{frac:g}__s{seed}")
+    shown = full_label_trials(load_trials(tmp_path))
+    assert [(t.label_fraction, t.label_seed) for t in shown] == [(1.0, 0)]
+
+    rows = [{"model": m, "leads": lead, "strategy": s, "label_fraction": f, "label_seed": k,
+             "macro_auroc": a, "macro_auroc_ci_low": a - 0.05, "macro_auroc_ci_high": a + 0.05}
+            for m, s, base in (("eee", "finetune", 0.8), ("eee", "linear_probe", 0.75), ("s4", "scratch", 0.6))
+            for lead in ("II", "all") for f, ks in ((0.02, 3), (0.1, 3), (1.0, 1)) for k in range(ks)
+            for a in [base - 0.1 * (f < 0.5) + 0.01 * k]]
+    plot_label_efficiency(pd.DataFrame(rows), tmp_path / "label_efficiency.png")
+    img = np.asarray(Image.open(tmp_path / "label_efficiency.png").convert("RGB"))
+    assert min(img.shape[:2]) > 300 and len(np.unique(img.reshape(-1, 3), axis=0)) > 50

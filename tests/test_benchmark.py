@@ -13,7 +13,7 @@ from sklearn.metrics import roc_auc_score
 
 from eee_ray import cli
 from eee_ray.config import MlflowConfig
-from eee_ray.downstream import RESULT_COLUMNS, BenchmarkConfig, trial_grid
+from eee_ray.downstream import RESULT_COLUMNS, BenchmarkConfig, trial_grid, trial_name
 from eee_ray.downstream.grid import close_running_runs
 from eee_ray.errors import UserError
 from eee_ray.models.registry import build_model
@@ -39,31 +39,41 @@ def test_tiny_benchmark_end_to_end(synth_dir, ray_session, tmp_path, monkeypatch
     (tmp_path / "c.yaml").write_text("n_bootstrap: 50\nbatch_size: 32\ncrops_per_record: 1\n")
     rc = cli.main(["benchmark", "--dataset", "synthetic", "--data", str(synth_dir), "--output", "bench",
                    "--preset", "tiny", "--epochs", "1", "--models", "xresnet1d50,eee", "--pretrained", "enc.pt",
-                   "--strategies", "scratch,finetune", "--leads", "II,all",
-                   "--max-records", "48", "--config", str(tmp_path / "c.yaml")])
+                   "--strategies", "scratch,finetune", "--leads", "all", "--label-fractions", "0.5,1",
+                   "--max-records", "72", "--config", str(tmp_path / "c.yaml")])
     assert rc == 0
     assert "4 trial(s) done" in capsys.readouterr().out
 
     res = pd.read_csv(out / "results.csv")
     assert list(res.columns) == RESULT_COLUMNS
-    assert set(zip(res["model"], res["leads"], res["strategy"])) == {
-        ("xresnet1d50", "II", "scratch"), ("xresnet1d50", "all", "scratch"),
-        ("eee", "II", "finetune"), ("eee", "all", "finetune")}
+    assert set(zip(res["model"], res["leads"], res["strategy"], res["label_fraction"], res["label_seed"])) == {
+        ("xresnet1d50", "all", "scratch", 0.5, 0), ("xresnet1d50", "all", "scratch", 1.0, 0),
+        ("eee", "all", "finetune", 0.5, 0), ("eee", "all", "finetune", 1.0, 0)}
     assert (res["n_test_records"] > 0).all() and (res["n_labels"] > 0).all()
+    n_train = res.groupby("label_fraction")["n_train_records"].agg(["min", "max"])
+    assert (n_train["min"] == n_train["max"]).all()  # every model learns from the same subset at a fraction
+    assert 0 < n_train.loc[0.5, "min"] < n_train.loc[1.0, "min"]
+    assert set(res.groupby("label_fraction")["n_test_records"].nunique()) == {1}  # the test set stays whole
+    assert res.loc[res.label_fraction == 0.5, "n_test_records"].iloc[0] == \
+        res.loc[res.label_fraction == 1.0, "n_test_records"].iloc[0]
     for row in res.itertuples():  # the table's figures are the metrics of the trial's own test outputs
-        z = np.load(out / "trials" / f"{row.model}__{row.leads}__{row.strategy}" / "test_outputs.npz")
+        z = np.load(out / "trials" / trial_name(row._asdict()) / "test_outputs.npz")
         y, p = z["y_true"], z["y_score"]
         has_both = [j for j in range(y.shape[1]) if 0 < y[:, j].sum() < len(y)]
         assert row.n_labels == len(has_both) and row.n_test_records == len(y)
         assert row.macro_auroc == pytest.approx(np.mean([roc_auc_score(y[:, j], p[:, j]) for j in has_both]))
         assert row.micro_auroc == pytest.approx(roc_auc_score(y.ravel(), p.ravel()))  # every (record, label) pair
         assert row.macro_auroc_ci_low <= row.macro_auroc <= row.macro_auroc_ci_high
-    assert "| Model | Configuration |" in (out / "results.md").read_text()
+    md = (out / "results.md").read_text()
+    assert "| Model | Configuration |" in md and "Label efficiency, All-leads" in md
+    eff = pd.read_csv(out / "label_efficiency.csv")
+    assert len(eff) == 4 and (eff["n_seeds"] == 1).all()
     per_label = pd.read_csv(out / "per_label_auroc.csv")
+    assert set(per_label["label_fraction"]) == {0.5, 1.0}
     assert set(per_label["model"]) == {"xresnet1d50", "eee"} and per_label["label"].str.startswith("CIR").all()
     assert list(pd.read_csv(out / "skipped.csv").columns) == ["record_id", "reason"]
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["records"] + summary["skipped"] == 48 and summary["failed"] == 0
+    assert summary["records"] + summary["skipped"] == 72 and summary["failed"] == 0
 
     mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")  # the default store: beside the output folder
     assert summary["tracking_uri"] == f"sqlite:///{tmp_path / 'mlflow.db'}"
@@ -72,6 +82,7 @@ def test_tiny_benchmark_end_to_end(synth_dir, ray_session, tmp_path, monkeypatch
     runs = mlflow.search_runs(experiment_names=["eee-benchmark"])
     trials = runs[runs["tags.kind"] == "trial"]
     assert len(trials) == 4 and set(runs["status"]) == {"FINISHED"}
+    assert set(trials["tags.mlflow.runName"]) == {trial_name(r._asdict()) for r in res.itertuples()}
     assert (runs["tags.kind"] == "summary").sum() == 1
     client = mlflow.MlflowClient()
     for row in trials.itertuples():
@@ -80,14 +91,15 @@ def test_tiny_benchmark_end_to_end(synth_dir, ray_session, tmp_path, monkeypatch
         assert "test_macro_auroc" in client.get_run(row.run_id).data.metrics
         assert {f.path for f in client.list_artifacts(row.run_id, "trial")} >= {"trial/model.pt", "trial/meta.json"}
 
-    trial = out / "trials" / "eee__all__finetune"
+    trial = out / "trials" / "eee__all__finetune__lf1__s0"
     meta = json.loads((trial / "meta.json").read_text())
     assert meta["leads"] == ["I", "II", "III", "aVR", "aVL", "aVF", "V1", "V2", "V3", "V4", "V5", "V6"]
     assert meta["sample_rate"] == 100 and meta["window"] == 250 and meta["mlflow_run_id"] in set(trials["run_id"])
     model = build_model(**meta["model_spec"])
     model.load_state_dict(torch.load(trial / "model.pt", weights_only=True))
     npz = np.load(trial / "test_outputs.npz")
-    n = int(res.query("model == 'eee' and leads == 'all'")["n_test_records"].iloc[0])
+    assert (meta["label_fraction"], meta["label_seed"]) == (1.0, 0)
+    n = int(res.query("model == 'eee' and leads == 'all' and label_fraction == 1")["n_test_records"].iloc[0])
     assert npz["record_id"].shape == (n,) and npz["embedding"].shape == (n, model.feature_dim)
     assert npz["y_true"].dtype == np.uint8 and npz["y_score"].shape == (n, len(meta["label_names"]))
     assert ((npz["y_score"] >= 0) & (npz["y_score"] <= 1)).all()
@@ -96,11 +108,12 @@ def test_tiny_benchmark_end_to_end(synth_dir, ray_session, tmp_path, monkeypatch
 def test_grid_rules_for_eee_and_strategies():
     grid, notes = trial_grid(BenchmarkConfig())
     assert {g["model"] for g in grid} == {"xresnet1d50", "s4", "st_mem", "eee_random"}
-    assert len(grid) == 8 and any("eee skipped" in n for n in notes)
+    assert len(grid) == 10 and any("eee skipped" in n for n in notes)  # eee_random: fine-tuned and linear probe
     grid, _ = trial_grid(BenchmarkConfig(models=["eee"], pretrained="enc.pt", leads=["II"]))
     assert [g["strategy"] for g in grid] == ["finetune", "linear_probe"]
     grid, _ = trial_grid(BenchmarkConfig(models=["eee", "s4"], pretrained="enc.pt", strategies=["linear_probe"]))
-    assert grid == [{"model": "eee", "leads": lead, "strategy": "linear_probe"} for lead in ("II", "all")]
+    assert grid == [{"model": "eee", "leads": lead, "strategy": "linear_probe", "label_fraction": 1.0, "label_seed": 0}
+                    for lead in ("II", "all")]
     with pytest.raises(UserError, match="needs --pretrained"):
         trial_grid(BenchmarkConfig(models=["eee"]))
     with pytest.raises(UserError, match="lead config"):

@@ -34,6 +34,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--leads", type=_csv, help="lead configurations, comma list of II,all (default both)")
     p.add_argument("--strategies", type=_csv,
                    help="comma list of scratch,finetune,linear_probe (default every strategy of each model)")
+    p.add_argument("--labels", choices=["icd", "echo-measurements"],
+                   help="icd: diagnosis codes -> CCSR categories (default); echo-measurements: EchoNext structural "
+                        "findings from MIMIC-IV-ECHO's structured_measurement table (nearest TTE in a window)")
+    p.add_argument("--echo-measurements", dest="echo_measurements",
+                   help="structured_measurement CSV (default: found in the data folder, its echo/ or its parent)")
+    p.add_argument("--measurement-mapping", dest="measurement_mapping",
+                   help="YAML of measurement names, severity words and thresholds (default: the package's "
+                        "eee_ray/ecgdata/echo_measurements.yaml)")
+    p.add_argument("--echo-window-days", dest="echo_window_days", type=float,
+                   help="an ECG takes the nearest TTE of the same patient at most this many days away; ECGs "
+                        "without one are left out and counted (default 30)")
     p.add_argument("--label-level", dest="label_level", choices=["category", "code"],
                    help="labels are CCSR CIR categories or the CIR ICD-10 codes themselves (default category)")
     p.add_argument("--mapping",
@@ -42,6 +53,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "(default official)")
     p.add_argument("--labels-csv", dest="labels_csv", help="labels CSV (default <data>/records_w_diag_icd10.csv)")
     p.add_argument("--max-records", dest="max_records", type=int, help="use only the first N records (0: all)")
+    p.add_argument("--label-fractions", dest="label_fractions", type=_csv,
+                   help="shares of the training patients each model trains on, e.g. 0.02,0.1,1.0: patient-wise, "
+                        "label-stratified, seeded subsets; validation and test stay whole (default 1.0)")
+    p.add_argument("--label-seeds", dest="label_seeds", type=int,
+                   help="subsets drawn per fraction below 1, for the spread over draws (default 1)")
+    p.add_argument("--min-steps", dest="min_steps", type=int,
+                   help="at least this many optimiser steps per trial: a small label subset trains for more "
+                        "epochs (default 0: --epochs only)")
     p.add_argument("--gpus-per-trial", dest="gpus_per_trial", type=float,
                    help="GPUs per trial (e.g. 1 or 0.5); trials then train on CUDA and run on GPU nodes only")
     add_common_arguments(p, BenchmarkConfig, EXPERIMENT)

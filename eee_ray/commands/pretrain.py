@@ -42,6 +42,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--echo-features", dest="echo_features", choices=["standardized", "raw"],
                    help="with --echo-tower locked: the locked tower's features standardized per dimension (default) "
                         "or as they are (a random tower maps every clip to nearly one vector; see docs/pretraining.md)")
+    p.add_argument("--shuffle-pairs", dest="shuffle_pairs", action="store_true",
+                   help="negative control: pair every clip's echo with the ECG of a clip of another patient, so "
+                        "pretraining cannot learn the heart from the pairs (its downstream gain should be none)")
     p.add_argument("--raw-echo-features", dest="echo_features", action=DeprecatedAlias, const="raw",
                    replacement="--echo-features raw", help=argparse.SUPPRESS)
     p.add_argument("--workdir", dest="mlflow.dir", action=DeprecatedAlias, replacement="--mlflow-dir",

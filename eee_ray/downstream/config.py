@@ -14,7 +14,7 @@ from eee_ray.errors import UserError
 EXPERIMENT = "eee-benchmark"
 MODEL_STRATEGIES: dict[str, tuple[str, ...]] = {
     "xresnet1d50": ("scratch",), "s4": ("scratch",), "st_mem": ("scratch",),
-    "eee": ("finetune", "linear_probe"), "eee_random": ("finetune",),
+    "eee": ("finetune", "linear_probe"), "eee_random": ("finetune", "linear_probe"),
 }
 @dataclass
 class BenchmarkConfig:
@@ -29,16 +29,26 @@ class BenchmarkConfig:
     strategies: list[str] = field(default_factory=list)  # empty: every strategy of each model
     preset: str = "paper"  # model size preset: paper | tiny
     epochs: int = 10
+    min_steps: int = 0  # a trial makes at least this many optimiser steps (more epochs on a small label subset)
     batch_size: int = 64
     lr: float = 1e-3
     weight_decay: float = 1e-2
     crops_per_record: int = 4  # random training crops drawn from each record per epoch
+    labels: str = "icd"  # icd (diagnosis codes -> CCSR) | echo-measurements (MIMIC / synthetic)
+    echo_measurements: str = ""  # structured_measurement table; empty: found beside the data
+    measurement_mapping: str = ""  # YAML of names, severity words, thresholds; empty: the package's own
+    # An ECG takes the findings of the nearest TTE of the same patient at most this many days away. LVEF and valve
+    # disease change over months (treatment, decompensation); a month keeps the label describing the heart that
+    # produced the ECG while still pairing the ECGs taken in the same episode of care as the echo.
+    echo_window_days: float = 30.0
     label_level: str = "category"  # category | code (MIMIC / synthetic)
     mapping: str = "official"  # official | json | paper-table2 | PATH
     labels_csv: str = ""
     ptbxl_labels: list[str] = field(default_factory=lambda: list(DEFAULT_LABELS))
     ptbxl_sample_rate: int = 100
     max_records: int = 0  # 0: all
+    label_fractions: list[float] = field(default_factory=lambda: [1.0])  # shares of the training patients (axis)
+    label_seeds: int = 1  # subsets drawn per fraction below 1 (the spread over draws is reported)
     min_positives: int = 1  # labels with fewer positives in the usable records are dropped
     aggregate: str = "mean"  # per-record aggregation of window scores: mean | max
     n_bootstrap: int = 1000
@@ -58,6 +68,12 @@ class BenchmarkConfig:
             raise UserError(f"--data folder not found: {self.data}")
         if self.dataset not in ("mimic", "ptbxl", "synthetic"):
             raise UserError(f"--dataset must be mimic, ptbxl or synthetic, not {self.dataset!r}")
+        if self.labels not in ("icd", "echo-measurements"):
+            raise UserError(f"--labels must be icd or echo-measurements, not {self.labels!r}")
+        if self.labels == "echo-measurements" and self.dataset == "ptbxl":
+            raise UserError("--labels echo-measurements needs MIMIC-IV-ECG records (--dataset mimic or synthetic)")
+        if self.echo_window_days <= 0:
+            raise UserError("--echo-window-days must be > 0")
         if self.aggregate not in AGGREGATES:
             raise UserError(f"--aggregate must be one of {', '.join(AGGREGATES)}")
         if self.preset not in ("paper", "tiny"):
@@ -66,12 +82,20 @@ class BenchmarkConfig:
             raise UserError("--epochs must be >= 1")
         if self.shard_records < 1:
             raise UserError("--shard-records must be >= 1")
+        if self.min_steps < 0:
+            raise UserError("--min-steps must be >= 0")
+        if not self.label_fractions or any(not 0.0 < f <= 1.0 for f in self.label_fractions):
+            raise UserError(f"--label-fractions must be shares in (0, 1], not {self.label_fractions}")
+        if self.label_seeds < 1:
+            raise UserError("--label-seeds must be >= 1")
         if self.pretrained and not Path(self.pretrained).is_file():
             raise UserError(f"pretrained encoder not found: {self.pretrained}")
 
 
-def trial_name(combo: dict[str, str]) -> str:
-    return f"{combo['model']}__{combo['leads']}__{combo['strategy']}"
+def trial_name(combo: dict) -> str:
+    """``model__leads__strategy__lf<fraction>__s<label seed>`` (the trial folder and MLflow run name)."""
+    return (f"{combo['model']}__{combo['leads']}__{combo['strategy']}"
+            f"__lf{float(combo.get('label_fraction', 1.0)):g}__s{int(combo.get('label_seed', 0))}")
 
 
 

@@ -1,4 +1,5 @@
-"""The downstream benchmark (paper section 4): one Ray Tune experiment over model x leads x strategy.
+"""The downstream benchmark (paper section 4): one Ray Tune experiment over model x leads x strategy x label
+fraction (x label seed).
 
 The records are prepared once by one Ray Data pass into an on-disk prepared-signal store (``prepare.py``; reused
 while the inputs and settings are unchanged); every trial opens the store by path and reads its rows from
@@ -23,8 +24,9 @@ import pandas as pd
 
 from eee_ray.config import save
 from eee_ray.downstream.config import EXPERIMENT, MODEL_STRATEGIES, BenchmarkConfig
-from eee_ray.downstream.report import collect_results, results_markdown
+from eee_ray.downstream.report import collect_results, label_efficiency, results_markdown
 from eee_ray.downstream.train import log_split_datasets, tune_trainable
+from eee_ray.ecgdata.echo_labels import load_measurement_mapping, read_mimic_echo
 from eee_ray.ecgdata.labels import load_mapping, shared_labels_dir
 from eee_ray.ecgdata.mimic import find_root, read_mimic
 from eee_ray.ecgdata.ptbxl import read_ptbxl
@@ -38,8 +40,9 @@ from eee_ray.tracking import run_tags
 log = logging.getLogger(__name__)
 
 
-def trial_grid(cfg: BenchmarkConfig) -> tuple[list[dict[str, str]], list[str]]:
-    """The (model, leads, strategy) combinations to run, and notes on what was left out and why."""
+def trial_grid(cfg: BenchmarkConfig) -> tuple[list[dict], list[str]]:
+    """The (model, leads, strategy, label fraction, label seed) combinations to run, and notes on what was left out
+    and why. A fraction below 1 gets ``label_seeds`` subsets; fraction 1 (every training patient) gets one."""
     notes: list[str] = []
     models = cfg.models or list(MODEL_STRATEGIES)
     unknown = [m for m in models if m not in MODEL_STRATEGIES]
@@ -56,7 +59,10 @@ def trial_grid(cfg: BenchmarkConfig) -> tuple[list[dict[str, str]], list[str]]:
             raise UserError("model eee needs --pretrained PATH (ecg_encoder.pt from `eee-ray pretrain`)")
         models = [m for m in models if m != "eee"]
         notes.append("eee skipped: no --pretrained encoder given (eee_random, the random-init control, still runs)")
-    grid = [{"model": m, "leads": lead, "strategy": s} for m in models for lead in cfg.leads
+    draws = [(float(f), k) for f in sorted(set(cfg.label_fractions))
+             for k in range(cfg.label_seeds if f < 1.0 else 1)]
+    grid = [{"model": m, "leads": lead, "strategy": s, "label_fraction": f, "label_seed": k}
+            for f, k in draws for m in models for lead in cfg.leads
             for s in MODEL_STRATEGIES[m] if not cfg.strategies or s in cfg.strategies]
     if not grid:
         raise UserError("the model x leads x strategy grid is empty; check --models and --strategies")
@@ -72,6 +78,9 @@ def read_table(cfg: BenchmarkConfig) -> tuple[pd.DataFrame, list[str], list[str]
     leads = [lead for lead in CANONICAL_LEADS if lead in wanted]
     if cfg.dataset == "ptbxl":
         table, notes = read_ptbxl(data, cfg.ptbxl_labels, cfg.ptbxl_sample_rate, cfg.max_records)
+    elif cfg.labels == "echo-measurements":
+        mapping = load_measurement_mapping(cfg.measurement_mapping)
+        table, notes = read_mimic_echo(data, mapping, cfg.echo_window_days, cfg.echo_measurements, cfg.max_records)
     elif cfg.dataset in ("mimic", "synthetic"):
         root = find_root(data)
         mapping = load_mapping(cfg.mapping, [root, root.parent, shared_labels_dir()])
@@ -170,20 +179,24 @@ def _run_grid(cfg: BenchmarkConfig, grid: list[dict[str, str]], notes: list[str]
     registered = register_best(uri, trial_rows(out, grid), benchmark_id) if len(results) else []
     for r in registered:
         log.info("registered %s (%s, %s)", r["uri"], r["model"], r["strategy"])
+    efficiency = label_efficiency(results)
     atomic_write(out / "results.csv", lambda p: results.to_csv(p, index=False))
+    atomic_write(out / "label_efficiency.csv", lambda p: efficiency.to_csv(p, index=False))
     atomic_write(out / "per_label_auroc.csv", lambda p: per_label.to_csv(p, index=False))
     summary = {"benchmark_id": benchmark_id, "dataset": cfg.dataset, "n_labels": len(data.label_names),
-               "label_names": data.label_names, **data.summary(), "trials": len(grid), "completed": len(results),
+               "label_names": data.label_names, **data.summary(), "label_fractions": sorted(set(cfg.label_fractions)),
+               "label_seeds": cfg.label_seeds, "trials": len(grid), "completed": len(results),
                "failed": len(failed), "notes": notes, "tracking_uri": uri, "mlflow_run_id": parent,
                "registered_models": registered}
-    atomic_write_text(out / "results.md", results_markdown(results, summary))
+    atomic_write_text(out / "results.md", results_markdown(results, summary, efficiency))
     atomic_write_text(out / "summary.json", json.dumps(summary, indent=2, default=str))
     summary_run = client.create_run(exp_id, run_name=f"summary-{benchmark_id}", tags=run_tags(
         "summary", "eee-ray benchmark", parent, benchmark_id=benchmark_id)).info.run_id
     for k, v in {"dataset": cfg.dataset, "preset": cfg.preset, "epochs": cfg.epochs, "trials": len(grid),
                  "records": len(data.record_ids), "skipped": len(data.skipped)}.items():
         client.log_param(summary_run, k, v)
-    for name in ("results.csv", "results.md", "per_label_auroc.csv", "skipped.csv", "config.yaml", "summary.json"):
+    for name in ("results.csv", "results.md", "label_efficiency.csv", "per_label_auroc.csv", "skipped.csv",
+                 "config.yaml", "summary.json"):
         client.log_artifact(summary_run, str(out / name))
     client.set_terminated(summary_run, "FINISHED")
     for k, v in headline_metrics(results).items():

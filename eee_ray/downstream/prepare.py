@@ -210,6 +210,7 @@ class SignalView:
         return self._maps[shard]
 
     def __getitem__(self, key) -> np.ndarray:
+        key = np.flatnonzero(key) if isinstance(key, np.ndarray) and key.dtype == bool else key
         rows = np.arange(len(self))[key] if isinstance(key, slice) else np.asarray(key, np.int64).reshape(-1)
         out = np.empty((len(rows), len(self.lead_idx), self.n_samples), np.float32)
         shards, offsets = self.shards[rows], self.offsets[rows]

@@ -13,6 +13,7 @@ import numpy as np
 
 from eee_ray.downstream.config import BenchmarkConfig, trial_name
 from eee_ray.downstream.prepare import PreparedData
+from eee_ray.downstream.subsets import training_mask
 from eee_ray.ecgdata.records import ECGDataset, lead_names
 from eee_ray.ecgdata.windows import predict_records, random_crops
 from eee_ray.errors import UserError
@@ -35,26 +36,39 @@ def _bce(y: np.ndarray, p: np.ndarray) -> float:
     return float(-np.mean(y * np.log(p) + (1 - y) * np.log(1 - p))) if y.size else float("nan")
 
 
+def training_records(data: ECGDataset | PreparedData, fraction: float, seed: int) -> np.ndarray:
+    """(training records,) bool: the records of the training patients kept at this label fraction (``subsets``)."""
+    train = data.split == "train"
+    return training_mask(data.patient_ids[train], data.labels[train], fraction, seed)
+
+
 def _fit(model, data: ECGDataset | PreparedData, leads: list[str], cfg: BenchmarkConfig,
-         on_epoch: Callable[[int, dict[str, float]], None]) -> tuple[int, dict[str, float]]:
-    """Train on random crops; keep the weights of the epoch with the best validation macro AUROC."""
+         on_epoch: Callable[[int, dict[str, float]], None], fraction: float = 1.0,
+         label_seed: int = 0) -> tuple[int, dict[str, float]]:
+    """Train on random crops of the training patients kept at ``fraction`` (validation stays whole); keep the
+    weights of the epoch with the best validation macro AUROC."""
     import torch
 
     from eee_ray.models.registry import param_groups
 
     x_tr, y_tr, _ = data.part("train", leads)
+    if fraction < 1.0:
+        keep = training_records(data, fraction, label_seed)
+        x_tr, y_tr = x_tr[np.flatnonzero(keep)], y_tr[keep]
     x_va, y_va, _ = data.part("val", leads)
     if not len(x_tr):
         raise UserError("the training split is empty")
     rng = np.random.default_rng(cfg.seed)
     opt = torch.optim.AdamW(param_groups(model, cfg.lr, cfg.weight_decay))
     crops = cfg.crops_per_record if model.window < x_tr.shape[-1] else 1  # a whole-record window has one crop
-    steps = max(1, cfg.epochs * math.ceil(len(x_tr) * crops / cfg.batch_size))
+    per_epoch = math.ceil(len(x_tr) * crops / cfg.batch_size)
+    epochs = max(cfg.epochs, math.ceil(cfg.min_steps / per_epoch))  # a small subset still gets min_steps updates
+    steps = max(1, epochs * per_epoch)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=[g["lr"] for g in opt.param_groups], total_steps=steps)
     loss_fn = torch.nn.BCEWithLogitsLoss()
     device = next(model.parameters()).device
     best_epoch, best_score, best_state, best_metrics = -1, -math.inf, None, {}
-    for epoch in range(cfg.epochs):
+    for epoch in range(epochs):
         model.train()
         order = rng.permutation(np.repeat(np.arange(len(x_tr)), crops))
         if len(order) % cfg.batch_size == 1 and len(order) > 1:
@@ -97,6 +111,7 @@ def _write_outputs(out: Path, model, combo: dict[str, str], leads: list[str], da
 
     atomic_torch_save({k: v.detach().cpu() for k, v in model.state_dict().items()}, out / "model.pt")
     meta = {"model_spec": model_spec(model), "model": combo["model"], "leads": leads, "strategy": combo["strategy"],
+            "label_fraction": float(combo.get("label_fraction", 1.0)), "label_seed": int(combo.get("label_seed", 0)),
             "label_names": data.label_names, "window": int(model.window), "sample_rate": cfg.signal.sample_rate,
             "aggregate": cfg.aggregate, "preprocessing": data.preprocessing, "mlflow_run_id": run_id}
     atomic_write_text(out / "meta.json", json.dumps(meta, indent=2, default=str))
@@ -109,13 +124,13 @@ def _write_outputs(out: Path, model, combo: dict[str, str], leads: list[str], da
     atomic_write(out / "test_outputs.npz", write_npz)
 
 
-def trial_tags(combo: dict[str, str], cfg: BenchmarkConfig, benchmark_id: str, parent_run_id: str) -> dict[str, str]:
+def trial_tags(combo: dict, cfg: BenchmarkConfig, benchmark_id: str, parent_run_id: str) -> dict[str, str]:
     """What the runs table filters and groups a trial by: its benchmark (parent run), model, leads, strategy, and the
     label fraction when the config has one."""
     from eee_ray.tracking import run_tags
 
-    return run_tags("trial", "eee-ray benchmark", parent_run_id, benchmark_id=benchmark_id, **combo,
-                    dataset=cfg.dataset, preset=cfg.preset, label_fraction=getattr(cfg, "label_fraction", None))
+    return run_tags("trial", "eee-ray benchmark", parent_run_id, benchmark_id=benchmark_id, **{k: str(v) for k, v in combo.items()},
+                    dataset=cfg.dataset, preset=cfg.preset, label_fraction=combo.get("label_fraction"))
 
 
 def log_split_datasets(client, run_id: str, data: ECGDataset | PreparedData, cfg: BenchmarkConfig) -> dict[str, tuple[str, str]]:
@@ -137,7 +152,7 @@ def log_split_datasets(client, run_id: str, data: ECGDataset | PreparedData, cfg
     return out
 
 
-def run_trial(combo: dict[str, str], data: ECGDataset | PreparedData, cfg: BenchmarkConfig, tracking_uri: str, experiment_id: str,
+def run_trial(combo: dict, data: ECGDataset | PreparedData, cfg: BenchmarkConfig, tracking_uri: str, experiment_id: str,
               benchmark_id: str, report: Callable[[dict[str, float]], None] = lambda m: None,
               parent_run_id: str = "") -> dict[str, Any]:
     """Train, select on val, test, write the trial folder, log it as a pyfunc model; one MLflow run (a child of the
@@ -165,7 +180,7 @@ def run_trial(combo: dict[str, str], data: ECGDataset | PreparedData, cfg: Bench
             if not torch.cuda.is_available():
                 raise UserError("gpus_per_trial > 0 but this trial sees no CUDA device")
             model = model.to("cuda")
-        params = {**combo, "preset": cfg.preset, "epochs": cfg.epochs, "batch_size": cfg.batch_size, "lr": cfg.lr,
+        params = {**combo, "preset": cfg.preset, "epochs": cfg.epochs, "min_steps": cfg.min_steps, "batch_size": cfg.batch_size, "lr": cfg.lr,
                   "weight_decay": cfg.weight_decay, "crops_per_record": cfg.crops_per_record, "window": model.window,
                   "aggregate": cfg.aggregate, "n_labels": len(data.label_names), "dataset": cfg.dataset,
                   "pretrained": cfg.pretrained or "", "seed": cfg.seed,
@@ -179,7 +194,10 @@ def run_trial(combo: dict[str, str], data: ECGDataset | PreparedData, cfg: Bench
                     client.log_metric(run_id, k, float(v), step=epoch)
             report({"epoch": epoch, **metrics})
 
-        best_epoch, best_metrics = _fit(model, data, leads, cfg, on_epoch)
+        fraction, label_seed = float(combo.get("label_fraction", 1.0)), int(combo.get("label_seed", 0))
+        n_train = int(training_records(data, fraction, label_seed).sum())
+        client.log_param(run_id, "n_train_records", n_train)
+        best_epoch, best_metrics = _fit(model, data, leads, cfg, on_epoch, fraction, label_seed)
         x_te, y_te, ids = data.part("test", leads)
         if not len(x_te):
             raise UserError("the test split is empty")
@@ -194,7 +212,8 @@ def run_trial(combo: dict[str, str], data: ECGDataset | PreparedData, cfg: Bench
             info = serving.log_model(out, meta)
         finally:
             mlflow.end_run("RUNNING")  # the run stays open; the finally below closes it
-        result = {**combo, **ev.scalars(), "n_test_records": ev.n_records, "best_epoch": best_epoch,
+        result = {**combo, **ev.scalars(), "n_train_records": n_train, "n_test_records": ev.n_records,
+                  "best_epoch": best_epoch,
                   "val_macro_auroc": best_metrics.get("val_macro_auroc", float("nan")), "run_id": run_id,
                   "model_uri": info.model_uri}
         atomic_write_text(out / "metrics.json", json.dumps(result, indent=2))

@@ -31,6 +31,7 @@ from eee_ray.synth.config import SynthConfig
 from eee_ray.synth.dicom_writer import write_us_multiframe
 from eee_ray.synth.echo import Anatomy, CineRenderer, contraction
 from eee_ray.synth.ecg_records import record_rel_path, write_record
+from eee_ray.synth.measurements import measurement_table
 from eee_ray.synth.labels import CCSR_DEFAULT, LATENTS, Patient, assign_folds, is_cir, make_patients, record_codes
 from eee_ray.synth.physiology import FS, LEAD_NAMES, RECORD_SECONDS, Morphology, NoiseBank, ecg_leads, \
     heart_rate_bpm, patient_morphology
@@ -293,6 +294,10 @@ def generate(out: str | Path, cfg: SynthConfig, overwrite: bool = False, workers
         {"'ICD-10-CM CODE'": [f"'{c}'" for c in CCSR_DEFAULT],
          "'Default CCSR CATEGORY IP'": [f"'{v}'" for v in CCSR_DEFAULT.values()],
          "'CCSR CATEGORY 1'": [f"'{v}'" for v in CCSR_DEFAULT.values()]}))
+
+    studies = pd.read_csv(out / "echo" / "echo-study-list.csv", dtype={"study_datetime": str})
+    _write_csv(out / "structured_measurement.csv",  # beside echo/, where the ingest does not read it
+               measurement_table(cfg.seed, patients, records[["subject_id", "ecg_time"]], studies))
 
     truth = out / "truth"
     _write_parquet(truth / "cines.parquet", pa.Table.from_pylist(cine_rows, schema=CINE_SCHEMA))

@@ -1,0 +1,101 @@
+"""Positive and negative control of the downstream benchmark (docs/downstream.md, docs/results.md).
+
+On the control world (``eee_ray.positive_control``: ECGs that carry the heart's structure, echo-measurement
+labels) it pretrains the ECG encoder twice with the locked-tower recipe, once on the true echo-ECG pairs and once
+with the pairs shuffled across patients (``shuffle_pairs``), then benchmarks both encoders (linear probe and
+fine-tuned) against their random-init control and XResNet1D50 from scratch at several label fractions, each small
+fraction on ``--label-seeds`` subset draws. Prints the label-efficiency table (macro AUROC, mean over draws, with the
+draws' range and the mean 95% bootstrap interval) and the paired gain of each pretrained encoder over its
+random-init control at every fraction.
+
+    python benchmarks/positive_control.py --workdir runs/control --fractions 0.05 0.2 1 --label-seeds 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import pandas as pd
+
+from eee_ray.downstream import BenchmarkConfig, run_benchmark
+from eee_ray.ingest import IngestConfig, run_ingest
+from eee_ray.positive_control import FRACTIONS, benchmark, recipe, world
+from eee_ray.pretrain import PretrainConfig, run_pretrain
+from eee_ray.runtime import init_ray
+from eee_ray.synth import SynthConfig, generate
+
+
+def gains(results: pd.DataFrame) -> pd.DataFrame:
+    """Paired difference (same subset draw) of each pretrained EEE row to the random-init row of its strategy."""
+    key = ["strategy", "label_fraction", "label_seed"]
+    ctrl = results[results["model"] == "eee_random"].set_index(key)["macro_auroc"]
+    rows = []
+    for enc, part in results[results["model"].str.startswith("eee_")].groupby("encoder"):
+        if enc == "none":
+            continue
+        diff = part.set_index(key)["macro_auroc"] - ctrl
+        for (strategy, frac), d in diff.groupby(level=["strategy", "label_fraction"]):
+            rows.append({"encoder": enc, "strategy": strategy, "label_fraction": frac, "n": len(d.dropna()),
+                         "gain_mean": d.mean(), "gain_min": d.min(), "gain_max": d.max()})
+    return pd.DataFrame(rows)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--workdir", default="runs/control")
+    ap.add_argument("--fractions", type=float, nargs="+", default=FRACTIONS)
+    ap.add_argument("--label-seeds", type=int, default=3)
+    ap.add_argument("--ecg-patients", type=int, default=960)
+    ap.add_argument("--pretrain-epochs", type=int, default=40)
+    ap.add_argument("--epochs", type=int, default=10)
+    ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args()
+    work = Path(args.workdir)
+    init_ray(2)
+    t0 = time.time()
+    w = world(args.seed, ecg_patients=args.ecg_patients)
+    if not (work / "ingest" / "clips").is_dir():
+        generate(work / "synth", SynthConfig(**w["synth"]), overwrite=True)
+        run_ingest(IngestConfig(input=str(work / "synth" / "echo"), output=str(work / "ingest"), **w["ingest"]))
+    print(f"data ready after {time.time() - t0:.0f} s", flush=True)
+    encoders = {}
+    for name, shuffled in (("true pairs", False), ("shuffled pairs", True)):
+        out = work / ("pretrain_shuffled" if shuffled else "pretrain")
+        if not (out / "ecg_encoder.pt").is_file():
+            run_pretrain(PretrainConfig(clips=str(work / "ingest"), output=str(out), seed=args.seed,
+                                        **recipe(args.pretrain_epochs, shuffle_pairs=shuffled)))
+        encoders[name] = out / "ecg_encoder.pt"
+        print(f"pretrained ({name}) after {time.time() - t0:.0f} s", flush=True)
+    tables = []
+    for name, enc in encoders.items():
+        out = work / ("bench_shuffled" if "shuffled" in name else "bench")
+        models = None if name == "true pairs" else ["eee"]  # the controls do not depend on the encoder's weights
+        fields = benchmark(args.fractions, args.label_seeds, args.epochs, seed=args.seed)
+        if models:
+            fields["models"] = models
+        if not (out / "results.csv").is_file():
+            run_benchmark(BenchmarkConfig(data=str(work / "synth"), output=str(out), pretrained=str(enc),
+                                          num_cpus=2, **fields))
+        res = pd.read_csv(out / "results.csv")
+        res["encoder"] = [name if m == "eee" else "none" for m in res["model"]]
+        res.loc[res["model"] == "eee", "model"] = "eee_" + ("shuffled" if "shuffled" in name else "pretrained")
+        tables.append(res)
+        print(f"benchmark ({name}) after {time.time() - t0:.0f} s", flush=True)
+    res = pd.concat(tables, ignore_index=True)
+    res.to_csv(work / "control_results.csv", index=False)
+    g = res.groupby(["model", "strategy", "label_fraction"])
+    table = g.agg(n=("macro_auroc", "size"), auroc=("macro_auroc", "mean"), draw_min=("macro_auroc", "min"),
+                  draw_max=("macro_auroc", "max"), ci_low=("macro_auroc_ci_low", "mean"),
+                  ci_high=("macro_auroc_ci_high", "mean"), train_records=("n_train_records", "mean")).reset_index()
+    pd.set_option("display.width", 200)
+    print(table.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    gain = gains(res)
+    gain.to_csv(work / "control_gains.csv", index=False)
+    print(gain.to_string(index=False, float_format=lambda v: f"{v:+.3f}"))
+    print(f"total {time.time() - t0:.0f} s")
+
+
+if __name__ == "__main__":
+    main()
