@@ -68,7 +68,9 @@ def test_a_collapsed_run_says_so(few_clips, tmp_path, capsys):
     for h in m["history"]:
         print({k: round(h[k], 4) for k in ("ecg_mean_cos", "echo_mean_cos", "ecg_erank", "echo_erank", "ecg2echo_p",
                                             "echo2ecg_p")})
-    assert m["collapsed"] is True and m["recipe"] == "paper" and "collapsed (mean cosine" in m["collapse_reason"]
+    assert m["collapsed"] is True and m["recipe"] == "paper"
+    # the echo cosine sits just above its threshold here (0.992-0.993), so either criterion may be the one that fires
+    assert "collapsed (mean cosine" in m["collapse_reason"] or "at chance" in m["collapse_reason"], m["collapse_reason"]
     for h in m["history"]:
         assert {"ecg_mean_cos", "ecg_erank", "echo_mean_cos", "echo_erank"} <= set(h)
     client = mlflow.tracking.MlflowClient(m["mlflow_tracking_uri"])
