@@ -125,12 +125,12 @@ def _write_outputs(out: Path, model, combo: dict[str, str], leads: list[str], da
 
 
 def trial_tags(combo: dict, cfg: BenchmarkConfig, benchmark_id: str, parent_run_id: str) -> dict[str, str]:
-    """What the runs table filters and groups a trial by: its benchmark (parent run), model, leads, strategy, and the
-    label fraction when the config has one."""
+    """What the runs table filters and groups a trial by: its benchmark (parent run), model, leads, strategy, label
+    fraction and label seed (the grid's axes)."""
     from eee_ray.tracking import run_tags
 
-    return run_tags("trial", "eee-ray benchmark", parent_run_id, benchmark_id=benchmark_id, **{k: str(v) for k, v in combo.items()},
-                    dataset=cfg.dataset, preset=cfg.preset, label_fraction=combo.get("label_fraction"))
+    return run_tags("trial", "eee-ray benchmark", parent_run_id, benchmark_id=benchmark_id,
+                    **{k: str(v) for k, v in combo.items()}, dataset=cfg.dataset, preset=cfg.preset)
 
 
 def log_split_datasets(client, run_id: str, data: ECGDataset | PreparedData, cfg: BenchmarkConfig) -> dict[str, tuple[str, str]]:
