@@ -26,6 +26,7 @@ import pandas as pd
 import pytest
 
 from eee_ray import cli
+from eee_ray.downstream import trial_name
 from eee_ray.tracking import PARENT_TAG, listing_digest
 
 REPO = Path(__file__).resolve().parents[1]
@@ -68,7 +69,9 @@ def test_benchmark_is_one_parent_run_with_datasets_models_and_registry(tiny_benc
 
     for trial in (r for r in children if r.data.tags["kind"] == "trial"):
         tags = trial.data.tags
-        assert trial.info.run_name == f"{tags['model']}__{tags['leads']}__{tags['strategy']}"
+        assert trial.info.run_name == trial_name({k: tags[k] for k in ("model", "leads", "strategy", "label_fraction",
+                                                                       "label_seed")})
+        assert tags["label_fraction"] == "1.0" and tags["label_seed"] == "0"  # the grid's axes as tags
         assert tags["benchmark_id"] == summary["benchmark_id"]
         inputs = {i.tags[0].value: i.dataset for i in trial.inputs.dataset_inputs}
         assert set(inputs) == {"training", "validation", "testing"}

@@ -96,7 +96,3 @@ def trial_name(combo: dict) -> str:
     """``model__leads__strategy__lf<fraction>__s<label seed>`` (the trial folder and MLflow run name)."""
     return (f"{combo['model']}__{combo['leads']}__{combo['strategy']}"
             f"__lf{float(combo.get('label_fraction', 1.0)):g}__s{int(combo.get('label_seed', 0))}")
-
-
-
-
