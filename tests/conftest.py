@@ -97,3 +97,15 @@ def tiny_benchmark(synth_dir, ray_session, tmp_path_factory):
                        *TINY_BENCHMARK_ARGS])
     assert rc == 0, stdout.getvalue()
     return work, out, stdout.getvalue()
+
+
+@pytest.fixture
+def few_clips(ingested_dir, tmp_path) -> Path:
+    """A subset of the ingested clips (5 of the parquet parts, several patients): runs that need only a few steps."""
+    import shutil
+
+    clips = tmp_path / "few" / "clips"
+    clips.mkdir(parents=True)
+    for part in sorted((ingested_dir / "clips").glob("*.parquet"))[:5]:
+        shutil.copy(part, clips / part.name)
+    return clips.parent

@@ -5,8 +5,6 @@ MLflow and in one line at the end."""
 from __future__ import annotations
 
 import json
-import shutil
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -34,15 +32,6 @@ def test_verdict_names_what_collapsed():
     learning = {**last, "ecg_mean_cos": 0.96, "ecg_erank": 1.2, "ecg2echo_p": 0.0005, "echo2ecg_p": 0.002}
     assert "at chance" in verdict({**learning, "echo2ecg_p": 0.3}, judge_retrieval=True)   # one direction is enough
     assert verdict(learning, judge_retrieval=True) == ""
-
-
-@pytest.fixture
-def few_clips(ingested_dir, tmp_path) -> Path:
-    clips = tmp_path / "few" / "clips"
-    clips.mkdir(parents=True)
-    for part in sorted((ingested_dir / "clips").glob("*.parquet"))[:5]:
-        shutil.copy(part, clips / part.name)
-    return clips.parent
 
 
 @pytest.mark.slow

@@ -4,7 +4,6 @@ cross-modal retrieval far above chance, it survives a worker dying mid-run, it r
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -108,16 +107,6 @@ def test_pretraining_learns_cross_modal_retrieval(learning_set, tmp_path):
     assert len(client.get_metric_history(run.info.run_id, "ecg2echo_mean_rank")) == LEARN["epochs"]
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
     assert {"ecg_encoder.pt", "retrieval.png", "metrics.json", "checkpoint.pt"} <= artifacts
-
-
-@pytest.fixture
-def few_clips(ingested_dir, tmp_path) -> Path:
-    """A subset of the ingested clips (5 of the parquet parts, several patients): the restart test needs few steps."""
-    clips = tmp_path / "few" / "clips"
-    clips.mkdir(parents=True)
-    for part in sorted((ingested_dir / "clips").glob("*.parquet"))[:5]:
-        shutil.copy(part, clips / part.name)
-    return clips.parent
 
 
 @pytest.mark.slow
