@@ -49,6 +49,27 @@ def encode_jpeg(frame_rgb: np.ndarray, quality: int = 90) -> bytes:
     return buf.getvalue()
 
 
+def _us_multiframe(tags: dict[str, Any], transfer_syntax: str, *seed: str) -> Dataset:
+    """An Ultrasound Multi-frame dataset with its file meta, the fake default tags overridden by ``tags``, and UIDs
+    not given derived deterministically from the tags and ``seed``."""
+    values = {**DEFAULT_TAGS, **tags}
+    seed_text = [repr(sorted((k, str(v)) for k, v in values.items())), *seed]
+    study_uid = values.pop("StudyInstanceUID", None) or generate_uid(entropy_srcs=["study", *seed_text[:1]])
+    series_uid = values.pop("SeriesInstanceUID", None) or generate_uid(entropy_srcs=["series", *seed_text])
+    sop_uid = values.pop("SOPInstanceUID", None) or generate_uid(entropy_srcs=["sop", *seed_text])
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = US_MULTIFRAME
+    meta.MediaStorageSOPInstanceUID = sop_uid
+    meta.TransferSyntaxUID = transfer_syntax
+    ds = Dataset()
+    ds.file_meta = meta
+    ds.SOPClassUID = US_MULTIFRAME
+    ds.SOPInstanceUID, ds.StudyInstanceUID, ds.SeriesInstanceUID = sop_uid, study_uid, series_uid
+    for key, value in values.items():
+        setattr(ds, key, value)
+    return ds
+
+
 def write_us_multiframe(path: str | Path, frames_rgb: np.ndarray, frame_time_ms: float, *, jpeg_quality: int = 90,
                         **tags: Any) -> Path:
     """Write ``frames_rgb`` (F x H x W x 3 uint8) as an Ultrasound Multi-frame Image Storage file.
@@ -61,24 +82,7 @@ def write_us_multiframe(path: str | Path, frames_rgb: np.ndarray, frame_time_ms:
         raise ValueError(f"frames_rgb must be (F, H, W, 3) uint8, got {frames_rgb.shape} {frames_rgb.dtype}")
     n, rows, cols, _ = frames_rgb.shape
     encoded = [encode_jpeg(np.ascontiguousarray(f), jpeg_quality) for f in frames_rgb]
-    values = {**DEFAULT_TAGS, **tags}
-    seed_text = [repr(sorted((k, str(v)) for k, v in values.items())), str(frame_time_ms), str(len(encoded[0]))]
-    study_uid = values.pop("StudyInstanceUID", None) or generate_uid(entropy_srcs=["study", *seed_text[:1]])
-    series_uid = values.pop("SeriesInstanceUID", None) or generate_uid(entropy_srcs=["series", *seed_text])
-    sop_uid = values.pop("SOPInstanceUID", None) or generate_uid(entropy_srcs=["sop", *seed_text])
-
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = US_MULTIFRAME
-    meta.MediaStorageSOPInstanceUID = sop_uid
-    meta.TransferSyntaxUID = JPEGBaseline8Bit
-    ds = Dataset()
-    ds.file_meta = meta
-    ds.SOPClassUID = US_MULTIFRAME
-    ds.SOPInstanceUID = sop_uid
-    ds.StudyInstanceUID = study_uid
-    ds.SeriesInstanceUID = series_uid
-    for key, value in values.items():
-        setattr(ds, key, value)
+    ds = _us_multiframe(tags, JPEGBaseline8Bit, str(frame_time_ms), str(len(encoded[0])))
     ds.SamplesPerPixel = 3
     ds.PhotometricInterpretation = "YBR_FULL_422"
     ds.PlanarConfiguration = 0
@@ -106,21 +110,7 @@ def write_palette_rle(path: str | Path, frames_idx: np.ndarray, lut_rgb: np.ndar
 
     frames_idx = np.ascontiguousarray(frames_idx, np.uint8)
     n, rows, cols = frames_idx.shape
-    values = {**DEFAULT_TAGS, **tags}
-    seed_text = [repr(sorted((k, str(v)) for k, v in values.items())), str(frame_time_ms), str(int(frames_idx.sum()))]
-    study_uid = values.pop("StudyInstanceUID", None) or generate_uid(entropy_srcs=["study", *seed_text[:1]])
-    series_uid = values.pop("SeriesInstanceUID", None) or generate_uid(entropy_srcs=["series", *seed_text])
-    sop_uid = values.pop("SOPInstanceUID", None) or generate_uid(entropy_srcs=["sop", *seed_text])
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = US_MULTIFRAME
-    meta.MediaStorageSOPInstanceUID = sop_uid
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds = Dataset()
-    ds.file_meta = meta
-    ds.SOPClassUID = US_MULTIFRAME
-    ds.SOPInstanceUID, ds.StudyInstanceUID, ds.SeriesInstanceUID = sop_uid, study_uid, series_uid
-    for key, value in values.items():
-        setattr(ds, key, value)
+    ds = _us_multiframe(tags, ExplicitVRLittleEndian, str(frame_time_ms), str(int(frames_idx.sum())))
     ds.SamplesPerPixel = 1
     ds.PhotometricInterpretation = "PALETTE COLOR"
     ds.Rows, ds.Columns = rows, cols
