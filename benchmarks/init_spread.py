@@ -19,27 +19,15 @@ import dataclasses
 from pathlib import Path
 
 import numpy as np
-import pyarrow.parquet as pq
 import torch
 
 from eee_ray.collapse import embedding_spread
 from eee_ray.models.eee import EEEModel, preset
-from eee_ray.pairs import PairsConfig, clip_to_sample, collate
+from eee_ray.pairs import PairsConfig, collate
+from pretrain_replica import load_samples  # the same samples the replica trains on (benchmarks/ is on sys.path)
 
 VARIANTS = {"fixed, [CLS] at position 0": ("fixed", True), "per sub-clip, [CLS] at position 0": ("clip", True),
             "fixed, [CLS] without position": ("fixed", False), "per sub-clip, [CLS] without position": ("clip", False)}
-
-
-def load_samples(clips: Path, cfg: PairsConfig, limit: int) -> list[dict]:
-    folder = clips / "clips" if (clips / "clips").is_dir() else clips
-    out: list[dict] = []
-    for part in sorted(folder.glob("*.parquet")):
-        for row in pq.read_table(part).to_pylist():
-            row["echo"] = np.asarray(row["echo"], dtype=np.uint8)
-            out += clip_to_sample(row, cfg)
-            if len(out) >= limit:
-                return out
-    return out
 
 
 def main() -> None:

@@ -44,13 +44,16 @@ VARIANTS = {
 KEYS = ("ecg", "echo", "n_tokens", "subject_id", "study_id")
 
 
-def load_samples(clips: Path, cfg: PairsConfig) -> list[dict]:
+def load_samples(clips: Path, cfg: PairsConfig, limit: int | None = None) -> list[dict]:
+    """The pairs samples of an ingest output, read in part order (the first ``limit`` when given)."""
     folder = clips / "clips" if (clips / "clips").is_dir() else clips
     out: list[dict] = []
     for part in sorted(folder.glob("*.parquet")):
         for row in pq.read_table(part).to_pylist():
             row["echo"] = np.asarray(row["echo"], dtype=np.uint8)
             out += clip_to_sample(row, cfg)
+            if limit is not None and len(out) >= limit:
+                return out
     return out
 
 
