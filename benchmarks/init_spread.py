@@ -18,7 +18,6 @@ import argparse
 import dataclasses
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from eee_ray.collapse import embedding_spread
