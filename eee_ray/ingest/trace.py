@@ -6,7 +6,7 @@ looser window grows it where it touches the seeds, so thin anti-aliased strokes 
 lines are removed. Lit pixels are grouped into connected components; the trace is the chain of large components
 that never overlap in x (a trace is a function of x), everything else lit is an outlier. Then, in order: no trace,
 plausibility (thin, one run per column, not scattered marks), extent, amplitude, continuity, coverage of the trace's
-own extent, HSV outliers. The waveform is the brightness-weighted centre of the trace pixels per column, positive
+own extent, HSV outliers. The waveform is the coverage-weighted centre of the trace pixels per column, positive
 up, relative to the strip's vertical centre.
 """
 
@@ -57,6 +57,17 @@ class TraceConfig:
     max_outlier_fraction: float = 0.05   # more lit pixels off the trace: ecg_hsv_outliers
     chain_overlap_px: int = 3            # x-overlap tolerated between two trace components
     resample_hz: float = 100.0           # rate of the `ecg` column
+    # Waveform: each trace pixel counts with its estimated stroke coverage, the smaller of its chroma and its luma
+    # contrast (each relative to the stroke's own). JPEG 4:2:2 halves the chroma's horizontal resolution: a steep
+    # 1-px QRS flank tints the background pixels of the neighbouring columns (the same rows) with the trace's hue,
+    # which pulls those columns' centres towards the flank and flattens the QRS. Luma keeps full resolution: a
+    # pixel tinted only by its neighbour's chroma is no brighter (or darker) than the background around it.
+    coverage_ref_percentile: float = 75.0  # the stroke's own colour: trace pixels above this chroma percentile
+    coverage_bg_window_px: int = 9         # the background's luma: mean of the non-trace pixels in this window
+                                           # (wider than a QRS stroke, narrower than the echo sector's brightness
+                                           # changes)
+    coverage_min_luma_contrast: float = 15.0  # stroke and background closer in luma than this: luma cannot tell
+                                              # them apart, the chroma alone weighs the pixel
     # --trace-color auto: the saturated hue (of the few most common) whose lit pixels look most like a trace, when
     # the paper's window finds no trace
     auto_min_saturation: int = 90
@@ -282,12 +293,11 @@ def trace_ecg(strip_rgb: np.ndarray, cfg: TraceConfig, trace_color: str = "paper
     dimmed edges fall inside the paper's window; its full stroke does not). The paper's verdict stands when both
     are rejected and the paper's window found something."""
     hsv = cv2.cvtColor(strip_rgb, cv2.COLOR_RGB2HSV)
-    value = hsv[..., 2]
-    paper = check_trace(paper_mask(hsv, cfg, strip_rgb), cfg, "paper", value)
+    paper = check_trace(paper_mask(hsv, cfg, strip_rgb), cfg, "paper", strip_rgb)
     if trace_color != "auto":
         return paper
     mask, hue = auto_mask(strip_rgb, cfg)
-    auto = check_trace(mask, cfg, f"auto(h={hue})", value)
+    auto = check_trace(mask, cfg, f"auto(h={hue})", strip_rgb)
     if paper.reason is None and auto.reason is None:
         more = auto.quality["trace_pixels"] > cfg.auto_prefer_ratio * paper.quality["trace_pixels"]
         return auto if more else paper
@@ -296,7 +306,7 @@ def trace_ecg(strip_rgb: np.ndarray, cfg: TraceConfig, trace_color: str = "paper
     return paper
 
 
-def check_trace(mask: np.ndarray, cfg: TraceConfig, mode: str, value: np.ndarray | None = None) -> TraceResult:
+def check_trace(mask: np.ndarray, cfg: TraceConfig, mode: str, strip_rgb: np.ndarray | None = None) -> TraceResult:
     """Cursor lines out, the trace chain, then the checks in order; the waveform of whatever was traced."""
     h, w = mask.shape
     cursor = cursor_columns(mask, cfg)
@@ -364,20 +374,52 @@ def check_trace(mask: np.ndarray, cfg: TraceConfig, mode: str, value: np.ndarray
     elif quality["outlier_fraction"] > cfg.max_outlier_fraction:
         res.reason, res.detail = S.ECG_HSV_OUTLIERS, (
             f"{quality['outlier_fraction']:.1%} of the lit pixels lie off the trace (> {cfg.max_outlier_fraction:.0%})")
-    res.ecg_px = column_waveform(trace, x0, x1, value)
+    weight = None if strip_rgb is None else stroke_coverage(strip_rgb, trace, x0, x1, cfg)
+    res.ecg_px = column_waveform(trace, x0, x1, weight)
     return res
 
 
-def column_waveform(trace: np.ndarray, x0: int, x1: int, value: np.ndarray | None = None) -> np.ndarray:
+def stroke_coverage(strip_rgb: np.ndarray, trace: np.ndarray, x0: int, x1: int, cfg: TraceConfig) -> np.ndarray:
+    """Estimated stroke coverage (0..1) of each pixel in columns [x0, x1]: min(chroma / the stroke's chroma,
+    (luma - local background luma) / (the stroke's luma - local background luma)). A pixel of an anti-aliased
+    stroke over a grey background gets its coverage from both; a background pixel tinted by the chroma of the
+    stroke next to it (JPEG 4:2:2) gets the small luma one."""
+    rgb = np.ascontiguousarray(strip_rgb[:, x0:x1 + 1])
+    on = np.ascontiguousarray(trace[:, x0:x1 + 1])
+    luma = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)  # Y = 0.299 R + 0.587 G + 0.114 B
+    off = 1 - on
+    k = (cfg.coverage_bg_window_px, cfg.coverage_bg_window_px)
+    bg_sum = cv2.boxFilter(luma * off, cv2.CV_32F, k, normalize=False)  # the non-trace pixels' luma ...
+    bg_n = cv2.boxFilter(off, cv2.CV_32F, k, normalize=False)           # ... and their count per window
+    idx = np.flatnonzero(on)                         # only the trace pixels need a weight
+    out = np.zeros(on.shape, np.float32)
+    if idx.size == 0:
+        return out
+    px = rgb.reshape(-1, 3)[idx]
+    r, g, b = px[:, 0], px[:, 1], px[:, 2]  # per channel: a reduction over a length-3 axis is slow
+    chroma = (np.maximum(np.maximum(r, g), b) - np.minimum(np.minimum(r, g), b)).astype(np.float32)
+    y_px = luma.reshape(-1)[idx].astype(np.float32)
+    ref = chroma >= np.percentile(chroma, cfg.coverage_ref_percentile)
+    c_ref, y_ref = max(float(np.median(chroma[ref])), 1.0), float(np.median(y_px[ref]))
+    a_chroma = np.minimum(chroma / c_ref, 1.0)
+    bg = bg_sum.reshape(-1)[idx] / np.maximum(bg_n.reshape(-1)[idx], 1.0)
+    contrast = y_ref - bg
+    usable = np.abs(contrast) >= cfg.coverage_min_luma_contrast
+    a_luma = np.where(usable, (y_px - bg) / np.where(usable, contrast, 1.0), a_chroma)
+    out.reshape(-1)[idx] = np.minimum(a_chroma, np.clip(a_luma, 0.0, 1.0)) + 1e-3  # never all-zero in a traced column
+    return out
+
+
+def column_waveform(trace: np.ndarray, x0: int, x1: int, weight: np.ndarray | None = None) -> np.ndarray:
     """Centre row of the trace pixels per column in [x0, x1], positive up from the strip's centre; gaps interpolated.
 
-    With ``value`` (the strip's HSV V channel) the centre weighs each trace pixel by its brightness, i.e. by how
+    With ``weight`` (per pixel of columns [x0, x1], ``stroke_coverage``) the centre weighs each trace pixel by how
     much of the anti-aliased stroke covers it: a one-column QRS spike then peaks where it was drawn."""
     h = trace.shape[0]
     sub = trace[:, x0:x1 + 1]
     wgt = sub.astype(np.float32)
-    if value is not None:
-        wgt *= value[:, x0:x1 + 1]
+    if weight is not None:
+        wgt *= weight
     n = wgt.sum(axis=0)
     rows = np.arange(h, dtype=np.float32) @ wgt
     xs = np.arange(sub.shape[1])
