@@ -80,6 +80,8 @@ class TraceConfig:
     # Protects the trace from a vertical line taken as a QRS flank (or as the whole trace).
     cursor_min_height_fraction: float = 0.9
     cursor_max_width_px: int = 4
+    cursor_margin_px: int = 2            # columns either side removed with it: JPEG 4:2:2 bleeds the cursor's chroma
+                                         # into them as broken vertical dashes that reach the strip's edges
 
 
 @dataclass
@@ -196,8 +198,9 @@ def auto_mask(strip_rgb: np.ndarray, cfg: TraceConfig) -> tuple[np.ndarray, int]
     best, best_hue, best_score = np.zeros(hsv.shape[:2], np.uint8), -1, -1.0
     for hue in hue_peaks(hsv, cfg):
         mask = hue_mask(hsv, hue, cfg)
-        mask[:, cursor_columns(mask, cfg)] = 0
-        trace = trace_chain(mask, cfg)
+        scored = mask.copy()  # check_trace removes the cursor from ``mask`` itself and skips its columns' gap
+        scored[:, cursor_columns(mask, cfg)] = 0
+        trace = trace_chain(scored, cfg)
         cols = trace.any(axis=0)
         n = int(cols.sum())
         score = float(n) if n and plausibility(trace, cols)[0] <= cfg.max_median_thickness_px else 0.0
@@ -226,7 +229,7 @@ def plausibility(trace: np.ndarray, traced: np.ndarray) -> tuple[float, float]:
 
 
 def cursor_columns(mask: np.ndarray, cfg: TraceConfig) -> np.ndarray:
-    """Boolean per column: part of a thin, nearly full-height vertical line (a moving cursor)."""
+    """Boolean per column: part of a thin, nearly full-height vertical line (a moving cursor) or its margin."""
     tall = mask.sum(axis=0) >= cfg.cursor_min_height_fraction * mask.shape[0]
     out = np.zeros_like(tall)
     x = 0
@@ -236,7 +239,7 @@ def cursor_columns(mask: np.ndarray, cfg: TraceConfig) -> np.ndarray:
             while end + 1 < tall.size and tall[end + 1]:
                 end += 1
             if end - x + 1 <= cfg.cursor_max_width_px:
-                out[x:end + 1] = True
+                out[max(x - cfg.cursor_margin_px, 0):end + 1 + cfg.cursor_margin_px] = True
             x = end + 1
         else:
             x += 1
