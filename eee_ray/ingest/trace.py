@@ -43,6 +43,8 @@ class TraceConfig:
     max_median_thickness_px: float = 10.0  # median stroke width across the stroke (a column's lit px over
                                            # sqrt(1 + slope^2)) above this: a blob, not a curve
     max_multi_run_fraction: float = 0.2   # more traced columns than this holding 2+ separate vertical runs: text
+    multi_run_tolerance_cols: int = 1     # ... runs counted on a column and this many neighbours either side
+                                          # together: chroma bled next to a steep 1-px flank is no second run
     min_fill: float = 0.6                 # traced columns / the chain's extent below this: scattered marks
     max_segments: int = 3                 # more pieces (split by gaps > max_gap_px) than this: scattered marks
     # Coverage: against the trace's own extent, plus a minimum extent; a trace in a corner of the band is normal.
@@ -209,9 +211,11 @@ def auto_mask(strip_rgb: np.ndarray, cfg: TraceConfig) -> tuple[np.ndarray, int]
     return best, best_hue
 
 
-def plausibility(trace: np.ndarray, traced: np.ndarray) -> tuple[float, float]:
+def plausibility(trace: np.ndarray, traced: np.ndarray, run_tolerance_cols: int = 1) -> tuple[float, float]:
     """(median stroke thickness per traced column, share of traced columns holding 2+ vertical runs more than two
-    pixels apart). The thickness is the column's lit pixels over sqrt(1 + slope^2), the slope being the trace's
+    pixels apart, counted on each column together with its ``run_tolerance_cols`` neighbours either side: a
+    continuous curve covers one interval of rows there, however steep, while the chroma a steep 1-px flank bleeds
+    into the next column (JPEG 4:2:2) adds a second run to that column alone). The thickness is the column's lit pixels over sqrt(1 + slope^2), the slope being the trace's
     vertical travel to its neighbours: the width across the stroke, so a steep QRS flank drawn with a thick pen
     counts as thin as it is drawn, and a blob (Doppler colour) as thick as it is."""
     sub = np.ascontiguousarray(trace[:, traced])
@@ -223,7 +227,9 @@ def plausibility(trace: np.ndarray, traced: np.ndarray) -> tuple[float, float]:
     step = np.abs(np.diff(centre))
     travel = np.maximum(np.concatenate([[0.0], step]), np.concatenate([step, [0.0]]))
     thick = float(np.median(n / np.sqrt(1.0 + travel ** 2)))  # across the stroke, not down the column
-    closed = cv2.morphologyEx(sub, cv2.MORPH_CLOSE, np.ones((3, 1), np.uint8))  # 1-2 px holes split no run
+    k = 2 * run_tolerance_cols + 1
+    wide = np.ascontiguousarray(cv2.dilate(trace, np.ones((1, k), np.uint8))[:, traced]) if k > 1 else sub
+    closed = cv2.morphologyEx(wide, cv2.MORPH_CLOSE, np.ones((3, 1), np.uint8))  # 1-2 px holes split no run
     starts = (closed[1:] > closed[:-1]).sum(axis=0) + closed[0]
     return thick, float((starts > 1).mean())
 
@@ -293,8 +299,9 @@ def trace_ecg(strip_rgb: np.ndarray, cfg: TraceConfig, trace_color: str = "paper
 
     ``auto``: the paper's window and the saturated hue that looks most like a trace; an accepted trace beats a
     rejected one, and of two accepted ones the auto hue wins only with clearly more trace pixels (a cyan trace's
-    dimmed edges fall inside the paper's window; its full stroke does not). The paper's verdict stands when both
-    are rejected and the paper's window found something."""
+    dimmed edges fall inside the paper's window; its full stroke does not). When both are rejected, the verdict
+    of the window that traced more pixels stands (the paper's on a tie): cyan text or markers show only their
+    dimmed edges in the paper's window, where they can pass for a broken curve."""
     hsv = cv2.cvtColor(strip_rgb, cv2.COLOR_RGB2HSV)
     paper = check_trace(paper_mask(hsv, cfg, strip_rgb), cfg, "paper", strip_rgb)
     if trace_color != "auto":
@@ -304,7 +311,11 @@ def trace_ecg(strip_rgb: np.ndarray, cfg: TraceConfig, trace_color: str = "paper
     if paper.reason is None and auto.reason is None:
         more = auto.quality["trace_pixels"] > cfg.auto_prefer_ratio * paper.quality["trace_pixels"]
         return auto if more else paper
-    if auto.reason is None or (paper.reason is not None and paper.x0 < 0):
+    if paper.reason is None:
+        return paper
+    if auto.reason is None or paper.x0 < 0:
+        return auto
+    if auto.x0 >= 0 and auto.quality["trace_pixels"] > paper.quality["trace_pixels"]:
         return auto
     return paper
 
@@ -327,7 +338,7 @@ def check_trace(mask: np.ndarray, cfg: TraceConfig, mode: str, strip_rgb: np.nda
     m = cfg.edge_margin_px
     edge_cols = int((trace[:m].any(axis=0) | trace[h - m:].any(axis=0)).sum()) if m > 0 else 0
     inside = ~traced[x0:x1 + 1] & ~cursor[x0:x1 + 1]
-    thick, multi = plausibility(trace, traced)
+    thick, multi = plausibility(trace, traced, cfg.multi_run_tolerance_cols)
     quality = {
         "trace_mode": mode,
         "coverage": n_cols / max(extent - int(cursor[x0:x1 + 1].sum()), 1),
