@@ -84,6 +84,8 @@ class TraceConfig:
     cursor_max_width_px: int = 4
     cursor_margin_px: int = 2            # columns either side removed with it: JPEG 4:2:2 bleeds the cursor's chroma
                                          # into them as broken vertical dashes that reach the strip's edges
+    cursor_max_lines: int = 1            # more such lines are no cursors but the trace's clipped QRS spikes (one
+                                         # per beat), left for the amplitude check
 
 
 @dataclass
@@ -235,10 +237,11 @@ def plausibility(trace: np.ndarray, traced: np.ndarray, run_tolerance_cols: int 
 
 
 def cursor_columns(mask: np.ndarray, cfg: TraceConfig) -> np.ndarray:
-    """Boolean per column: part of a thin, nearly full-height vertical line (a moving cursor) or its margin."""
+    """Boolean per column: part of a thin, nearly full-height vertical line (a moving cursor) or its margin. More
+    such lines than ``cursor_max_lines`` are the trace's own clipped QRS spikes (one per beat), not cursors."""
     tall = mask.sum(axis=0) >= cfg.cursor_min_height_fraction * mask.shape[0]
     out = np.zeros_like(tall)
-    x = 0
+    x, lines = 0, 0
     while x < tall.size:
         if tall[x]:
             end = x
@@ -246,10 +249,11 @@ def cursor_columns(mask: np.ndarray, cfg: TraceConfig) -> np.ndarray:
                 end += 1
             if end - x + 1 <= cfg.cursor_max_width_px:
                 out[max(x - cfg.cursor_margin_px, 0):end + 1 + cfg.cursor_margin_px] = True
+                lines += 1
             x = end + 1
         else:
             x += 1
-    return out
+    return out if lines <= cfg.cursor_max_lines else np.zeros_like(tall)
 
 
 def trace_chain(mask: np.ndarray, cfg: TraceConfig) -> np.ndarray:
