@@ -35,6 +35,10 @@ class TraceConfig:
     loose_min_saturation: int = 45       # ... lowers S to this (below, dark speckle's chroma noise passes) ...
     loose_min_value: int = 50            # ... lowers V to this (below, JPEG ringing on the dark band passes) ...
     loose_value_above: int = 30          # ... and raises the V ceiling by this (bright anti-aliasing over text)
+    loose_min_chroma: int = 12           # ... or, below that S, holds at least this chroma (max - min of RGB): JPEG
+                                         # quantisation halves the chroma of a 1-px dark green line (S 30-45 left)
+                                         # while its hue stays; grey speckle's chroma noise mostly stays below this
+                                         # (at 10, tinted speckle bridges true breaks in the hard cases)
     pair_seeds: bool = True              # two loose neighbours whose summed colour is in the strict window seed too:
                                          # a dark 1-px anti-aliased stroke has no single pixel left in the window
     min_trace_columns: int = 16          # fewer traced columns than this: no_ecg_trace
@@ -56,6 +60,10 @@ class TraceConfig:
     max_gap_px: int = 6                  # a longer run of untraced columns inside the trace: ecg_discontinuous (real
                                          # gaps are 10+ columns; shorter ones are dropouts of thin strokes)
     max_jump_px: int = 6                 # a larger vertical break per column between traced columns: discontinuous
+    continuity_min_coverage: float = 0.25  # gaps and breaks are measured on the trace pixels with at least this
+                                           # estimated stroke coverage (``stroke_coverage``): speckle tinted by the
+                                           # trace's bled chroma can narrow a true gap or bridge a true break with
+                                           # faint pixels; a steep flank is drawn solid
     max_outlier_fraction: float = 0.05   # more lit pixels off the trace: ecg_hsv_outliers
     chain_overlap_px: int = 3            # x-overlap tolerated between two trace components
     resample_hz: float = 100.0           # rate of the `ecg` column
@@ -154,6 +162,11 @@ def paper_mask(hsv: np.ndarray, cfg: TraceConfig, strip_rgb: np.ndarray | None =
     loose = _in_window(hsv, lo[0] - cfg.loose_hue_margin, hi[0] + cfg.loose_hue_margin,
                        min(lo[1], cfg.loose_min_saturation), min(lo[2], cfg.loose_min_value),
                        min(255, hi[2] + cfg.loose_value_above))
+    if cfg.loose_min_chroma > 0:
+        faint = _in_window(hsv, lo[0] - cfg.loose_hue_margin, hi[0] + cfg.loose_hue_margin, 1,
+                           min(lo[2], cfg.loose_min_value), min(255, hi[2] + cfg.loose_value_above))
+        chroma_ok = hsv[..., 1].astype(np.uint16) * hsv[..., 2] >= cfg.loose_min_chroma * 255
+        loose |= faint & chroma_ok
     if strip_rgb is not None and cfg.pair_seeds:
         for k, ph in enumerate(pair_sums(strip_rgb)):
             seed = _in_window(ph, lo[0], hi[0], lo[1], lo[2], hi[2], hi[1]) & loose
@@ -343,13 +356,21 @@ def check_trace(mask: np.ndarray, cfg: TraceConfig, mode: str, strip_rgb: np.nda
     edge_cols = int((trace[:m].any(axis=0) | trace[h - m:].any(axis=0)).sum()) if m > 0 else 0
     inside = ~traced[x0:x1 + 1] & ~cursor[x0:x1 + 1]
     thick, multi = plausibility(trace, traced, cfg.multi_run_tolerance_cols)
+    weight = None if strip_rgb is None else stroke_coverage(strip_rgb, trace, x0, x1, cfg)
+    solid = trace  # continuity (gaps, breaks) is judged on the pixels the stroke clearly covers
+    if weight is not None and cfg.continuity_min_coverage > 0:
+        solid = np.zeros_like(trace)
+        solid[:, x0:x1 + 1] = trace[:, x0:x1 + 1] & (weight >= cfg.continuity_min_coverage)
+    solid_traced = solid.any(axis=0)
+    solid_cols = np.flatnonzero(solid_traced)
+    solid_gaps = ~solid_traced[x0:x1 + 1] & ~cursor[x0:x1 + 1]
     quality = {
         "trace_mode": mode,
         "coverage": n_cols / max(extent - int(cursor[x0:x1 + 1].sum()), 1),
         "extent_fraction": extent / w,
         "edge_columns": edge_cols,
-        "max_gap_px": _runs(inside),
-        "max_jump_px": _max_jump(trace, cols),
+        "max_gap_px": _runs(solid_gaps),
+        "max_jump_px": _max_jump(solid, solid_cols),
         "outlier_fraction": (lit - int(trace.sum())) / max(lit, 1),
         "median_thickness_px": thick,
         "multi_run_fraction": multi,
@@ -392,7 +413,6 @@ def check_trace(mask: np.ndarray, cfg: TraceConfig, mode: str, strip_rgb: np.nda
     elif quality["outlier_fraction"] > cfg.max_outlier_fraction:
         res.reason, res.detail = S.ECG_HSV_OUTLIERS, (
             f"{quality['outlier_fraction']:.1%} of the lit pixels lie off the trace (> {cfg.max_outlier_fraction:.0%})")
-    weight = None if strip_rgb is None else stroke_coverage(strip_rgb, trace, x0, x1, cfg)
     res.ecg_px = column_waveform(trace, x0, x1, weight)
     return res
 
