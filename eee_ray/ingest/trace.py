@@ -427,9 +427,11 @@ def stroke_coverage(strip_rgb: np.ndarray, trace: np.ndarray, x0: int, x1: int, 
     luma = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)  # Y = 0.299 R + 0.587 G + 0.114 B
     off = 1 - on
     k = (cfg.coverage_bg_window_px, cfg.coverage_bg_window_px)
-    bg_sum = cv2.boxFilter(luma * off, cv2.CV_32F, k, normalize=False)  # the non-trace pixels' luma ...
-    bg_n = cv2.boxFilter(off, cv2.CV_32F, k, normalize=False)           # ... and their count per window
-    idx = np.flatnonzero(on)                         # only the trace pixels need a weight
+    # the non-trace pixels' luma and their count per window (16-bit sums: 255 * k^2 fits for k <= 16)
+    depth = cv2.CV_16U if cfg.coverage_bg_window_px <= 16 else cv2.CV_32F
+    bg_sum = cv2.boxFilter(luma * off, depth, k, normalize=False)
+    bg_n = cv2.boxFilter(off, depth, k, normalize=False)
+    idx = np.flatnonzero(on.view(bool))              # only the trace pixels need a weight
     out = np.zeros(on.shape, np.float32)
     if idx.size == 0:
         return out
@@ -440,7 +442,7 @@ def stroke_coverage(strip_rgb: np.ndarray, trace: np.ndarray, x0: int, x1: int, 
     ref = chroma >= np.percentile(chroma, cfg.coverage_ref_percentile)
     c_ref, y_ref = max(float(np.median(chroma[ref])), 1.0), float(np.median(y_px[ref]))
     a_chroma = np.minimum(chroma / c_ref, 1.0)
-    bg = bg_sum.reshape(-1)[idx] / np.maximum(bg_n.reshape(-1)[idx], 1.0)
+    bg = bg_sum.reshape(-1)[idx].astype(np.float32) / np.maximum(bg_n.reshape(-1)[idx], 1)
     contrast = y_ref - bg
     usable = np.abs(contrast) >= cfg.coverage_min_luma_contrast
     a_luma = np.where(usable, (y_px - bg) / np.where(usable, contrast, 1.0), a_chroma)
