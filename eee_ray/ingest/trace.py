@@ -94,6 +94,10 @@ class TraceConfig:
                                          # into them as broken vertical dashes that reach the strip's edges
     cursor_max_lines: int = 1            # more such lines are no cursors but the trace's clipped QRS spikes (one
                                          # per beat), left for the amplitude check
+    # A white or grey cursor line (never lit) hides the trace beneath: its columns are no gap, and a QRS flank it
+    # covers is no vertical break.
+    grey_cursor_min_value: int = 180
+    grey_cursor_max_saturation: int = 40
 
 
 @dataclass
@@ -269,6 +273,14 @@ def cursor_columns(mask: np.ndarray, cfg: TraceConfig) -> np.ndarray:
     return out if lines <= cfg.cursor_max_lines else np.zeros_like(tall)
 
 
+def grey_cursor_columns(hsv: np.ndarray, cfg: TraceConfig) -> np.ndarray:
+    """Boolean per column: a thin, nearly full-height bright grey or white line (a cursor outside the trace's
+    colour) or its margin. It hides the trace beneath; it is never lit, so only its columns need marking."""
+    grey = cv2.inRange(hsv, np.array((0, 0, cfg.grey_cursor_min_value), np.uint8),
+                       np.array((179, cfg.grey_cursor_max_saturation, 255), np.uint8)) & 1
+    return cursor_columns(grey, cfg)
+
+
 def trace_chain(mask: np.ndarray, cfg: TraceConfig) -> np.ndarray:
     """The trace's pixels: components taken largest first while their x-extents do not overlap."""
     joined = cv2.dilate(mask, np.ones((3, 3), np.uint8))
@@ -301,14 +313,18 @@ def _segments(untraced: np.ndarray, max_gap: int) -> int:
     return 1 + int((lengths > max_gap).sum())
 
 
-def _max_jump(trace: np.ndarray, cols: np.ndarray) -> int:
-    """Largest vertical break between consecutive traced columns, per column of distance (small gaps included)."""
+def _max_jump(trace: np.ndarray, cols: np.ndarray, hidden: np.ndarray | None = None) -> int:
+    """Largest vertical break between consecutive traced columns, per column of distance (small gaps included).
+    Pairs with a ``hidden`` column (a cursor line) between them are skipped: what the cursor covers is unknown."""
     h = trace.shape[0]
     lit = trace[:, cols]  # every column in cols holds at least one lit pixel
     top = lit.argmax(axis=0)
     bot = h - 1 - lit[::-1].argmax(axis=0)
-    gap = np.maximum(top[1:] - bot[:-1], top[:-1] - bot[1:]) - 1
-    return int(np.ceil(max((gap / np.diff(cols)).max(initial=0), 0)))
+    gap = (np.maximum(top[1:] - bot[:-1], top[:-1] - bot[1:]) - 1) / np.maximum(np.diff(cols), 1)
+    if hidden is not None and cols.size > 1:
+        n_hidden = np.concatenate([[0], np.cumsum(hidden)])
+        gap = gap[n_hidden[cols[1:]] - n_hidden[cols[:-1] + 1] == 0]
+    return int(np.ceil(max(gap.max(initial=0), 0)))
 
 
 def trace_ecg(strip_rgb: np.ndarray, cfg: TraceConfig, trace_color: str = "paper") -> TraceResult:
@@ -320,11 +336,12 @@ def trace_ecg(strip_rgb: np.ndarray, cfg: TraceConfig, trace_color: str = "paper
     of the window that traced more pixels stands (the paper's on a tie): cyan text or markers show only their
     dimmed edges in the paper's window, where they can pass for a broken curve."""
     hsv = cv2.cvtColor(strip_rgb, cv2.COLOR_RGB2HSV)
-    paper = check_trace(paper_mask(hsv, cfg, strip_rgb), cfg, "paper", strip_rgb)
+    hidden = grey_cursor_columns(hsv, cfg)
+    paper = check_trace(paper_mask(hsv, cfg, strip_rgb), cfg, "paper", strip_rgb, hidden)
     if trace_color != "auto":
         return paper
     mask, hue = auto_mask(strip_rgb, cfg)
-    auto = check_trace(mask, cfg, f"auto(h={hue})", strip_rgb)
+    auto = check_trace(mask, cfg, f"auto(h={hue})", strip_rgb, hidden)
     if paper.reason is None and auto.reason is None:
         more = auto.quality["trace_pixels"] > cfg.auto_prefer_ratio * paper.quality["trace_pixels"]
         return auto if more else paper
@@ -337,11 +354,15 @@ def trace_ecg(strip_rgb: np.ndarray, cfg: TraceConfig, trace_color: str = "paper
     return paper
 
 
-def check_trace(mask: np.ndarray, cfg: TraceConfig, mode: str, strip_rgb: np.ndarray | None = None) -> TraceResult:
-    """Cursor lines out, the trace chain, then the checks in order; the waveform of whatever was traced."""
+def check_trace(mask: np.ndarray, cfg: TraceConfig, mode: str, strip_rgb: np.ndarray | None = None,
+                hidden: np.ndarray | None = None) -> TraceResult:
+    """Cursor lines out, the trace chain, then the checks in order; the waveform of whatever was traced.
+    ``hidden``: columns covered by a line that is not lit (``grey_cursor_columns``), skipped like a cursor's."""
     h, w = mask.shape
     cursor = cursor_columns(mask, cfg)
     mask[:, cursor] = 0
+    if hidden is not None:
+        cursor = cursor | hidden
     trace = trace_chain(mask, cfg)
     traced = trace.any(axis=0)
     n_cols = int(traced.sum())
@@ -370,7 +391,7 @@ def check_trace(mask: np.ndarray, cfg: TraceConfig, mode: str, strip_rgb: np.nda
         "extent_fraction": extent / w,
         "edge_columns": edge_cols,
         "max_gap_px": _runs(solid_gaps),
-        "max_jump_px": _max_jump(solid, solid_cols),
+        "max_jump_px": _max_jump(solid, solid_cols, cursor),
         "outlier_fraction": (lit - int(trace.sum())) / max(lit, 1),
         "median_thickness_px": thick,
         "multi_run_fraction": multi,
