@@ -277,3 +277,27 @@ def test_hard_case_cines_decode_trace_and_render_their_qa_picture(tmp_path):
         banner = picture[:44]
         want = (0, 200, 0) if case.expected == (None,) else (0, 0, 255)  # BGR verdict colour
         assert (banner == want).all(axis=2).any()
+
+
+def test_clipped_qrs_spikes_are_not_taken_for_cursor_lines():
+    """A full-height 1-px line at every beat is a trace clipped at both edges (an R spike in one column), not a row
+    of cursors: only a single such line is a cursor, removed with its margin."""
+    strip = draw(ecg_like(600, 20), thickness=1)
+    one = strip.copy()
+    one[:, 300] = PAPER_GREEN                  # one full-height line: a cursor
+    assert trace_ecg(one, TraceConfig()).reason is None
+    for x in range(80, 620, 110):
+        strip[:, x] = PAPER_GREEN              # one at every beat: clipped spikes
+    assert trace_ecg(strip, TraceConfig()).reason == S.ECG_AMPLITUDE_CLIPPED
+
+
+def test_a_white_cursor_over_a_qrs_is_no_break():
+    """A white cursor line hides the steep upstroke of a broad R wave beneath it: the trace on either side is
+    accepted, not a vertical break (the same step without the cursor over it is one)."""
+    ys = ecg_like(600, 20)
+    ys[300:312] += 45                          # a broad R: up 45 px within one column, down again 12 columns on
+    strip = draw(ys, thickness=1)
+    assert trace_ecg(strip, TraceConfig()).reason is None  # drawn whole, the upstroke joins the two levels
+    strip[:, 318:321] = 255                    # a 3-px white cursor over the upstroke (columns 319-320)
+    res = trace_ecg(strip, TraceConfig())
+    assert res.reason is None, res.detail
