@@ -256,21 +256,16 @@ def plausibility(trace: np.ndarray, traced: np.ndarray, run_tolerance_cols: int 
 def cursor_columns(mask: np.ndarray, cfg: TraceConfig) -> np.ndarray:
     """Boolean per column: part of a thin, nearly full-height vertical line (a moving cursor) or its margin. More
     such lines than ``cursor_max_lines`` are the trace's own clipped QRS spikes (one per beat), not cursors."""
-    tall = mask.sum(axis=0) >= cfg.cursor_min_height_fraction * mask.shape[0]
+    tall = mask.sum(axis=0, dtype=np.int32) >= cfg.cursor_min_height_fraction * mask.shape[0]
     out = np.zeros_like(tall)
-    x, lines = 0, 0
-    while x < tall.size:
-        if tall[x]:
-            end = x
-            while end + 1 < tall.size and tall[end + 1]:
-                end += 1
-            if end - x + 1 <= cfg.cursor_max_width_px:
-                out[max(x - cfg.cursor_margin_px, 0):end + 1 + cfg.cursor_margin_px] = True
-                lines += 1
-            x = end + 1
-        else:
-            x += 1
-    return out if lines <= cfg.cursor_max_lines else np.zeros_like(tall)
+    edges = np.diff(np.concatenate(([0], tall.view(np.int8), [0])))
+    starts, ends = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)  # runs of tall columns [start, end)
+    thin = (ends - starts) <= cfg.cursor_max_width_px
+    if not thin.any() or thin.sum() > cfg.cursor_max_lines:
+        return out
+    for x, end in zip(starts[thin], ends[thin]):
+        out[max(x - cfg.cursor_margin_px, 0):end + cfg.cursor_margin_px] = True
+    return out
 
 
 def grey_cursor_columns(hsv: np.ndarray, cfg: TraceConfig) -> np.ndarray:
