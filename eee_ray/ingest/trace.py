@@ -3,7 +3,7 @@ the ECG strip"): HSV mask with hysteresis, trace chain, plausibility and quality
 
 The strip is an RGB uint8 image. Pixels inside the paper's HSV window (OpenCV units, H 0-179) seed the trace; a
 looser window grows it where it touches the seeds, so thin anti-aliased strokes stay whole. Thin full-height cursor
-lines are removed. Lit pixels are grouped into connected components; the trace is the chain of large components
+lines are removed with a margin (white or grey ones mark the columns they hide). Lit pixels are grouped into connected components; the trace is the chain of large components
 that never overlap in x (a trace is a function of x), everything else lit is an outlier. Then, in order: no trace,
 plausibility (thin, one run per column, not scattered marks), extent, amplitude, continuity, coverage of the trace's
 own extent, HSV outliers. The waveform is the coverage-weighted centre of the trace pixels per column, positive
@@ -96,8 +96,8 @@ class TraceConfig:
                                          # per beat), left for the amplitude check
     # A white or grey cursor line (never lit) hides the trace beneath: its columns are no gap, and a QRS flank it
     # covers is no vertical break.
-    grey_cursor_min_value: int = 180
-    grey_cursor_max_saturation: int = 40
+    grey_cursor_min_value: int = 180     # a line at least this bright (V) over the cursor's height ...
+    grey_cursor_max_saturation: int = 40  # ... and at most this saturated is white or grey (a trace never is)
 
 
 @dataclass
