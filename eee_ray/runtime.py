@@ -11,7 +11,9 @@ log = logging.getLogger(__name__)
 # Ray Train's controller takes one report off each worker per health-check poll (every 2 s by default), so epochs
 # shorter than that waited for it: 1.3-1.4 s of every 1.9 s epoch of a locked-tower run on the synthetic set. A local
 # Ray polls every 0.25 s; a cluster keeps its own setting (its epochs take minutes).
-LOCAL_ENV_VARS = {"RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": "0.25"}
+# A local Ray is one machine that nobody drains: Ray Train's preemption watcher (one more actor process started with
+# every run, polling every 5 s) has nothing to watch there.
+LOCAL_ENV_VARS = {"RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": "0.25", "RAY_TRAIN_ENABLE_PREEMPTION_WATCHER": "0"}
 
 
 def init_ray(num_cpus: int | None = None, num_gpus: int | None = None, object_store_mb: int | None = None) -> None:

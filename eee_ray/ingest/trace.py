@@ -3,10 +3,10 @@ the ECG strip"): HSV mask with hysteresis, trace chain, plausibility and quality
 
 The strip is an RGB uint8 image. Pixels inside the paper's HSV window (OpenCV units, H 0-179) seed the trace; a
 looser window grows it where it touches the seeds, so thin anti-aliased strokes stay whole. Thin full-height cursor
-lines are removed with a margin (white or grey ones mark the columns they hide). Lit pixels are grouped into connected components; the trace is the chain of large components
-that never overlap in x (a trace is a function of x), everything else lit is an outlier. Then, in order: no trace,
-plausibility (thin, one run per column, not scattered marks), extent, amplitude, continuity, coverage of the trace's
-own extent, HSV outliers. The waveform is the coverage-weighted centre of the trace pixels per column, positive
+lines are removed with a margin (white or grey ones mark the columns they hide). Lit pixels are grouped into
+connected components; the trace is the chain of large components that never overlap in x (a trace is a function of
+x), everything else lit is an outlier. Then, in order: no trace, plausibility (thin, one run per column, not
+scattered marks), extent, amplitude, continuity, coverage of the trace's own extent, HSV outliers. The waveform is the coverage-weighted centre of the trace pixels per column, positive
 up, relative to the strip's vertical centre.
 """
 
@@ -234,9 +234,10 @@ def plausibility(trace: np.ndarray, traced: np.ndarray, run_tolerance_cols: int 
     """(median stroke thickness per traced column, share of traced columns holding 2+ vertical runs more than two
     pixels apart, counted on each column together with its ``run_tolerance_cols`` neighbours either side: a
     continuous curve covers one interval of rows there, however steep, while the chroma a steep 1-px flank bleeds
-    into the next column (JPEG 4:2:2) adds a second run to that column alone). The thickness is the column's lit pixels over sqrt(1 + slope^2), the slope being the trace's
-    vertical travel to its neighbours: the width across the stroke, so a steep QRS flank drawn with a thick pen
-    counts as thin as it is drawn, and a blob (Doppler colour) as thick as it is."""
+    into the next column (JPEG 4:2:2) adds a second run to that column alone). The thickness is the column's lit
+    pixels over sqrt(1 + slope^2), the slope being the trace's vertical travel to its neighbours: the width across
+    the stroke, so a steep QRS flank drawn with a thick pen counts as thin as it is drawn, and a blob (Doppler
+    colour) as thick as it is."""
     sub = np.ascontiguousarray(trace[:, traced])
     if sub.shape[1] == 0:
         return 0.0, 0.0
