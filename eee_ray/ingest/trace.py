@@ -6,8 +6,8 @@ looser window grows it where it touches the seeds, so thin anti-aliased strokes 
 lines are removed with a margin (white or grey ones mark the columns they hide). Lit pixels are grouped into
 connected components; the trace is the chain of large components that never overlap in x (a trace is a function of
 x), everything else lit is an outlier. Then, in order: no trace, plausibility (thin, one run per column, not
-scattered marks), extent, amplitude, continuity, coverage of the trace's own extent, HSV outliers. The waveform is the coverage-weighted centre of the trace pixels per column, positive
-up, relative to the strip's vertical centre.
+scattered marks), extent, amplitude, continuity, coverage of the trace's own extent, HSV outliers. The waveform is
+the coverage-weighted centre of the trace pixels per column, positive up, relative to the strip's vertical centre.
 """
 
 from __future__ import annotations
