@@ -76,7 +76,8 @@ def run(args: argparse.Namespace) -> int:
     out = cfg.output
     summary = json.loads(storage.read_text(storage.join(out, "summary.json")))
     print(results.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
-    print(f"\n{len(results)} trial(s) done, {summary['skipped']} record(s) skipped (see {storage.join(out, 'skipped.csv')})")
+    print(f"\n{len(results)} trial(s) done, {summary['skipped']} record(s) skipped "
+          f"(see {storage.join(out, 'skipped.csv')})")
     print("tables: " + ", ".join(storage.join(out, f) for f in ("results.csv", "results.md", "per_label_auroc.csv")))
     print(f"MLflow: {mlflow_ui_command(summary['tracking_uri'])}   (then open {mlflow_ui_url()})")
     for r in summary.get("registered_models", []):
