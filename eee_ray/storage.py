@@ -78,9 +78,9 @@ def carry() -> dict[str, pafs.FileSystem]:
 
 
 def adopt(filesystems: dict[str, pafs.FileSystem] | None) -> None:
-    """Use the driver's file systems in this worker (its environment may lack the driver's S3 settings)."""
-    for k, v in (filesystems or {}).items():
-        _FILESYSTEMS.setdefault(k, v)
+    """Use the driver's file systems in this worker (its environment may lack the driver's S3 settings); a reused
+    worker process takes the latest driver's, so renewed keys replace old ones."""
+    _FILESYSTEMS.update(filesystems or {})
 
 
 def absolute(path: str | os.PathLike) -> str:
