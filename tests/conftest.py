@@ -32,6 +32,32 @@ def _own_mlflow_uri():
 
 
 @pytest.fixture(scope="session")
+def _empty_mlflow_store(tmp_path_factory) -> Path:
+    """An initialised, empty sqlite MLflow store. MLflow migrates a new sqlite file through its whole schema history
+    (2-4 s on 2 cores); a user pays that once per work folder, the suite would pay it in every test."""
+    from mlflow.tracking import MlflowClient
+
+    db = tmp_path_factory.mktemp("mlflow_template") / "mlflow.db"
+    MlflowClient(f"sqlite:///{db}").search_experiments()
+    return db
+
+
+def start_store(folder: Path, template: Path) -> None:
+    """Put an empty initialised store where a stage writing into ``folder/<output>`` looks for its default store."""
+    import shutil
+
+    if not (folder / "mlflow.db").exists():
+        shutil.copy(template, folder / "mlflow.db")
+
+
+@pytest.fixture(autouse=True)
+def _initialised_mlflow_store(request, _empty_mlflow_store):
+    """Tests that write stage outputs under ``tmp_path`` find the default store (``tmp_path/mlflow.db``) initialised."""
+    if "tmp_path" in request.fixturenames:
+        start_store(request.getfixturevalue("tmp_path"), _empty_mlflow_store)
+
+
+@pytest.fixture(scope="session")
 def shared_data() -> Path:
     """The real public data of ../shared/data; tests that need it skip on a fresh clone without it."""
     if not (SHARED_DATA / "README.md").is_file():
@@ -78,7 +104,7 @@ TINY_BENCHMARK_ARGS = ["--dataset", "synthetic", "--preset", "tiny", "--epochs",
 
 
 @pytest.fixture(scope="session")
-def tiny_benchmark(synth_dir, ray_session, tmp_path_factory):
+def tiny_benchmark(synth_dir, ray_session, tmp_path_factory, _empty_mlflow_store):
     """One tiny benchmark through the CLI (xresnet1d50 x leads II and all, 1 epoch, 48 records) in its own work
     folder, run once per session: ``(workdir, output folder, CLI stdout)``; the MLflow store is
     ``workdir/mlflow.db``. Tests read it, never change it."""
@@ -88,6 +114,7 @@ def tiny_benchmark(synth_dir, ray_session, tmp_path_factory):
     from eee_ray import cli
 
     work = tmp_path_factory.mktemp("tinybench")
+    start_store(work, _empty_mlflow_store)
     out = work / "bench"
     (work / "c.yaml").write_text("n_bootstrap: 50\nbatch_size: 32\ncrops_per_record: 1\n")
     stdout = io.StringIO()
