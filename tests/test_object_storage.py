@@ -8,6 +8,7 @@ import contextlib
 import io
 import json
 import socket
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -25,9 +26,12 @@ def _free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def s3(tmp_path_factory):
+def s3(tmp_path_factory, _empty_mlflow_store):
     """A moto S3 server on 127.0.0.1 with buckets ``eee-data`` and ``eee-out``; the AWS_* environment points every
-    stage at it (and the driver's file system carries it to the Ray workers)."""
+    stage at it (and the driver's file system carries it to the Ray workers). The stages' MLflow store is the local
+    cache's (outputs in a bucket), started from the session's initialised empty store."""
+    import shutil
+
     boto3 = pytest.importorskip("boto3")
     server_mod = pytest.importorskip("moto.server")
     server = server_mod.ThreadedMotoServer(ip_address="127.0.0.1", port=_free_port(), verbose=False)
@@ -36,6 +40,8 @@ def s3(tmp_path_factory):
     env = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1",
            "AWS_ENDPOINT_URL": f"http://{host}:{port}",
            storage.CACHE_ENV: str(tmp_path_factory.mktemp("cache"))}
+    (Path(env[storage.CACHE_ENV]) / "mlflow").mkdir()
+    shutil.copy(_empty_mlflow_store, Path(env[storage.CACHE_ENV]) / "mlflow" / "mlflow.db")
     with pytest.MonkeyPatch.context() as mp:
         for k, v in env.items():
             mp.setenv(k, v)
