@@ -129,8 +129,10 @@ def run_benchmark(cfg: BenchmarkConfig) -> pd.DataFrame:
         try:
             results = _run_benchmark(cfg)
         finally:  # what a failed run wrote (its summary, the trials' logs) is worth having beside the others
-            storage.upload_tree(staging, remote_out)
             cfg.output = remote_out
+            if (Path(staging) / "config.yaml").is_file():  # the config names the bucket, not the staging folder
+                save(cfg, Path(staging) / "config.yaml")
+            storage.upload_tree(staging, remote_out)
     return results
 
 
