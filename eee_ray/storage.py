@@ -50,12 +50,15 @@ def _s3(uri: str) -> pafs.FileSystem:
     if env("AWS_ACCESS_KEY_ID") and env("AWS_SECRET_ACCESS_KEY"):
         kwargs.update(access_key=env("AWS_ACCESS_KEY_ID"), secret_key=env("AWS_SECRET_ACCESS_KEY"),
                       session_token=env("AWS_SESSION_TOKEN") or None)
-    region = env("AWS_REGION") or env("AWS_DEFAULT_REGION")
-    if region:
-        kwargs["region"] = region
     endpoint = env("AWS_ENDPOINT_URL_S3") or env("AWS_ENDPOINT_URL")
     if endpoint:
         kwargs["endpoint_override"] = endpoint
+    region = env("AWS_REGION") or env("AWS_DEFAULT_REGION")
+    if not region and not endpoint:  # AWS itself: ask where the bucket lives (requests elsewhere are redirected)
+        with contextlib.suppress(OSError, ValueError):
+            region = pafs.resolve_s3_region(urlsplit(uri).netloc)
+    if region:
+        kwargs["region"] = region
     return pafs.S3FileSystem(**kwargs)
 
 
