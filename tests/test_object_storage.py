@@ -16,8 +16,6 @@ import pytest
 from eee_ray import storage
 from eee_ray.cli import main
 
-pytestmark = pytest.mark.slow
-
 
 def _free_port() -> int:
     with socket.socket() as s:
@@ -72,6 +70,7 @@ def _echo_subset(ingested_dir) -> list[str]:
     return sorted(chosen + m[m.status != "ok"].path.head(1).tolist())
 
 
+@pytest.mark.slow
 def test_round_trip_in_buckets(s3, synth_dir, ingested_dir, ray_session, tmp_path):
     from eee_ray.ingest import IngestConfig, read_manifest, run_ingest
     from eee_ray.models.ecg_encoder import load_pretrained
