@@ -155,19 +155,22 @@ def gather_with_grad(x: torch.Tensor) -> torch.Tensor:
     return torch.cat([x if r == rank else parts[r][: counts[r]] for r in range(world)])
 
 
-def _maybe_fail(cfg: PretrainConfig, faults: dict[str, str], epoch: int, rank: int, world: int) -> None:
-    """Fault injection (``eee_ray.faults``): the highest rank up to 1 exits once (a marker file remembers it) at the
-    start of the planned epoch."""
-    if epoch != int(faults.get("pretrain_worker_exit", 0)) or rank != min(1, world - 1):
+def _maybe_fail(cfg: PretrainConfig, plan: dict[str, str], epoch: int, rank: int, world: int) -> None:
+    """Fault injection (``eee_ray.faults``) at the start of an epoch: a hold (every rank), or the highest rank up to 1
+    exits once (a marker file remembers it)."""
+    hold_at = plan.get("pretrain_hold", "").partition(":")[0]
+    exit_at = plan.get("pretrain_worker_exit", "")
+    if str(epoch) not in (hold_at, exit_at):
         return
     import ray.train
 
-    marker = storage.join(cfg.output, FAILURE_MARKER)
-    if storage.exists(marker):
-        return
-    # a crash right after a report could beat the controller to registering that checkpoint; the test hook waits
-    # so that it always exercises "restart from the last checkpoint"
+    # a node lost or a crash right after a report could beat the controller to registering that checkpoint; the test
+    # hooks wait so that they always exercise "restart from the last checkpoint"
     ray.train.get_all_reported_checkpoints(consistency_mode=ray.train.CheckpointConsistencyMode.COMMITTED)
+    faults.hold(plan, epoch)
+    marker = storage.join(cfg.output, FAILURE_MARKER)
+    if str(epoch) != exit_at or rank != min(1, world - 1) or storage.exists(marker):
+        return
     atomic_write_text(marker, f"rank {rank} exited at the start of epoch {epoch}\n")
     log.warning("injected failure: rank %d exits at epoch %d", rank, epoch)
     os._exit(1)

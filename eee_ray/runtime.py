@@ -14,8 +14,9 @@ log = logging.getLogger(__name__)
 LOCAL_ENV_VARS = {"RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": "0.25"}
 
 
-def init_ray(num_cpus: int | None = None, num_gpus: int | None = None) -> None:
-    """Connect to ``RAY_ADDRESS`` when set (``ray job submit`` sets it), else start a local Ray bound to loopback.
+def init_ray(num_cpus: int | None = None, num_gpus: int | None = None, object_store_mb: int | None = None) -> None:
+    """Connect to ``RAY_ADDRESS`` when set (``ray job submit`` sets it), else start a local Ray bound to loopback
+    (with an object store of ``object_store_mb`` when given, else Ray's share of the memory).
 
     A Ray that is already initialised in this process (a test session, a job driver) is reused as is.
     """
@@ -32,6 +33,8 @@ def init_ray(num_cpus: int | None = None, num_gpus: int | None = None) -> None:
         kwargs["num_cpus"] = num_cpus
     if num_gpus is not None:
         kwargs["num_gpus"] = num_gpus
+    if object_store_mb is not None:
+        kwargs["object_store_memory"] = int(object_store_mb * 2**20)
     env_vars = dict(LOCAL_ENV_VARS)
     loopback = _loopback_interface()
     if loopback and "GLOO_SOCKET_IFNAME" not in os.environ:

@@ -8,6 +8,7 @@ test session's own Ray.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import signal
 import socket
@@ -198,3 +199,65 @@ def interrupt_ingest(inp: Path, out: Path, limit: int, env: dict[str, str], time
     log, _ = proc.communicate(timeout=timeout)
     return proc.returncode, log
 
+
+# ---------------------------------------------------------------- listening sockets of a Ray's processes
+
+def _decode(hex_addr: str, v6: bool) -> tuple[str, int]:
+    ip, port = hex_addr.split(":")
+    raw = bytes.fromhex(ip)
+    if v6:
+        raw = b"".join(raw[i:i + 4][::-1] for i in range(0, 16, 4))
+        return socket.inet_ntop(socket.AF_INET6, raw), int(port, 16)
+    return socket.inet_ntop(socket.AF_INET, raw[::-1]), int(port, 16)
+
+
+def _listening_inodes() -> dict[int, tuple[str, str, int]]:
+    """``socket inode -> (protocol, ip, port)`` of every listening TCP socket and every unconnected UDP socket."""
+    found = {}
+    for table, v6, proto, state in (("tcp", False, "tcp", "0A"), ("tcp6", True, "tcp", "0A"),
+                                    ("udp", False, "udp", "07"), ("udp6", True, "udp", "07")):
+        path = Path("/proc/net") / table
+        if not path.exists():
+            continue
+        for line in path.read_text().splitlines()[1:]:
+            f = line.split()
+            if f[3] == state:
+                found[int(f[9])] = (proto, *_decode(f[1], v6))
+    return found
+
+
+def _socket_inodes(pid: int) -> set[int]:
+    inodes = set()
+    try:
+        fds = os.listdir(f"/proc/{pid}/fd")
+    except OSError:
+        return inodes
+    for fd in fds:
+        try:
+            target = os.readlink(f"/proc/{pid}/fd/{fd}")
+        except OSError:
+            continue
+        if target.startswith("socket:["):
+            inodes.add(int(target[8:-1]))
+    return inodes
+
+
+def listeners(driver: int, marker: str) -> list[dict]:
+    """Every listener of the Ray started by ``driver`` (its processes: the driver and all of ``marker``'s)."""
+    table = _proc_table()
+    listening = _listening_inodes()
+    rows = []
+    for pid in sorted(processes_of(marker) | {driver}):
+        cmd = table.get(pid, (0, []))[1]
+        name = os.path.basename(cmd[0].split()[0]) if cmd and cmd[0].strip() else "?"
+        for inode in _socket_inodes(pid):
+            if inode in listening:
+                proto, ip, port = listening[inode]
+                rows.append({"pid": pid, "process": name, "proto": proto, "ip": ip, "port": port})
+    return rows
+
+
+def is_loopback(ip: str) -> bool:
+    addr = ipaddress.ip_address(ip)
+    mapped = getattr(addr, "ipv4_mapped", None)
+    return (mapped or addr).is_loopback

@@ -1,13 +1,14 @@
-"""Pretraining and the benchmark on their own local Ray with a capped object store; prints one JSON line of
-measurements. Run as a subprocess (a test cannot restart the session's Ray) by tests/test_scale.py and
-benchmarks/scale.py:
+"""Pretraining and the benchmark on the local Ray a user gets (``init_ray``: bound to loopback), with a capped object
+store; prints one JSON line of measurements. Run as a subprocess (a test cannot restart the session's Ray) by
+tests/test_local_ray.py and benchmarks/scale.py:
 
-    python tests/_scale_run.py WORKDIR --clips N --records M [--object-store-mb 80]
+    python tests/_scale_run.py WORKDIR --clips N --records M [--object-store-mb 80] [--marker RAY_TMPDIR]
 
 Writes its own data first (before Ray starts): ``N`` clips of random 224 px pixels in the ingest's ``clips/``
 schema (3 MB each, 2 clips a patient) and a PTB-XL-shaped tree of ``M`` 12-lead 10 s records at 500 Hz. Then runs
-one epoch of pretraining (tiny preset, one worker) and a one-trial benchmark (tiny xresnet1d50, lead II, one epoch),
-sampling the driver's RSS and the object store every 0.2 s.
+one epoch of pretraining (tiny preset, two workers that meet through gloo) and a one-trial benchmark (tiny
+xresnet1d50, lead II, one epoch), sampling the driver's RSS and the object store every 0.2 s and, with
+``--marker`` (the Ray temp dir), the listening sockets of every process of that Ray every second.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 os.environ.setdefault("RAY_TRAIN_V2_ENABLED", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import numpy as np  # noqa: E402
 
@@ -95,23 +97,33 @@ def rss() -> int:
 
 
 class Monitor:
-    """Peaks of this process's RSS and of the object store, sampled on a thread."""
+    """Peaks of this process's RSS and of the object store, sampled on a thread; with a ``marker`` (the Ray temp
+    dir), every listening socket of that Ray's processes seen (sampled every ``LISTEN_EVERY`` samples)."""
 
-    def __init__(self, period: float = 0.2) -> None:
-        self.period = period
+    LISTEN_EVERY = 5
+
+    def __init__(self, period: float = 0.2, marker: str | None = None) -> None:
+        self.period, self.marker = period, marker
         self.peak_rss = self.peak_store = 0
+        self.listeners: dict[tuple, dict] = {}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     def _run(self) -> None:
+        from _platform_helpers import listeners
         from eee_ray.ray_internals import object_store_stats
 
+        n = 0
         while not self._stop.is_set():
             self.peak_rss = max(self.peak_rss, rss())
             try:
                 self.peak_store = max(self.peak_store, object_store_stats()["used"])
             except Exception:  # noqa: BLE001 - a sample missed while Ray is busy is no measurement error
                 pass
+            if self.marker and n % self.LISTEN_EVERY == 0:
+                for row in listeners(os.getpid(), self.marker):
+                    self.listeners[(row["process"], row["proto"], row["ip"], row["port"])] = row
+            n += 1
             self._stop.wait(self.period)
 
     def __enter__(self) -> "Monitor":
@@ -130,6 +142,7 @@ def main() -> None:
     ap.add_argument("--clips", type=int, required=True)
     ap.add_argument("--records", type=int, required=True)
     ap.add_argument("--object-store-mb", type=int, default=80)
+    ap.add_argument("--marker", default=None, help="the Ray temp dir: record the listening sockets of its processes")
     args = ap.parse_args()
     work = Path(args.workdir)
     (work / "ingest").mkdir(parents=True, exist_ok=True)
@@ -145,36 +158,41 @@ def main() -> None:
     from eee_ray.pairs import PairsConfig
     from eee_ray.pretrain import PretrainConfig, run_pretrain
     from eee_ray.ray_internals import object_store_stats
-    from eee_ray.runtime import LOCAL_ENV_VARS
+    from eee_ray.runtime import init_ray
 
     logging.basicConfig(level=logging.WARNING)
-    ray.init(num_cpus=2, object_store_memory=args.object_store_mb * 2**20, include_dashboard=False,
-             log_to_driver=False, runtime_env={"env_vars": {"OMP_NUM_THREADS": "1", **LOCAL_ENV_VARS}})
+    init_ray(num_cpus=2, object_store_mb=args.object_store_mb)
     ray.data.DataContext.get_current().enable_progress_bars = False
+    task = ray.get([ray.remote(lambda x: x + 1).remote(i) for i in range(4)])
     out = {"clips": args.clips, "records": args.records, "clip_mb": clip_bytes / 2**20,
            "record_mb": record_bytes / 2**20, "object_store_mb": args.object_store_mb}
     base_rss = rss()
     out["driver_rss_start_mb"] = base_rss / 2**20
 
-    with Monitor() as m:
+    listening: dict[tuple, dict] = {}
+    with Monitor(marker=args.marker) as m:
         t = time.perf_counter()
         metrics = run_pretrain(PretrainConfig(clips=str(work / "ingest"), output=str(work / "pretrain"), epochs=1,
-                                              workers=1, batch_size=8, preset="tiny", retrieval_max_clips=16,
+                                              workers=2, cpus_per_worker=0.5, batch_size=4, preset="tiny",
+                                              retrieval_max_clips=16,
                                               pairs=PairsConfig(image_size=32, max_tokens=4),
                                               keep_pairs_mb=0.0))  # stream: the point of this run
         out["pretrain_s"] = time.perf_counter() - t
+    listening.update(m.listeners)
     out.update(pretrain_train_clips=metrics["train_clips"], pretrain_peak_rss_mb=m.peak_rss / 2**20,
                pretrain_peak_store_mb=m.peak_store / 2**20, spilled_after_pretrain_mb=object_store_stats()["spilled"] / 2**20)
 
-    with Monitor() as m:
+    with Monitor(marker=args.marker) as m:
         t = time.perf_counter()
         results = run_benchmark(BenchmarkConfig(
             dataset="ptbxl", data=str(work / "ptbxl"), output=str(work / "bench"), ptbxl_sample_rate=500,
             ptbxl_labels=["NORM", "MI"], models=["xresnet1d50"], leads=["II"], preset="tiny", epochs=1,
             crops_per_record=1, n_bootstrap=10, max_concurrent=1, batch_size=64))
         out["benchmark_s"] = time.perf_counter() - t
+    listening.update(m.listeners)
     summary = json.loads((work / "bench" / "summary.json").read_text())
-    out.update(benchmark_trials=len(results), benchmark_records=summary["records"],
+    out.update(task=task, listeners=list(listening.values()),
+               benchmark_trials=len(results), benchmark_records=summary["records"],
                benchmark_peak_rss_mb=m.peak_rss / 2**20, benchmark_peak_store_mb=m.peak_store / 2**20,
                spilled_mb=object_store_stats()["spilled"] / 2**20)
     print("SCALE " + json.dumps(out), flush=True)

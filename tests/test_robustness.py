@@ -7,7 +7,6 @@ to those of a clean run, and an interrupted ingest re-run on the same output mus
 from __future__ import annotations
 
 import shutil
-import subprocess
 from collections import Counter
 from pathlib import Path
 
@@ -77,25 +76,24 @@ def test_corpus_good_files_identical_to_a_clean_run(corpus_run, ingested_dir):
         assert mixed.column(name).equals(clean.column(name)), name
 
 
-def test_ctrl_c_then_rerun_resumes_without_loss_or_duplicates(synth_dir, tmp_path):
-    """A real Ctrl-C (SIGINT to the process group of `eee-ray ingest`) mid-run, then the same command again."""
+def test_ctrl_c_then_rerun_resumes_without_loss_or_duplicates(synth_dir, ray_session, tmp_path, capsys):
+    """A real Ctrl-C (SIGINT to the process group of `eee-ray ingest`, with the local Ray it started) mid-run, then
+    the same command again (in this process, on the session's Ray: a second local Ray start adds nothing)."""
+    from eee_ray import cli
+
     out = tmp_path / "out"
     ray_tmp = short_temp_dir("eee_ctrlc_")
-    env = child_env(RAY_TMPDIR=ray_tmp)
     try:
-        rc, log1 = interrupt_ingest(synth_dir / "echo", out, CTRL_C_FILES, env)
-        assert rc != 0, f"the ingest finished before Ctrl-C reached it:\n{log1}"
-        kill_processes_of(ray_tmp)
-        before = raw_manifest(out)
-        assert 0 < len(before) < CTRL_C_FILES, log1
-
-        res = subprocess.run(ingest_cmd(synth_dir / "echo", out, CTRL_C_FILES), env=env, capture_output=True,
-                             text=True, timeout=300)
-        assert res.returncode == 0, res.stdout + res.stderr
-        assert f"{len(before)} already done" in res.stdout
+        rc, log1 = interrupt_ingest(synth_dir / "echo", out, CTRL_C_FILES, child_env(RAY_TMPDIR=ray_tmp))
     finally:
         kill_processes_of(ray_tmp)
         shutil.rmtree(ray_tmp, ignore_errors=True)
+    assert rc != 0, f"the ingest finished before Ctrl-C reached it:\n{log1}"
+    before = raw_manifest(out)
+    assert 0 < len(before) < CTRL_C_FILES, log1
+
+    assert cli.main(ingest_cmd(synth_dir / "echo", out, CTRL_C_FILES)[3:]) == 0
+    assert f"{len(before)} already done" in capsys.readouterr().out
 
     manifest = raw_manifest(out)
     truth = pd.read_parquet(synth_dir / "truth" / "cines.parquet").sort_values("path").head(CTRL_C_FILES)

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
 from eee_ray.pretrain import run_pretrain
 from eee_ray.recipes import pretrain_config
@@ -37,13 +38,22 @@ def probe_set(ray_session, tmp_path_factory) -> Path:
 
 @pytest.mark.slow
 def test_pretrained_ecg_embedding_predicts_wall_thickness_better_than_its_init(probe_set, tmp_path):
+    from eee_ray.echo_features import init_model
     from eee_ray.ingest import read_clips
     from eee_ray.pairs import build_pairs
+    from eee_ray.pretrain import model_config
 
     out = tmp_path / "pretrain"
-    m = run_pretrain(pretrain_config("locked-study", clips=str(probe_set / "ingest"), output=str(out), seed=0,
-                                     epochs=EPOCHS))
+    cfg = pretrain_config("locked-study", clips=str(probe_set / "ingest"), output=str(out), seed=0, epochs=EPOCHS)
+    m = run_pretrain(cfg)
     assert m["epochs"] == EPOCHS and len(m["heldout_patients"]) == 40
+
+    # the locked echo tower left training bit-identical to the seeded init its features came from; the ECG tower moved
+    state = torch.load(out / "checkpoints" / "checkpoint.pt", weights_only=True)["model"]
+    init = init_model(model_config(cfg), cfg.seed).state_dict()
+    echo_keys = [k for k in init if k.startswith("echo.")]
+    assert echo_keys and all(torch.equal(state[k], init[k]) for k in echo_keys)
+    assert any(not torch.equal(state[k], init[k]) for k in init if k.startswith("ecg."))
 
     samples = build_pairs(read_clips(probe_set / "ingest"), PROBE_PAIRS, echo=False).take_all()
     groups = np.array([s["subject_id"] for s in samples])
