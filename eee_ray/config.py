@@ -171,6 +171,13 @@ def load_yaml(path: str | Path | None) -> dict[str, Any]:
     text, not YAML, a Python tag, an alias bomb, not a mapping) is one ``UserError``."""
     if path is None:
         return {}
+    from eee_ray import storage
+
+    if storage.is_uri(path):
+        if not storage.is_file(path):
+            raise UserError(f"config file not found: {path}")
+        with storage.local_copy(path) as local:
+            return load_yaml(local)
     p = Path(path)
     if not p.is_file():
         raise UserError(f"config file not found: {p}")
@@ -280,8 +287,10 @@ def add_common_arguments(parser: argparse.ArgumentParser, config_cls: type, expe
                         help=f"MLflow experiment (default {experiment})")
 
 
-def save(cfg: Any, path: str | Path) -> Path:
-    """Write the resolved config as YAML, atomically."""
-    p = Path(path)
+def save(cfg: Any, path: str | Path) -> str | Path:
+    """Write the resolved config as YAML, atomically (a local path or an object-storage URI)."""
+    from eee_ray import storage
+
+    p = path if storage.is_uri(path) else Path(path)
     atomic_write_text(p, yaml.safe_dump(to_dict(cfg), sort_keys=False))
     return p

@@ -9,8 +9,13 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 
-def atomic_write(path: str | Path, write: Callable[[Path], None]) -> Path:
-    """Call ``write(tmp_path)`` on a temporary name in the same folder, then rename it onto ``path``."""
+def atomic_write(path: str | Path, write: Callable[[Path], None]) -> str | Path:
+    """Call ``write(tmp_path)`` on a temporary name in the same folder, then rename it onto ``path``; for an
+    object-storage URI, upload the temporary file as one object (``eee_ray.storage``)."""
+    from eee_ray import storage
+
+    if storage.is_uri(path):
+        return storage.atomic_upload(str(path), write)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -26,15 +31,15 @@ def atomic_write(path: str | Path, write: Callable[[Path], None]) -> Path:
     return path
 
 
-def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
+def atomic_write_bytes(path: str | Path, data: bytes) -> str | Path:
     return atomic_write(path, lambda p: p.write_bytes(data))
 
 
-def atomic_write_text(path: str | Path, text: str) -> Path:
+def atomic_write_text(path: str | Path, text: str) -> str | Path:
     return atomic_write(path, lambda p: p.write_text(text))
 
 
-def atomic_torch_save(obj, path: str | Path) -> Path:
+def atomic_torch_save(obj, path: str | Path) -> str | Path:
     import torch
 
     return atomic_write(path, lambda p: torch.save(obj, p))
@@ -50,10 +55,14 @@ def read_parquet(files: Sequence[str | Path], columns: list[str] | None = None):
     """
     import ray
 
+    from eee_ray import storage
     from eee_ray.ray_internals import use_datasource_v1
 
     cpus = int(ray.cluster_resources().get("CPU", 2)) if ray.is_initialized() else 2
     tasks = min(len(files), max(8, 4 * cpus))
+    fs = storage.filesystem(files[0])[0] if files and storage.is_uri(files[0]) else None
+    paths = [storage.filesystem(f)[1] for f in files] if fs is not None else [str(f) for f in files]
     with use_datasource_v1():  # read when the plan is built, i.e. inside this call
-        ds = ray.data.read_parquet([str(f) for f in files], override_num_blocks=tasks)
+        # a bucket's file system goes with the read tasks, keys included: the workers need no S3 settings
+        ds = ray.data.read_parquet(paths, override_num_blocks=tasks, filesystem=fs)
     return ds.select_columns(columns) if columns else ds

@@ -114,11 +114,13 @@ def clip_index(clips_dir: str | Path, cfg: PairsConfig) -> pd.DataFrame:
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
+    from eee_ray import storage
     from eee_ray.ingest.pipeline import clip_files
 
     parts = []
     for f in clip_files(clips_dir):
-        for batch in pq.ParquetFile(f).iter_batches(batch_size=8192, columns=ID_COLUMNS):
+        fs, path = storage.filesystem(f)   # a local file or an object: only the footer and these columns are read
+        for batch in pq.ParquetFile(fs.open_input_file(path)).iter_batches(batch_size=8192, columns=ID_COLUMNS):
             n_samples = pc.list_value_length(batch.column("ecg")).to_numpy(zero_copy_only=False)
             n_frames = batch.column("n_frames").to_numpy(zero_copy_only=False).astype(np.float64)
             dt = batch.column("frame_time_ms").to_numpy(zero_copy_only=False).astype(np.float64) / 1000.0

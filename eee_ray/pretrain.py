@@ -31,7 +31,7 @@ from eee_ray.collapse import CollapseConfig, spread_metrics, spread_summary, ver
 from eee_ray.config import MlflowConfig, flat_params, from_dict, load_yaml, save, to_dict
 from eee_ray.echo_features import (attach_study_mates, embed_echo, feature_stats, init_model, pick_mates,
                                    standardize_features)
-from eee_ray import faults
+from eee_ray import faults, storage
 from eee_ray.errors import UserError
 from eee_ray.io import atomic_torch_save, atomic_write_text
 from eee_ray.losses import OBJECTIVES, LossConfig, pretraining_losses, weighted_total
@@ -124,8 +124,8 @@ class PretrainConfig:
         for ok, msg in checks:
             if not ok:
                 raise UserError(msg)
-        if not Path(self.clips).is_dir():
-            raise UserError(f"clips folder not found: {self.clips} (run `eee-ray ingest` first)")
+        storage.check_dir(self.clips, "clips", " (run `eee-ray ingest` first)")
+        storage.check_bucket(self.output, "--output")
         model_config(self)  # unknown preset -> UserError
 
 
@@ -168,8 +168,8 @@ def _maybe_fail(cfg: PretrainConfig, plan: dict[str, str], epoch: int, rank: int
     # hooks wait so that they always exercise "restart from the last checkpoint"
     ray.train.get_all_reported_checkpoints(consistency_mode=ray.train.CheckpointConsistencyMode.COMMITTED)
     faults.hold(plan, epoch)
-    marker = Path(cfg.output) / FAILURE_MARKER
-    if str(epoch) != exit_at or rank != min(1, world - 1) or marker.exists():
+    marker = storage.join(cfg.output, FAILURE_MARKER)
+    if str(epoch) != exit_at or rank != min(1, world - 1) or storage.exists(marker):
         return
     atomic_write_text(marker, f"rank {rank} exited at the start of epoch {epoch}\n")
     log.warning("injected failure: rank %d exits at epoch %d", rank, epoch)
@@ -224,6 +224,7 @@ def train_loop(loop: dict[str, Any]) -> None:
     from eee_ray.runtime import setup_logging
 
     setup_logging()  # the per-epoch progress lines of rank 0
+    storage.adopt(loop.get("filesystems"))
     cfg = from_dict(PretrainConfig, loop["cfg"])
     mcfg = from_dict(ModelConfig, loop["model"])
     ctx = ray.train.get_context()
@@ -311,7 +312,7 @@ def _auto_cpus(workers: int) -> float:
     return max(0.25, min(1.0, (total - 1.0) / workers))
 
 
-def _mlflow_run(cfg: PretrainConfig, output: Path, params: dict[str, Any]) -> tuple[str, str]:
+def _mlflow_run(cfg: PretrainConfig, output: str, params: dict[str, Any]) -> tuple[str, str]:
     """The run of this pretraining: the one recorded in ``output`` on resume, else a new one with its params."""
     from mlflow.tracking import MlflowClient
 
@@ -320,12 +321,12 @@ def _mlflow_run(cfg: PretrainConfig, output: Path, params: dict[str, Any]) -> tu
 
     uri, exp_id = setup_mlflow(cfg.mlflow, output, EXPERIMENT)
     client = MlflowClient(uri)
-    record = output / "mlflow_run.json"
-    if cfg.resume and record.is_file():
-        run_id = json.loads(record.read_text())["run_id"]
+    record = storage.join(output, "mlflow_run.json")
+    if cfg.resume and storage.is_file(record):
+        run_id = json.loads(storage.read_text(record))["run_id"]
         client.update_run(run_id, status="RUNNING")
         return uri, run_id
-    run = client.create_run(exp_id, run_name=f"pretrain-{output.name}",
+    run = client.create_run(exp_id, run_name=f"pretrain-{storage.name(output)}",
                             tags=run_tags("pretrain", "eee-ray pretrain", preset=cfg.preset, echo_tower=cfg.echo_tower))
     for k, v in params.items():
         client.log_param(run.info.run_id, k, v)
@@ -340,7 +341,9 @@ def _log_clips_input(cfg: PretrainConfig, uri: str, run_id: str, n_train: int, n
 
     from eee_ray.tracking import log_dataset, parquet_listing
 
-    clips = Path(cfg.clips) / "clips" if (Path(cfg.clips) / "clips").is_dir() else Path(cfg.clips)
+    from eee_ray.ingest.pipeline import clips_folder
+
+    clips = clips_folder(cfg.clips)
     log_dataset(MlflowClient(uri), run_id, parquet_listing(clips), "echo-ecg-clips", str(clips), "training",
                 {"train_clips": n_train, "heldout_clips": n_held, "heldout_patients": len(held_patients)})
 
@@ -385,17 +388,17 @@ def run_pretrain(cfg: PretrainConfig) -> dict[str, Any]:
     from eee_ray.train_backend import torch_config
 
     cfg.validate()
-    output = Path(cfg.output).resolve()
-    cfg.output = str(output)
-    storage = output / "ray_results"
-    if (storage / RUN_NAME).exists() and not cfg.resume:
+    output = storage.absolute(cfg.output)
+    cfg.output = output
+    results = storage.join(output, "ray_results")
+    if storage.exists(storage.join(results, RUN_NAME)) and not cfg.resume:
         raise UserError(f"{output} already holds a pretraining run; pass --resume to continue it, or pick a new --output")
-    if cfg.resume and not (storage / RUN_NAME).exists():
+    if cfg.resume and not storage.exists(storage.join(results, RUN_NAME)):
         raise UserError(f"nothing to resume in {output}")
-    if cfg.resume and (output / "config.yaml").is_file():
-        _check_resume_settings(cfg, load_yaml(output / "config.yaml"))
-    output.mkdir(parents=True, exist_ok=True)
-    save(cfg, output / "config.yaml")
+    if cfg.resume and storage.is_file(storage.join(output, "config.yaml")):
+        _check_resume_settings(cfg, load_yaml(storage.join(output, "config.yaml")))
+    storage.makedirs(output)
+    save(cfg, storage.join(output, "config.yaml"))
     mcfg = model_config(cfg)
 
     init_ray()
@@ -439,16 +442,19 @@ def run_pretrain(cfg: PretrainConfig) -> dict[str, Any]:
     log.info("pretraining %s on %d train / %d held-out clips, %d worker(s) x %.2f CPU, batch %d/worker, MLflow run %s",
              cfg.preset, n_train, n_held, cfg.workers, cpus, batch_size, run_id)
 
+    results_fs, results_fs_path = storage.filesystem(results) if storage.is_uri(results) else (None, results)
     trainer = TorchTrainer(
         train_loop,
         train_loop_config={"cfg": to_dict(cfg), "model": to_dict(mcfg), "tracking_uri": uri, "run_id": run_id,
                            "batch_size": batch_size, "steps_per_epoch": steps_per_epoch,
                            "threads": max(1, int(cpus)), "keep_heldout": held_ds.size_bytes() <= HELDOUT_CACHE_BYTES,
-                           "faults": faults.plan()},
+                           "faults": faults.plan(), "filesystems": storage.carry()},
         scaling_config=ray.train.ScalingConfig(num_workers=cfg.workers, use_gpu=cfg.use_gpu,
                                                resources_per_worker={"CPU": cpus}),
         torch_config=torch_config(),
-        run_config=ray.train.RunConfig(name=RUN_NAME, storage_path=str(storage),
+        # a bucket: Ray Train writes the checkpoints there through the same file system (keys included)
+        run_config=ray.train.RunConfig(name=RUN_NAME, storage_path=results_fs_path,
+                                       storage_filesystem=results_fs,
                                        failure_config=ray.train.FailureConfig(max_failures=cfg.max_failures),
                                        checkpoint_config=ray.train.CheckpointConfig(num_to_keep=2)),
         datasets={"train": train_ds, "heldout": held_ds},
@@ -464,13 +470,24 @@ def run_pretrain(cfg: PretrainConfig) -> dict[str, Any]:
         raise
     with result.checkpoint.as_directory() as d:
         state = torch.load(Path(d) / CHECKPOINT_FILE, map_location="cpu", weights_only=True)
-        atomic_torch_save(state, output / "checkpoints" / CHECKPOINT_FILE)
-    return _finish(cfg, output, mcfg, state, held_ds, held_patients, n_train, client, run_id)
+    if not storage.is_uri(output):
+        atomic_torch_save(state, Path(output) / "checkpoints" / CHECKPOINT_FILE)
+        return _finish(cfg, Path(output), mcfg, state, held_ds, held_patients, n_train, client, run_id)
+    # a bucket: the files are written locally (MLflow logs local files), then uploaded one object each
+    with tempfile.TemporaryDirectory(prefix="eee-ray-pretrain-") as tmp:
+        local = Path(tmp)
+        atomic_torch_save(state, local / "checkpoints" / CHECKPOINT_FILE)
+        storage.download(storage.join(output, "config.yaml"), local / "config.yaml")
+        metrics = _finish(cfg, local, mcfg, state, held_ds, held_patients, n_train, client, run_id)
+        for f in ("checkpoints/" + CHECKPOINT_FILE, "ecg_encoder.pt", "retrieval.png", "metrics.json"):
+            storage.upload(local / f, storage.join(output, f))   # metrics.json last: the run's completion mark
+    return metrics
 
 
 def _finish(cfg: PretrainConfig, output: Path, mcfg: ModelConfig, state: dict[str, Any], held_ds,
             held_patients: list[int], n_train: int, client, run_id: str) -> dict[str, Any]:
-    """Driver-side outputs of a finished run: encoder hand-over, final retrieval, figure, metrics.json, MLflow."""
+    """Driver-side outputs of a finished run (in a local folder): encoder hand-over, final retrieval, figure,
+    metrics.json, MLflow."""
     model = EEEModel(mcfg)
     model.load_state_dict(state["model"])
     save_pretrained(model.ecg, output / "ecg_encoder.pt", token_len=cfg.pairs.token_len,

@@ -88,8 +88,15 @@ UI_VIEW = "workflowType=machine_learning"  # the MLflow UI's model-training view
 
 
 def mlflow_dir(settings, output: str | Path) -> Path:
-    """The folder of the local store: ``settings.dir``, else the parent of the stage's output folder."""
-    return Path(settings.dir).resolve() if settings.dir else Path(output).resolve().parent
+    """The folder of the local store: ``settings.dir``, else the parent of the stage's output folder; for an output
+    in a bucket (sqlite needs a local file) ``<cache>/mlflow`` (``eee_ray.storage.cache_dir``)."""
+    from eee_ray import storage
+
+    if settings.dir:
+        return Path(settings.dir).resolve()
+    if storage.is_uri(output):
+        return storage.cache_dir() / "mlflow"
+    return Path(output).resolve().parent
 
 
 def setup_mlflow(settings, output: str | Path, default_experiment: str) -> tuple[str, str]:

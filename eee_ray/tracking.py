@@ -76,9 +76,15 @@ def log_dataset(client, run_id: str, listing: pd.DataFrame, name: str, source: s
 def parquet_listing(folder: str | Path) -> pd.DataFrame:
     """A Parquet folder as a listing (file name, rows, bytes): its digest changes when any file's content does,
     without reading the data."""
+    import pyarrow.fs as pafs
     import pyarrow.parquet as pq
 
-    files = sorted(Path(folder).glob("*.parquet"))
-    return pd.DataFrame({"file": [f.name for f in files],
-                         "rows": [pq.ParquetFile(f).metadata.num_rows for f in files],
-                         "bytes": [f.stat().st_size for f in files]})
+    from eee_ray import storage
+
+    fs, root = storage.filesystem(folder)
+    infos = fs.get_file_info(pafs.FileSelector(root, allow_not_found=True))
+    files = sorted((i for i in infos if i.type == pafs.FileType.File and i.base_name.endswith(".parquet")),
+                   key=lambda i: i.base_name)
+    return pd.DataFrame({"file": [f.base_name for f in files],
+                         "rows": [pq.ParquetFile(fs.open_input_file(f.path)).metadata.num_rows for f in files],
+                         "bytes": [f.size for f in files]})

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from pathlib import Path
 
 from eee_ray.config import add_common_arguments
 
@@ -67,17 +66,19 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from eee_ray import storage
     from eee_ray.config import resolve_cli
     from eee_ray.downstream import BenchmarkConfig, run_benchmark
     from eee_ray.runtime import mlflow_ui_command, mlflow_ui_url
 
     cfg = resolve_cli(BenchmarkConfig, args)
     results = run_benchmark(cfg)
-    out = Path(cfg.output)
-    summary = json.loads((out / "summary.json").read_text())
+    out = cfg.output
+    summary = json.loads(storage.read_text(storage.join(out, "summary.json")))
     print(results.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
-    print(f"\n{len(results)} trial(s) done, {summary['skipped']} record(s) skipped (see {out / 'skipped.csv'})")
-    print(f"tables: {out / 'results.csv'}, {out / 'results.md'}, {out / 'per_label_auroc.csv'}")
+    print(f"\n{len(results)} trial(s) done, {summary['skipped']} record(s) skipped "
+          f"(see {storage.join(out, 'skipped.csv')})")
+    print("tables: " + ", ".join(storage.join(out, f) for f in ("results.csv", "results.md", "per_label_auroc.csv")))
     print(f"MLflow: {mlflow_ui_command(summary['tracking_uri'])}   (then open {mlflow_ui_url()})")
     for r in summary.get("registered_models", []):
         print(f"registered {r['uri']}: {r['model']} ({r['strategy']}), test macro AUROC {r.get('test_macro_auroc', '-')}")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 from eee_ray.config import add_common_arguments
 
@@ -45,7 +44,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"  rejected {reason}: {n}")
     print(f"manifest: {s.manifest_dir}\nclips:    {s.clips_dir}")
     if s.qa_pngs:
-        print(f"QA pictures: {len(s.qa_pngs)} in {Path(s.output) / 'qa'}")
+        print(f"QA pictures: {len(s.qa_pngs)} in {s.output}/qa")
     if s.mlflow_tracking_uri:
         print(f"MLflow:   {mlflow_ui_command(s.mlflow_tracking_uri)}")
     return 0

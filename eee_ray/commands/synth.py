@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import tempfile
 from pathlib import Path
 
 from eee_ray.config import DeprecatedAlias
@@ -26,6 +27,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from eee_ray import storage
     from eee_ray.config import resolve_cli
     from eee_ray.errors import UserError
     from eee_ray.synth import SynthConfig, generate
@@ -34,8 +36,19 @@ def run(args: argparse.Namespace) -> int:
     if not output:
         raise UserError("--output is required")
     cfg = resolve_cli(SynthConfig, args)
-    out = generate(Path(output), cfg, overwrite=getattr(args, "_overwrite", False))
-    summary = json.loads((out / "synth.json").read_text())
+    overwrite = getattr(args, "_overwrite", False)
+    if storage.is_uri(output):  # generated in a local temporary folder, then uploaded file by file
+        storage.check_bucket(output, "--output")
+        if storage.walk(output) and not storage.exists(storage.join(output, "synth.json")) and not overwrite:
+            raise UserError(f"--output {output} holds other objects; pick an empty prefix or pass --overwrite")
+        with tempfile.TemporaryDirectory(prefix="eee-ray-synth-") as tmp:
+            generate(Path(tmp), cfg, overwrite=True)
+            summary = json.loads((Path(tmp) / "synth.json").read_text())
+            storage.upload_tree(tmp, output)
+        out = output
+    else:
+        out = generate(Path(output), cfg, overwrite=overwrite)
+        summary = json.loads((out / "synth.json").read_text())
     print(f"synthetic data set in {out}: {summary['cines']} echo files for {cfg.patients} patients, "
           f"{summary['ecg_records']} ECG records for {cfg.n_ecg_patients} patients (seed {cfg.seed})")
     return 0

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from eee_ray.config import MlflowConfig
 from eee_ray.ecgdata.ptbxl import DEFAULT_LABELS
@@ -62,10 +61,13 @@ class BenchmarkConfig:
 
     def validate(self) -> None:
         """Checks that need no data read: a wrong option fails before Ray or MLflow start."""
+        from eee_ray import storage
+
         if not self.data:
             raise UserError("--data is required (a MIMIC-IV-ECG, PTB-XL or `eee-ray synth` folder)")
-        if not Path(self.data).is_dir():
-            raise UserError(f"--data folder not found: {self.data}")
+        storage.check_dir(self.data, "--data")
+        storage.check_bucket(self.output, "--output")
+        storage.check_local(self.prepared, "--prepared", "the trials memory-map its shards")
         if self.dataset not in ("mimic", "ptbxl", "synthetic"):
             raise UserError(f"--dataset must be mimic, ptbxl or synthetic, not {self.dataset!r}")
         if self.labels not in ("icd", "echo-measurements"):
@@ -88,8 +90,10 @@ class BenchmarkConfig:
             raise UserError(f"--label-fractions must be shares in (0, 1], not {self.label_fractions}")
         if self.label_seeds < 1:
             raise UserError("--label-seeds must be >= 1")
-        if self.pretrained and not Path(self.pretrained).is_file():
-            raise UserError(f"pretrained encoder not found: {self.pretrained}")
+        if self.pretrained:
+            storage.check_bucket(self.pretrained, "--pretrained")
+            if not storage.is_file(self.pretrained):
+                raise UserError(f"pretrained encoder not found: {self.pretrained}")
 
 
 def trial_name(combo: dict) -> str:

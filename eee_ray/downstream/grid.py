@@ -16,12 +16,14 @@ from __future__ import annotations
 
 import json
 import logging
+import tempfile
 import time
 import uuid
 from pathlib import Path
 
 import pandas as pd
 
+from eee_ray import storage
 from eee_ray.config import save
 from eee_ray.downstream.config import EXPERIMENT, MODEL_STRATEGIES, BenchmarkConfig
 from eee_ray.downstream.report import collect_results, label_efficiency, results_markdown
@@ -103,12 +105,42 @@ def close_running_runs(tracking_uri: str, experiment_id: str, benchmark_id: str)
 
 
 def run_benchmark(cfg: BenchmarkConfig) -> pd.DataFrame:
-    """Build the data set once, run the Tune grid, write and log the tables; returns results.csv's contents."""
+    """Build the data set once, run the Tune grid, write and log the tables; returns results.csv's contents.
+
+    Object storage: ``--data`` in a bucket is mirrored to the local cache (files of a new size only) and read from
+    there; ``--pretrained`` is downloaded; an ``--output`` in a bucket is written in a local staging folder and
+    uploaded at the end, while the prepared store (memory-mapped by the trials) stays in the local cache
+    (``eee_ray.storage.cache_dir``) unless ``--prepared`` names a local or shared folder.
+    """
+    cfg.validate()
+    remote_out = cfg.output if storage.is_uri(cfg.output) else ""
+    if storage.is_uri(cfg.data):
+        log.info("mirroring %s to the local cache", cfg.data)
+        cfg.data = str(storage.mirror(cfg.data, storage.cache_path("data", cfg.data)))
+    if storage.is_uri(cfg.pretrained):
+        cfg.pretrained = str(storage.download(cfg.pretrained, storage.cache_path("models", cfg.pretrained)))
+    if not remote_out:
+        return _run_benchmark(cfg)
+    cfg.prepared = cfg.prepared or str(storage.cache_path("prepared", remote_out))
+    cfg.mlflow.dir = cfg.mlflow.dir or str(storage.cache_dir() / "mlflow")
+    (storage.cache_dir() / "outputs").mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="benchmark-", dir=storage.cache_dir() / "outputs") as staging:
+        cfg.output = staging
+        try:
+            results = _run_benchmark(cfg)
+        finally:  # what a failed run wrote (its summary, the trials' logs) is worth having beside the others
+            cfg.output = remote_out
+            if (Path(staging) / "config.yaml").is_file():  # the config names the bucket, not the staging folder
+                save(cfg, Path(staging) / "config.yaml")
+            storage.upload_tree(staging, remote_out)
+    return results
+
+
+def _run_benchmark(cfg: BenchmarkConfig) -> pd.DataFrame:
     import mlflow
 
     from eee_ray.runtime import init_ray, setup_mlflow
 
-    cfg.validate()
     if cfg.pretrained:  # trials run in Tune's own working directory
         cfg.pretrained = str(Path(cfg.pretrained).resolve())
     cfg.data = str(Path(cfg.data).resolve())

@@ -4,7 +4,6 @@ YAML < CLI options."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from eee_ray.config import MlflowConfig
 from eee_ray.ingest.trace import TraceConfig
@@ -35,10 +34,12 @@ class IngestConfig:
     def validate(self) -> None:
         from eee_ray.errors import UserError
 
-        if not self.input or not Path(self.input).is_dir():
-            raise UserError(f"--input folder not found: {self.input or '(not given)'}")
+        from eee_ray import storage
+
+        storage.check_dir(self.input, "--input")
         if not self.output:
             raise UserError("--output is required")
+        storage.check_bucket(self.output, "--output")
 
         if self.trace_color not in ("paper", "auto"):
             raise UserError(f"trace_color must be 'paper' or 'auto', got {self.trace_color!r}")

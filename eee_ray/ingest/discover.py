@@ -8,11 +8,13 @@ IDs come from ``echo-record-list.csv`` when the input root has one, else from th
 from __future__ import annotations
 
 import csv
+import io
 import os
 import re
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
+from eee_ray import storage
 from eee_ray.errors import UserError
 
 RECORD_LIST = "echo-record-list.csv"
@@ -47,13 +49,13 @@ def _int_or_none(v) -> int | None:
         return None
 
 
-def read_record_list(root: Path) -> dict[str, tuple[int | None, int | None]] | None:
+def read_record_list(root: str | Path) -> dict[str, tuple[int | None, int | None]] | None:
     """``dicom_filepath -> (subject_id, study_id)`` from ``echo-record-list.csv`` (columns read by name); a path
     listed twice with different IDs maps to ``CONFLICT``."""
-    f = root / RECORD_LIST
-    if not f.is_file():
+    f = storage.join(root, RECORD_LIST)
+    if not storage.is_file(f):
         return None
-    with open(f, newline="", encoding="utf-8", errors="replace") as fh:
+    with io.TextIOWrapper(storage.open_input(f), newline="", encoding="utf-8", errors="replace") as fh:
         reader = csv.DictReader(fh)
         need = {"subject_id", "study_id", "dicom_filepath"}
         missing = need - set(reader.fieldnames or [])
@@ -108,23 +110,49 @@ def walk(root: Path, skip: Path | None = None) -> tuple[list[str], list[tuple[st
     return sorted(files), errors
 
 
+def walk_uri(root: str, skip: str | None = None) -> list[str]:
+    """Relative keys of every object under a bucket prefix (hidden names, the record lists and ``skip`` left out)."""
+    skip_rel = skip[len(root):].strip("/") + "/" if skip and skip.startswith(root.rstrip("/") + "/") else None
+    out = []
+    for rel, _ in storage.walk(root):
+        parts = rel.split("/")
+        if any(p.startswith(".") for p in parts) or rel in METADATA_FILES:
+            continue
+        if skip_rel and rel.startswith(skip_rel):
+            continue
+        out.append(rel)
+    return out
+
+
 def discover(root: str | Path, output: str | Path | None = None, limit: int | None = None) -> list[InputFile]:
-    """Every input file under ``root`` (and every file the record list names), in a stable order."""
-    root = Path(root)
-    if not root.is_dir():
-        raise UserError(f"input folder not found: {root}")
+    """Every input file under ``root`` (a folder or a bucket prefix; and every file the record list names), in a
+    stable order."""
+    remote = storage.is_uri(root)
+    if remote:
+        root = storage.absolute(root)
+        if not storage.is_dir(root):
+            raise UserError(f"input not found: nothing under {root}")
+        rels, dir_errors = walk_uri(root, str(output) if output else None), []
+    else:
+        root = Path(root)
+        if not root.is_dir():
+            raise UserError(f"input folder not found: {root}")
+        rels, dir_errors = walk(root, Path(output) if output and not storage.is_uri(output) else None)
     listed = read_record_list(root)
-    rels, dir_errors = walk(root, Path(output) if output else None)
     out: list[InputFile] = []
     for rel in rels:
         shown = display(rel)
         ids = listed.get(shown) if listed is not None else None
         sub, stu = ids if ids is not None else ids_from_path(shown)
-        problem = None if inside(root, root / rel) else "a link to a file outside the input root; refused"
+        if remote:  # an object store has no links: every key under the prefix is the input's own
+            problem, where = None, storage.join(root, rel).encode()
+        else:
+            problem = None if inside(root, root / rel) else "a link to a file outside the input root; refused"
+            where = os.fsencode(root / rel)
         if ids == CONFLICT:
             sub = stu = None
             problem = f"listed more than once in {RECORD_LIST} with different IDs; refused"
-        out.append(InputFile(shown, os.fsencode(root / rel), sub, stu, problem=problem))
+        out.append(InputFile(shown, where, sub, stu, problem=problem))
     for rel, why in dir_errors:
         out.append(InputFile(display(rel), os.fsencode(root / rel), problem=why))
     if listed is not None:
@@ -135,7 +163,8 @@ def discover(root: str | Path, output: str | Path | None = None, limit: int | No
                 out.append(InputFile(rel, b"", sub, stu, problem=f"{RECORD_LIST} names a path outside the input "
                                                                  "root; refused"))
             elif str(PurePosixPath(rel)) not in on_disk:
-                out.append(InputFile(rel, os.fsencode(root / rel), sub, stu,
+                where = storage.join(root, rel).encode() if remote else os.fsencode(root / rel)
+                out.append(InputFile(rel, where, sub, stu,
                                      problem=f"listed in {RECORD_LIST} but not found under the input root"))
     out.sort(key=lambda f: f.path)
     return out[:limit] if limit is not None else out

@@ -5,6 +5,9 @@ Exactly-once: a batch's parts are named by a hash of its paths, so a batch that 
 overwrites its own parts; clips are written before the manifest (the manifest part is the commit mark), orphaned
 clips parts are dropped on the next run, and any path that still ends up in two parts is kept once (``reconcile``).
 Resume: paths already in the manifest are skipped.
+
+``--input`` and ``--output`` may be bucket prefixes (``s3://...``, ``eee_ray.storage``): the actors read each object
+and upload each part as one object, which is the same commit (a part is there whole or not at all).
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from eee_ray import storage
 from eee_ray.config import save, to_dict
 from eee_ray.errors import UserError
 from eee_ray.ingest import schema as S
@@ -56,7 +60,7 @@ def batch_name(paths: list[str]) -> str:
 ECHO_PIXELS = "echo.data.list.element"  # the Parquet leaf column of the echo frames' pixels
 
 
-def write_table(path: Path, table: pa.Table) -> None:
+def write_table(path: str | Path, table: pa.Table) -> None:
     """zstd: as fast as snappy here and several times smaller on echo frames (black outside the sector).
 
     The echo pixels skip dictionary encoding and statistics, the writer's costliest steps for them (a binary echo
@@ -103,9 +107,10 @@ class IngestWorker:
         from eee_ray.config import from_dict
 
         cv2.setNumThreads(1)
+        storage.adopt(self.FILESYSTEMS)
         logging.getLogger("pydicom").setLevel(logging.ERROR)  # charset complaints of odd files, once per file
         self.cfg = from_dict(IngestConfig, self.CFG)
-        self.out = Path(self.cfg.output)
+        self.out = self.cfg.output
 
     def __call__(self, batch: dict) -> dict:
         from eee_ray.ingest.process import process_file
@@ -117,10 +122,10 @@ class IngestWorker:
         name = batch_name([it.path for it in items])
         clips = [o.clip for o in outcomes if o.clip is not None]
         if clips:
-            write_table(self.out / "clips" / name, clips_table(clips, self.cfg.echo_storage))
+            write_table(storage.join(self.out, "clips", name), clips_table(clips, self.cfg.echo_storage))
         crash_once(self.FAULTS)  # between the clips and the manifest write: the worst moment to die
         rows = [o.manifest for o in outcomes]
-        write_table(self.out / "manifest" / name, pa.Table.from_pylist(rows, schema=S.MANIFEST_SCHEMA))
+        write_table(storage.join(self.out, "manifest", name), pa.Table.from_pylist(rows, schema=S.MANIFEST_SCHEMA))
         return {"status": np.array([r["status"] for r in rows]),
                 "reason": np.array([r["reason"] or "" for r in rows])}
 
@@ -132,7 +137,8 @@ def _id(v: int | None) -> int:
 def worker_class(cfg: IngestConfig) -> type:
     from eee_ray import faults
 
-    return type("IngestWorker", (IngestWorker,), {"CFG": to_dict(cfg), "FAULTS": faults.plan()})
+    return type("IngestWorker", (IngestWorker,), {"CFG": to_dict(cfg), "FAULTS": faults.plan(),
+                                                  "FILESYSTEMS": storage.carry()})
 
 
 NO_ID = -1  # how an unknown ID travels through Ray Data (a null would turn the column into floats)
@@ -142,30 +148,37 @@ def _opt_int(v) -> int | None:
     return None if int(v) == NO_ID else int(v)
 
 
-def read_manifest_table(out: Path, columns: list[str] | None = None) -> pa.Table:
+def _read_table(path: str, columns: list[str] | None = None) -> pa.Table:
+    fs, p = storage.filesystem(path)
+    return pq.read_table(p, columns=columns, filesystem=fs)
+
+
+def read_manifest_table(out: str | Path, columns: list[str] | None = None) -> pa.Table:
     """All manifest parts (with a ``_part`` column naming the file each row came from)."""
-    parts = sorted((out / "manifest").glob("part-*.parquet"))
     tables = []
-    for p in parts:
-        t = pq.read_table(p, columns=columns)
-        tables.append(t.append_column("_part", pa.array([p.name] * t.num_rows)))
+    for p in storage.files(storage.join(out, "manifest"), "part-*.parquet"):
+        t = _read_table(p, columns)
+        tables.append(t.append_column("_part", pa.array([storage.name(p)] * t.num_rows)))
     if not tables:
         schema = S.MANIFEST_SCHEMA if columns is None else pa.schema([S.MANIFEST_SCHEMA.field(c) for c in columns])
         return schema.empty_table().append_column("_part", pa.array([], pa.string()))
     return pa.concat_tables(tables)
 
 
-def tidy(out: Path) -> None:
-    """Drop temp files of interrupted writes and clips parts whose manifest part never got written."""
-    for sub in ("manifest", "clips"):
-        for tmp in (out / sub).glob(".*.tmp"):
-            tmp.unlink(missing_ok=True)
-    for clip in (out / "clips").glob("part-*.parquet"):
-        if not (out / "manifest" / clip.name).exists():
-            clip.unlink(missing_ok=True)
+def tidy(out: str | Path) -> None:
+    """Drop temp files of interrupted writes (local folders; an object store never shows one) and clips parts whose
+    manifest part never got written."""
+    if not storage.is_uri(out):
+        for sub in ("manifest", "clips"):
+            for tmp in (Path(out) / sub).glob(".*.tmp"):
+                tmp.unlink(missing_ok=True)
+    committed = {storage.name(p) for p in storage.files(storage.join(out, "manifest"), "part-*.parquet")}
+    for clip in storage.files(storage.join(out, "clips"), "part-*.parquet"):
+        if storage.name(clip) not in committed:
+            storage.remove(clip)
 
 
-def reconcile(out: Path) -> int:
+def reconcile(out: str | Path) -> int:
     """Keep each path once across parts (the first part by name wins); returns how many rows were dropped."""
     t = read_manifest_table(out, ["path"])
     if t.num_rows == 0:
@@ -175,9 +188,9 @@ def reconcile(out: Path) -> int:
     for part, grp in dup.groupby("_part"):
         drop = set(grp["path"])
         for sub in ("clips", "manifest"):  # manifest last: it is the commit mark
-            p = out / sub / part
-            if p.exists():
-                tab = pq.read_table(p)
+            p = storage.join(out, sub, part)
+            if storage.exists(p):
+                tab = _read_table(p)
                 keep = [x not in drop for x in tab.column("path").to_pylist()]
                 write_table(p, tab.filter(pa.array(keep)))
     return len(dup)
@@ -225,27 +238,27 @@ def run_ingest(cfg: IngestConfig) -> IngestSummary:
     """docs/contract.md, Ingest: every input file becomes one manifest row; accepted ones also a clips row.
     Resumable."""
     cfg.validate()
-    inp, out = Path(cfg.input).resolve(), Path(cfg.output).resolve()
+    inp, out = storage.absolute(cfg.input), storage.absolute(cfg.output)
     if out == inp:
         raise UserError("--output must differ from --input")
     for sub in ("manifest", "clips"):
-        (out / sub).mkdir(parents=True, exist_ok=True)
+        storage.makedirs(storage.join(out, sub))
     tidy(out)
-    stored = stored_echo_storage(out / "clips")
+    stored = stored_echo_storage(storage.join(out, "clips"))
     if stored is not None and stored != cfg.echo_storage:
-        raise UserError(f"{out / 'clips'} already holds echo stored as {stored!r}; resume with --echo-storage "
-                        f"{stored} or write to a new --output")
+        raise UserError(f"{storage.join(out, 'clips')} already holds echo stored as {stored!r}; resume with "
+                        f"--echo-storage {stored} or write to a new --output")
     reconcile(out)
     files = discover(inp, out, cfg.limit)
     done = set(read_manifest_table(out, ["path"]).column("path").to_pylist())
     todo = [f for f in files if f.path not in done]
-    save(cfg, out / "config.yaml")
-    summary = IngestSummary(str(out), str(out / "manifest"), str(out / "clips"), discovered=len(files),
+    save(cfg, storage.join(out, "config.yaml"))
+    summary = IngestSummary(out, storage.join(out, "manifest"), storage.join(out, "clips"), discovered=len(files),
                             skipped=len(files) - len(todo), processed=len(todo))
     log.info("ingest: %d files found, %d already in the manifest, %d to process", len(files),
              summary.skipped, len(todo))
     if todo:
-        counts = run_pipeline(todo, dataclasses.replace(cfg, input=str(inp), output=str(out)))
+        counts = run_pipeline(todo, dataclasses.replace(cfg, input=inp, output=out))
         log.info("ingest: this run %s", ", ".join(f"{r or s}: {n}" for (s, r), n in counts.most_common()))
     reconcile(out)
     manifest = read_manifest_table(out, ["path", "status", "reason"])
@@ -256,12 +269,12 @@ def run_ingest(cfg: IngestConfig) -> IngestSummary:
         from eee_ray.ingest.qa import write_qa
 
         summary.qa_pngs = write_qa(cfg, inp, out, files)
-    atomic_write_text(out / "summary.json", json.dumps(dataclasses.asdict(summary), indent=2))
+    atomic_write_text(storage.join(out, "summary.json"), json.dumps(dataclasses.asdict(summary), indent=2))
     _log_mlflow(cfg, out, summary)
     return summary
 
 
-def _log_mlflow(cfg: IngestConfig, out: Path, summary: IngestSummary) -> None:
+def _log_mlflow(cfg: IngestConfig, out: str, summary: IngestSummary) -> None:
     """One MLflow run per ingest invocation: the resolved config, the counts per reason, the QA pictures."""
     import mlflow
 
@@ -271,7 +284,7 @@ def _log_mlflow(cfg: IngestConfig, out: Path, summary: IngestSummary) -> None:
 
     uri, exp_id = setup_mlflow(cfg.mlflow, out, EXPERIMENT)
     client = mlflow.MlflowClient(uri)
-    run_id = client.create_run(exp_id, run_name=f"ingest-{out.name}",
+    run_id = client.create_run(exp_id, run_name=f"ingest-{storage.name(out)}",
                                tags=run_tags("ingest", "eee-ray ingest", input=cfg.input)).info.run_id
     status = "FAILED"
     try:
@@ -287,39 +300,47 @@ def _log_mlflow(cfg: IngestConfig, out: Path, summary: IngestSummary) -> None:
         for k, v in metrics.items():
             client.log_metric(run_id, k, float(v))
         for name in ("summary.json", "config.yaml"):
-            client.log_artifact(run_id, str(out / name))
+            with storage.local_copy(storage.join(out, name)) as local:
+                client.log_artifact(run_id, str(local))
         for png in summary.qa_pngs or []:
-            client.log_artifact(run_id, str(png), artifact_path="qa")
+            with storage.local_copy(png) as local:
+                client.log_artifact(run_id, str(local), artifact_path="qa")
         status = "FINISHED"
     finally:
         client.set_terminated(run_id, status)
     summary.mlflow_tracking_uri, summary.mlflow_run_id = uri, run_id
-    atomic_write_text(out / "summary.json", json.dumps(dataclasses.asdict(summary), indent=2))
+    atomic_write_text(storage.join(out, "summary.json"), json.dumps(dataclasses.asdict(summary), indent=2))
 
 
 def read_manifest(output: str | Path):
     """The manifest as a pandas DataFrame, each path once."""
-    t = read_manifest_table(Path(output))
+    t = read_manifest_table(output)
     df = t.drop_columns(["_part"]).to_pandas().drop_duplicates("path")
     return df.sort_values("path").reset_index(drop=True)
 
 
-def stored_echo_storage(clips_dir: Path) -> str | None:
+def stored_echo_storage(clips_dir: str | Path) -> str | None:
     """How an existing ``clips/`` stores ``echo`` (from one part's footer; ingest never mixes), None when empty."""
-    part = next(iter(sorted(clips_dir.glob("part-*.parquet"))), None)
+    part = next(iter(storage.files(clips_dir, "part-*.parquet")), None)
     if part is None:
         return None
-    return "bytes" if pa.types.is_large_binary(pq.read_schema(part).field("echo").type) else "tensor"
+    fs, p = storage.filesystem(part)
+    return "bytes" if pa.types.is_large_binary(pq.read_schema(p, filesystem=fs).field("echo").type) else "tensor"
 
 
 def clip_files(output_or_clips: str | Path) -> list[str]:
-    """The Parquet parts of ``clips/``; accepts the ingest output folder or its ``clips/`` folder."""
-    p = Path(output_or_clips)
-    clips = p / "clips" if (p / "clips").is_dir() else p
-    files = sorted(str(f) for f in clips.glob("part-*.parquet"))
+    """The Parquet parts of ``clips/``; accepts the ingest output folder or its ``clips/`` folder (or prefix)."""
+    clips = clips_folder(output_or_clips)
+    files = storage.files(clips, "part-*.parquet")
     if not files:
         raise UserError(f"no clips found in {clips} (run `eee-ray ingest` first)")
     return files
+
+
+def clips_folder(output_or_clips: str | Path) -> str:
+    """The ``clips/`` folder (or prefix) of an ingest output, or the folder itself when it is one."""
+    sub = storage.join(output_or_clips, "clips")
+    return sub if storage.is_dir(sub) else storage.absolute(output_or_clips)
 
 
 def read_clips(output_or_clips: str | Path):
@@ -329,7 +350,7 @@ def read_clips(output_or_clips: str | Path):
     Accepts the ingest output folder or its ``clips/`` folder.
     """
     files = clip_files(output_or_clips)
-    clips = Path(files[0]).parent
+    clips = storage.parent(files[0])
     ds = read_parquet(files)
     if stored_echo_storage(clips) == "bytes":
         ds = ds.map_batches(S.echo_batch_to_tensors, batch_format="numpy")

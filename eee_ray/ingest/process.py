@@ -7,6 +7,7 @@ are read in full and decoded. Details never quote tag values, so no PHI leaves t
 from __future__ import annotations
 
 import errno
+import io
 import os
 from dataclasses import dataclass
 
@@ -104,18 +105,30 @@ def infer_frames(ds) -> int:
     return max(len(ds.PixelData) // max(per, 1), 1)
 
 
+def _open(where: bytes):
+    """A local file as the OS spells it, or an object (``s3://...``) read whole: pydicom reads the file in full
+    anyway, and one GET costs less than the many small range reads of its parser."""
+    from eee_ray import storage
+
+    text = os.fsdecode(where)
+    if storage.is_uri(text):
+        return io.BytesIO(storage.read_bytes(text))
+    return open(where, "rb")
+
+
 def _process(item: InputFile, cfg: IngestConfig, row: dict, out: Outcome, keep: bool) -> None:
     import pydicom
 
     if item.problem:
         raise Rejected(S.UNREADABLE, item.problem)
     try:
-        fh = open(item.fs, "rb")
+        fh = _open(item.fs)
     except OSError as e:
-        why = "symlink loop" if e.errno == errno.ELOOP else (e.strerror or type(e).__name__)
+        why = "symlink loop" if e.errno == errno.ELOOP else (e.strerror or str(e).split("\n")[0][:160]
+                                                               or type(e).__name__)
         raise Rejected(S.UNREADABLE, f"cannot open: {why}") from None
     with fh:
-        size = os.fstat(fh.fileno()).st_size
+        size = fh.getbuffer().nbytes if isinstance(fh, io.BytesIO) else os.fstat(fh.fileno()).st_size
         if size == 0:
             raise Rejected(S.NOT_DICOM, "empty file (0 bytes)")
         hdr = read_header(fh)

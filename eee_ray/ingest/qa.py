@@ -9,6 +9,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from eee_ray import storage
 from eee_ray.ingest import schema as S
 from eee_ray.ingest.config import IngestConfig
 from eee_ray.ingest.decode import echo_rows
@@ -59,7 +60,7 @@ def pick(manifest, n: int) -> list[str]:
     return chosen + spread(bad, n - len(chosen))
 
 
-def write_qa(cfg: IngestConfig, inp: Path, out: Path, files: list[InputFile]) -> list[str]:
+def write_qa(cfg: IngestConfig, inp: str | Path, out: str | Path, files: list[InputFile]) -> list[str]:
     """Re-trace ``cfg.qa_samples`` files on the driver and write ``OUTPUT/qa/*.png``; returns the PNG paths."""
     from eee_ray.ingest.pipeline import read_manifest
 
@@ -74,7 +75,7 @@ def write_qa(cfg: IngestConfig, inp: Path, out: Path, files: list[InputFile]) ->
             continue
         ok, png = cv2.imencode(".png", render(outcome, cfg))
         name = re.sub(r"[^A-Za-z0-9_.-]+", "_", path)
-        target = out / "qa" / f"{outcome.manifest['status']}__{name}.png"
+        target = storage.join(out, "qa", f"{outcome.manifest['status']}__{name}.png")
         atomic_write_bytes(target, png.tobytes())
         written.append(str(target))
     return written
