@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from eee_ray import storage
 from eee_ray.config import MlflowConfig
 from eee_ray.errors import UserError
 from eee_ray.io import read_parquet
@@ -62,10 +63,12 @@ class InferenceConfig:
             raise UserError("give exactly one of --checkpoint DIR, --run-id RUN or --model models:/NAME/VERSION")
         if self.model and ":/" not in self.model:
             raise UserError(f"--model must be an MLflow model URI such as models:/eee-ecg-II/1, not {self.model!r}")
-        if not Path(self.input).exists():
-            raise UserError(f"input not found: {self.input}")
         if not self.output:
             raise UserError("--output is required")
+        storage.check_bucket(self.input, "--input")
+        storage.check_bucket(self.output, "--output")
+        if not storage.exists(self.input):
+            raise UserError(f"input not found: {self.input}")
         if self.aggregate not in ("", "mean", "max"):
             raise UserError(f"aggregate must be mean or max, not {self.aggregate!r}")
         if self.batch_size < 1 or self.max_actors < 1:
@@ -430,14 +433,36 @@ def wfdb_table(path: Path) -> pd.DataFrame:
     raise UserError(f"input must be a WFDB folder, a record_list.csv or a waveform .parquet, not {path}")
 
 
+def _local_inputs(cfg: InferenceConfig) -> str:
+    """Inputs in a bucket are read from the local cache (``eee_ray.storage.cache_dir``): a waveform .parquet is
+    downloaded; a record_list.csv brings the tree beside it (its records' relative paths), a folder its whole tree;
+    files already there at the same size are kept. A checkpoint folder is mirrored too. Returns where the checkpoint
+    came from (the summary's ``source``)."""
+    source = cfg.checkpoint if storage.is_uri(cfg.checkpoint) else str(Path(cfg.checkpoint).resolve())
+    if storage.is_uri(cfg.input):
+        if storage.is_dir(cfg.input):
+            cfg.input = str(storage.mirror(cfg.input, storage.cache_path("data", cfg.input)))
+        elif cfg.input.endswith(".csv"):
+            folder = storage.parent(cfg.input)
+            cfg.input = str(storage.mirror(folder, storage.cache_path("data", folder)) / storage.name(cfg.input))
+        else:
+            cfg.input = str(storage.download(cfg.input, storage.cache_path("data", cfg.input)))
+    if storage.is_uri(cfg.checkpoint):
+        cfg.checkpoint = str(storage.mirror(cfg.checkpoint, storage.cache_path("models", cfg.checkpoint)))
+    return source
+
+
 def run_inference(cfg: InferenceConfig) -> dict[str, Any]:
-    """Embed or predict every record of ``cfg.input`` into Parquet under ``cfg.output``; returns a summary."""
+    """Embed or predict every record of ``cfg.input`` into Parquet under ``cfg.output`` (a local folder or a bucket
+    prefix, written by the Ray Data workers directly); returns a summary."""
+    import pyarrow.parquet as pq
     import ray
 
     from eee_ray.io import atomic_write_text
     from eee_ray.runtime import init_ray
 
     cfg.validate()
+    source = _local_inputs(cfg)
     inp = Path(cfg.input)
     ckpt = load_checkpoint(cfg)
     aggregate = cfg.aggregate or ckpt.meta.get("aggregate", "mean")
@@ -461,15 +486,15 @@ def run_inference(cfg: InferenceConfig) -> dict[str, Any]:
                          batch_size=cfg.batch_size, batch_format="numpy",
                          compute=ray.data.ActorPoolStrategy(min_size=1, max_size=actors),
                          **resources)
-    out_dir = Path(cfg.output)
-    out.write_parquet(str(out_dir), mode="overwrite")
+    fs, out_path = storage.filesystem(cfg.output) if storage.is_uri(cfg.output) else (None, str(Path(cfg.output)))
+    out.write_parquet(out_path, filesystem=fs, mode="overwrite")
 
-    reasons = pd.read_parquet(out_dir, columns=["reason"])["reason"]
+    reasons = pq.read_table(out_path, filesystem=fs, columns=["reason"]).column("reason").to_pandas()
     summary = {"mode": cfg.mode, "records": int(len(reasons)), "used": int((reasons == "").sum()),
                "skipped": {str(k): int(v) for k, v in reasons[reasons != ""].value_counts().items()},
                "model": ckpt.meta.get("model"), "strategy": ckpt.meta.get("strategy"), "leads": ckpt.leads,
                "label_names": ckpt.label_names, "aggregate": aggregate,
                "source": (cfg.model and f"mlflow model {cfg.model}" or cfg.run_id and f"mlflow run {cfg.run_id}"
-                          or str(Path(cfg.checkpoint).resolve()))}
-    atomic_write_text(out_dir / SUMMARY_NAME, json.dumps(summary, indent=2))
+                          or source)}
+    atomic_write_text(storage.join(cfg.output, SUMMARY_NAME), json.dumps(summary, indent=2))
     return summary

@@ -1,6 +1,6 @@
 """Every stage with its data and outputs in buckets of a real S3-compatible server (moto in server mode, on
-loopback): ingest (with resume and the commit of parts), pretraining (Ray Train's checkpoints in the bucket) and the
-benchmark, each checked against what the same stage wrote for local paths."""
+loopback): ingest (with resume and the commit of parts), pretraining (Ray Train's checkpoints in the bucket), the
+benchmark and ``predict``, each checked against what the same stage wrote for local paths."""
 
 from __future__ import annotations
 
@@ -140,6 +140,14 @@ def test_round_trip_in_buckets(s3, synth_dir, ingested_dir, ray_session, tmp_pat
     assert not _keys(s3, "eee-out", "bench/prepared/")
     assert (storage.cache_path("prepared", "s3://eee-out/bench") / "meta.json").is_file()
 
+    # predict: the trial's checkpoint and the record list in buckets, the predictions written to a bucket
+    trial = next(k for k in _keys(s3, "eee-out", "bench/trials/") if k.endswith("/model.pt")).rsplit("/", 1)[0]
+    assert main(["predict", "--input", "s3://eee-data/synth/ecg/record_list.csv", "--output", "s3://eee-out/pred",
+                 "--checkpoint", f"s3://eee-out/{trial}"]) == 0
+    pred = json.loads(storage.read_text("s3://eee-out/pred/_inference.json"))
+    assert pred["records"] == len(records) and pred["used"] > 0 and pred["source"] == f"s3://eee-out/{trial}"
+    assert any(k.endswith(".parquet") for k in _keys(s3, "eee-out", "pred/"))
+
 
 def test_missing_bucket_is_one_error_line(s3, capsys):
     assert main(["ingest", "--input", "s3://no-such-bucket/echo", "--output", "s3://eee-out/x"]) == 2
@@ -148,3 +156,7 @@ def test_missing_bucket_is_one_error_line(s3, capsys):
     assert main(["pretrain", "--clips", "s3://eee-out/nothing-here", "--output", "s3://eee-out/p"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "nothing under s3://eee-out/nothing-here" in err
+    assert main(["predict", "--input", "s3://no-such-bucket/ecg", "--output", "s3://eee-out/p",
+                 "--checkpoint", "s3://eee-out/c"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "bucket s3://no-such-bucket not found" in err
