@@ -11,10 +11,13 @@
     after the first one, over the time from the first part to the last (parts' modification times). The ratios and
     the MIMIC projection use it.
 
+(t) the ECG tracer alone on every file's first-frame strip, this tree's against the tracer at ``--baseline-ref``
+    (loaded from git in this run), interleaved with the rounds: what a change of the tracer costs per file.
+
 Prints files/s and MB/s per core and the ratios against the targets, plus a projection for the full MIMIC-IV-ECHO
 (525,422 files, 1.8 TB) on a 16-core node. Usage:
     python benchmarks/ingest_throughput.py [--patients 4] [--repeat 6] [--rounds 3] [--rows 708 --cols 1016]
-        [--workdir DIR]
+        [--workdir DIR] [--baseline-ref REV]
 """
 
 from __future__ import annotations
@@ -31,6 +34,9 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+
+from eee_ray.ingest import trace
+from trace_fidelity import load_baseline
 
 MIMIC_FILES, MIMIC_BYTES = 525_422, 1.8e12
 STORAGES = ("tensor", "bytes")  # IngestConfig.echo_storage
@@ -98,13 +104,19 @@ def decode_only(files: list[Path], size: int = 224, roi: float = 0.3) -> int:
 
 
 def replicate(src: Path, dst: Path, files: list[Path], k: int) -> None:
-    """k copies of the tree as per-file symlinks (real folders, so the walk sees each replica)."""
+    """k copies of the tree as per-file hard links (real folders, so the walk sees each replica; symlinks would
+    point outside the ingest's input, which it refuses), copies where the file system has no hard links."""
     for i in range(k):
         for f in files:
             link = dst / f"r{i}" / f.relative_to(src)
             link.parent.mkdir(parents=True, exist_ok=True)
+            if link.is_symlink():
+                link.unlink()
             if not link.exists():
-                link.symlink_to(f)
+                try:
+                    os.link(f, link)
+                except OSError:
+                    shutil.copy2(f, link)
 
 
 def in_process(files: list[Path], out: Path, echo_storage: str = "tensor") -> None:
@@ -121,6 +133,28 @@ def in_process(files: list[Path], out: Path, echo_storage: str = "tensor") -> No
         clips = [o.clip for o in outs if o.clip is not None]
         if clips:
             write_table(out / f"part-{i}.parquet", clips_table(clips, echo_storage))
+
+
+def first_strips(files: list[Path]) -> list[np.ndarray]:
+    """The ECG strip of every file's first frame (RGB), as the ingest cuts it."""
+    from eee_ray.ingest.config import IngestConfig
+    from eee_ray.ingest.discover import InputFile
+    from eee_ray.ingest.process import echo_rows, process_file
+
+    cfg = IngestConfig(input=str(files[0].parent), output=str(files[0].parent))
+    out = []
+    for f in files:
+        o = process_file(InputFile(path=f.name, fs=os.fsencode(f)), cfg, keep=True)
+        if o.decoded is not None:
+            rgb = o.decoded.first_rgb
+            out.append(rgb[echo_rows(rgb.shape[0], cfg.ecg_roi_fraction):])
+    return out
+
+
+def trace_all(tracer, strips: list[np.ndarray]) -> None:
+    cfg = tracer.TraceConfig()
+    for s in strips:
+        tracer.trace_ecg(s.copy(), cfg, "paper")
 
 
 def timed(fn, *args) -> float:
@@ -144,6 +178,7 @@ def main() -> None:
     ap.add_argument("--patients", type=int, default=4, help="synthetic patients (about 5 cines each)")
     ap.add_argument("--rows", type=int, default=708, help="frame height (MIMIC-IV-ECHO cines: 708 x 1016)")
     ap.add_argument("--cols", type=int, default=1016)
+    ap.add_argument("--baseline-ref", default="6d02083", help="git revision of the tracer to compare with ('' for none)")
     ap.add_argument("--repeat", type=int, default=6, help="replicas of the files for the full ingest runs")
     ap.add_argument("--rounds", type=int, default=3, help="interleaved repetitions of (b), (c0), (c); medians")
     ap.add_argument("--workdir", default=None, help="keep the generated files here (default: a temp folder)")
@@ -162,6 +197,8 @@ def main() -> None:
           flush=True)
     replicate(data / "echo", work / "replicas", files, args.repeat)
 
+    strips = first_strips(files)
+    baseline = load_baseline(args.baseline_ref) if args.baseline_ref else None
     load_before = os.getloadavg()[0]
     naive_s = timed(naive, files)
     timed(in_process, files[:2], work / "warm")  # imports and first-call costs, as an actor's start-up
@@ -187,9 +224,12 @@ def main() -> None:
                 name = f"full ingest, echo as {st}, {cpus} Ray CPU{'s' if cpus > 1 else ''}"
                 record(f"c {st} {cpus}", f"(c) {name}", cpus, secs / args.repeat)
                 record(f"steady {st} {cpus}", f"(c-steady) {name}, start-up and MLflow excluded", cpus, per_file * n)
+        for key, tracer in (("t", trace), ("t base", baseline)):
+            if tracer is not None:
+                record(key, key, 1, timed(trace_all, tracer, strips))
         print(f"round {r + 1}/{args.rounds} done", flush=True)
     rows = [("a", "(a) naive pydicom pixel_array + colour + resize", 1, naive_s)]
-    rows += [(k, *labels[k], float(np.median(v))) for k, v in runs.items()]
+    rows += [(k, *labels[k], float(np.median(v))) for k, v in runs.items() if not k.startswith("t")]
 
     print(f"\n(seconds per pass over the files, median of {args.rounds} interleaved rounds ((a): one pass); (c): the "
           "full ingest's total divided by --repeat)")
@@ -218,6 +258,12 @@ def main() -> None:
     for st in STORAGES:
         each = ", ".join(f"{s_ / b_:.2f}x" for b_, s_ in zip(runs["b"], runs[f"steady {st} 1"]))
         print(f"decode-only / full ingest (per core, steady), echo as {st}, round by round: {each}")
+    if baseline is not None:
+        t_new, t_old = (float(np.median(runs[k])) / len(strips) for k in ("t", "t base"))
+        per_file = float(np.median(runs["c0 tensor"])) / n
+        print(f"\ntracer on {len(strips)} first-frame strips: {1000 * t_new:.2f} ms a strip, {1000 * t_old:.2f} ms at "
+              f"{args.baseline_ref} ({t_new / t_old:.2f}x); full per-file work (c0, tensor) {1000 * per_file:.1f} ms, "
+              f"so the tracer change costs {100 * (t_new - t_old) / per_file:+.1f} % a file")
     print(f"\n1-minute load average: {load_before:.1f} before, {os.getloadavg()[0]:.1f} after, on "
           f"{os.cpu_count()} cores (a busy machine distorts the 2-CPU figure most)")
     for st in STORAGES:
