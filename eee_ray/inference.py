@@ -69,6 +69,8 @@ class InferenceConfig:
         storage.check_bucket(self.output, "--output")
         if not storage.exists(self.input):
             raise UserError(f"input not found: {self.input}")
+        if storage.is_uri(self.checkpoint):
+            storage.check_dir(self.checkpoint, "--checkpoint")
         if self.aggregate not in ("", "mean", "max"):
             raise UserError(f"aggregate must be mean or max, not {self.aggregate!r}")
         if self.batch_size < 1 or self.max_actors < 1:

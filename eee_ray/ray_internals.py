@@ -74,6 +74,16 @@ def object_store_stats() -> dict[str, int]:
             "restored": int(st.restored_bytes_total)}
 
 
+def actor_nodes(class_fragment: str, alive_only: bool = False) -> list[str]:
+    """Node ids of the actors (alive or dead) whose class name contains ``class_fragment``. The public state API needs
+    the dashboard, which a simulated cluster (``ray.cluster_utils.Cluster``) does not start; the GCS's actor table
+    is the only other source."""
+    from ray._private.state import state
+
+    return sorted({a["Address"]["NodeID"] for a in state.actor_table(None).values()
+                   if class_fragment in a.get("ActorClassName", "") and (not alive_only or a["State"] == "ALIVE")})
+
+
 def check_hooks() -> list[str]:
     """The hooks that the installed Ray no longer offers, each as one line that says what to do (empty: all fine)."""
     import ray
@@ -98,6 +108,8 @@ def check_hooks() -> list[str]:
     need("ray._private.ray_constants.ENABLE_RAY_CLUSTER", cluster_flag)
     need("ray.train.torch.config's _TorchBackend and process-group helpers", torch_backend_parts)
     need("DataContext.use_datasource_v2", datasource_flag)
+    need("ray._private.state.state.actor_table", lambda: __import__(
+        "ray._private.state", fromlist=["state"]).state.actor_table)
     need("ray._private.internal_api.get_memory_info_reply", lambda: __import__(
         "ray._private.internal_api", fromlist=["get_memory_info_reply"]).get_memory_info_reply)
     return problems

@@ -24,20 +24,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from eee_ray.ray_internals import actor_nodes  # noqa: E402
+
 OBJECT_STORE = 150 * 1024 * 1024
 TRAIN_CPUS = 0.75     # two Train workers cannot share a 1-CPU node: they land on two nodes, 0.25 CPU is left for data
 PRETRAIN_EPOCHS = 2   # the node is lost at the start of the last one
 NODE = dict(num_cpus=1, resources={"ingest": 1}, object_store_memory=OBJECT_STORE)
 SPARE = dict(num_cpus=1, object_store_memory=OBJECT_STORE)
-
-
-def actor_nodes(class_fragment: str, alive_only: bool = False) -> list[str]:
-    """Node ids of the actors whose class name contains ``class_fragment``. The state API needs the dashboard,
-    which the simulated cluster does not start; the GCS's actor table is the only other source."""
-    from ray._private.state import state
-
-    return sorted({a["Address"]["NodeID"] for a in state.actor_table(None).values()
-                   if class_fragment in a.get("ActorClassName", "") and (not alive_only or a["State"] == "ALIVE")})
 
 
 def lose_node_when(cluster, ready, log: list[str], then=None, timeout: float = 600) -> threading.Thread:

@@ -160,3 +160,8 @@ def test_missing_bucket_is_one_error_line(s3, capsys):
                  "--checkpoint", "s3://eee-out/c"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "bucket s3://no-such-bucket not found" in err
+    s3.put_object(Bucket="eee-data", Key="ecg/record_list.csv", Body=b"path\n")
+    assert main(["predict", "--input", "s3://eee-data/ecg/record_list.csv", "--output", "s3://eee-out/p",
+                 "--checkpoint", "s3://eee-out/no-checkpoint"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "nothing under s3://eee-out/no-checkpoint" in err
