@@ -36,6 +36,12 @@ class SynthConfig:
     strip_fraction: float = 0.30       # bottom share of the frame that holds the ECG strip
     jpeg_quality: int = 90             # Pillow JPEG quality of the cine frames
     ecg_latent_strength: float = 1.0   # scales the latents' (weak) effect on ECG morphology; 0 = none
+    # the positive-control world (eee_ray.positive_control); the defaults leave every ECG as it was
+    ecg_strain_scale: float = 1.0      # scales the LVH strain pattern (T flattening/inversion); 0 = none
+    ecg_wall_qrs_widening: float = 0.0  # relative QRS widening per SD of wall thickness (x ecg_latent_strength)
+    ecg_qrs_gain_sd: float = 0.0       # log-SD of a per-patient QRS amplitude factor (electrode placement, habitus)
+    ecg_t_gain_sd: float = 0.0         # log-SD of a per-patient T amplitude factor
+    ecg_axis_sd_deg: float = 0.0       # SD of an extra per-patient rotation of the heart vector (axis nuisance)
     nstdb_path: str = ""               # optional MIT-BIH NSTDB noise (HDF5 with bw/em/ma); empty -> modelled noise
 
     def validate(self) -> None:
@@ -53,10 +59,21 @@ class SynthConfig:
             (self.rows >= 120 and self.cols >= 160, "frames must be at least 120 x 160 pixels"),
             (1 <= self.jpeg_quality <= 100, "jpeg_quality must be in 1..100"),
             (0.0 <= self.ecg_latent_strength <= 3.0, "ecg_latent_strength must be in [0, 3]"),
+            (0.0 <= self.ecg_strain_scale <= 2.0, "ecg_strain_scale must be in [0, 2]"),
+            (0.0 <= self.ecg_wall_qrs_widening <= 0.5, "ecg_wall_qrs_widening must be in [0, 0.5]"),
+            (0.0 <= self.ecg_qrs_gain_sd <= 1.0 and 0.0 <= self.ecg_t_gain_sd <= 1.0,
+             "ecg_qrs_gain_sd and ecg_t_gain_sd must be in [0, 1]"),
+            (0.0 <= self.ecg_axis_sd_deg <= 60.0, "ecg_axis_sd_deg must be in [0, 60]"),
         ]
         for ok, msg in checks:
             if not ok:
                 raise UserError(f"SynthConfig: {msg}")
+
+    @property
+    def has_control_effects(self) -> bool:
+        """Whether any positive-control field differs from its default (the ECG model is then changed)."""
+        return (self.ecg_strain_scale != 1.0 or self.ecg_wall_qrs_widening != 0.0 or self.ecg_qrs_gain_sd != 0.0
+                or self.ecg_t_gain_sd != 0.0 or self.ecg_axis_sd_deg != 0.0)
 
     @property
     def n_ecg_patients(self) -> int:

@@ -34,7 +34,7 @@ from eee_ray.synth.ecg_records import record_rel_path, write_record
 from eee_ray.synth.measurements import measurement_table
 from eee_ray.synth.labels import CCSR_DEFAULT, LATENTS, Patient, assign_folds, is_cir, make_patients, record_codes
 from eee_ray.synth.physiology import FS, LEAD_NAMES, RECORD_SECONDS, Morphology, NoiseBank, ecg_leads, \
-    heart_rate_bpm, patient_morphology
+    ControlEffects, heart_rate_bpm, patient_morphology, random_rotation
 from eee_ray.synth.strip import column_signal, draw_strip
 
 MARKER = "synth.json"
@@ -256,6 +256,24 @@ def _echo_tree(cfg: SynthConfig, rng: np.random.Generator, patients: list[Patien
 FOLD_SHARES = np.array([0.60 / 18] * 18 + [0.15, 0.25])
 
 
+CONTROL_STREAM = 19  # spawn key of the positive-control nuisance draws under the synth seed
+
+
+def control_effects(cfg: SynthConfig, n: int) -> list[ControlEffects | None]:
+    """Per-patient ECG changes of the positive-control fields, drawn from their own random stream (so the other
+    draws, and every world with the default fields, stay as they were); ``None`` each when no field is set."""
+    if not cfg.has_control_effects:
+        return [None] * n
+    rng = np.random.default_rng(np.random.SeedSequence(cfg.seed, spawn_key=(CONTROL_STREAM,)))
+    out = []
+    for _ in range(n):
+        qrs, t = np.exp(rng.normal(0.0, [cfg.ecg_qrs_gain_sd, cfg.ecg_t_gain_sd]))
+        rotation = random_rotation(rng, cfg.ecg_axis_sd_deg)
+        out.append(ControlEffects(strain=cfg.ecg_strain_scale, wall_qrs_widening=cfg.ecg_wall_qrs_widening,
+                                  qrs_gain=float(qrs), t_gain=float(t), rotation=rotation))
+    return out
+
+
 def generate(out: str | Path, cfg: SynthConfig, overwrite: bool = False, workers: int | None = None) -> Path:
     """Write the synthetic data set under ``out`` (echo/, ecg/, truth/) and return ``out``.
 
@@ -273,8 +291,9 @@ def generate(out: str | Path, cfg: SynthConfig, overwrite: bool = False, workers
     subject_ids = _unique_ids(rng_pat, cfg.n_ecg_patients, 10_000_000)
     patients = make_patients(rng_pat, subject_ids, cfg.patients)
     strength = cfg.ecg_latent_strength
+    controls = control_effects(cfg, len(patients))
     morphs = [patient_morphology(rng_pat, strength * p.wall_thickness, strength * p.lv_size,
-                                 strength * p.valve_jet, p.af) for p in patients]
+                                 strength * p.valve_jet, p.af, c) for p, c in zip(patients, controls)]
     cine_rows = _echo_tree(cfg, rng_echo, patients, morphs, noise, out / "echo", workers)
 
     ecg_root = out / "ecg"

@@ -63,7 +63,7 @@ class Morphology:
     noise_mv: float = 0.012
 
 
-def _rotation(rng: np.random.Generator, sd_deg: float) -> np.ndarray:
+def random_rotation(rng: np.random.Generator, sd_deg: float) -> np.ndarray:
     """A small random rotation (per-patient electrical axis / heart position)."""
     ax, ay, az = np.radians(rng.normal(0.0, sd_deg, 3))
     rx = np.array([[1, 0, 0], [0, np.cos(ax), -np.sin(ax)], [0, np.sin(ax), np.cos(ax)]])
@@ -72,21 +72,51 @@ def _rotation(rng: np.random.Generator, sd_deg: float) -> np.ndarray:
     return rz @ ry @ rx
 
 
+@dataclass
+class ControlEffects:
+    """Optional changes to a patient's beat template (the positive-control world, ``eee_ray.positive_control``).
+
+    ``strain``: scale of the LVH strain pattern (T flattening and inversion); 1 is the default model, 0 removes it.
+    ``wall_qrs_widening``: relative QRS widening per unit of wall thickness (a voltage-free marker of the wall).
+    ``qrs_gain`` / ``t_gain``: per-patient factors on the QRS and T amplitudes (electrode placement, body habitus:
+    nuisance that makes the QRS voltage a weak marker). ``rotation``: an extra per-patient rotation of the heart
+    vector (axis nuisance).
+    """
+
+    strain: float = 1.0
+    wall_qrs_widening: float = 0.0
+    qrs_gain: float = 1.0
+    t_gain: float = 1.0
+    rotation: np.ndarray | None = None
+
+
 def patient_morphology(rng: np.random.Generator, wall_thickness: float, lv_size: float, valve_jet: float,
-                       af: bool) -> Morphology:
-    """Beat template of one patient: population variety (axis, voltage, intervals) plus weak latent effects."""
-    rot = _rotation(rng, 12.0)
+                       af: bool, control: ControlEffects | None = None) -> Morphology:
+    """Beat template of one patient: population variety (axis, voltage, intervals) plus weak latent effects.
+
+    ``control`` (None: the default model) changes the template without drawing from ``rng``, so the default
+    worlds stay the same."""
+    rot = random_rotation(rng, 12.0)
     volt = float(np.exp(rng.normal(0.0, 0.22))) * (1.0 - 0.06 * np.clip(lv_size, -2, 3))
     lvh = max(wall_thickness, -1.5)
     qrs_w = float(np.exp(rng.normal(0.0, 0.06))) * (1.0 + 0.10 * max(lv_size, -1.0))
+    strain_scale = 1.0
+    if control is not None:
+        if control.rotation is not None:
+            rot = control.rotation @ rot
+        volt *= control.qrs_gain
+        qrs_w *= max(1.0 + control.wall_qrs_widening * lvh, 0.5)
+        strain_scale = control.strain
     # left-axis drift with a dilated ventricle: rotate the QRS towards superior (about z)
     la = np.radians(-8.0 * np.clip(lv_size, -1, 3))
     rz = np.array([[np.cos(la), -np.sin(la), 0], [np.sin(la), np.cos(la), 0], [0, 0, 1]])
     qrs_rot = rot @ rz
     r_dir = qrs_rot @ _unit([0.55, 0.75, -0.15])
-    strain = 0.35 * max(lvh - 0.6, 0.0)
+    strain = 0.35 * max(lvh - 0.6, 0.0) * strain_scale
     t_dir = _unit(rot @ _unit([0.6, 0.6, 0.4]) - strain * r_dir)
-    t_amp = 0.38 * float(np.exp(rng.normal(0.0, 0.2))) * (1.0 - 0.25 * max(lvh - 0.6, 0.0))
+    t_amp = 0.38 * float(np.exp(rng.normal(0.0, 0.2))) * (1.0 - 0.25 * max(lvh - 0.6, 0.0) * strain_scale)
+    if control is not None:
+        t_amp *= control.t_gain
     jet = max(valve_jet, -1.0)
     waves = [
         Wave(qrs_rot @ _unit([-0.5, 0.2, 0.8]), 0.12 * volt, -0.030 * qrs_w, 0.008 * qrs_w),
