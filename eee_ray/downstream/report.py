@@ -45,13 +45,14 @@ def _model_name(model: str, strategy: str) -> str:
     return name
 
 
-def efficiency_markdown(eff: pd.DataFrame) -> list[str]:
-    """Macro AUROC per model (rows) and label fraction (columns), per lead configuration: mean over the label seeds
-    with the seeds' min-max, or the 95% bootstrap interval where one seed ran."""
+def efficiency_markdown(eff: pd.DataFrame, what: str = "macro ROC AUC") -> list[str]:
+    """Macro AUROC (or ``what`` the table holds) per model (rows) and label fraction (columns), per lead
+    configuration: mean over the label seeds with the seeds' min-max, or the 95% bootstrap interval where one seed
+    ran."""
     lines = []
     fractions = sorted(eff["label_fraction"].unique())
     for leads, part in eff.groupby("leads", sort=False):
-        lines += [f"### Label efficiency, {LEAD_DISPLAY.get(leads, leads)}: macro ROC AUC vs share of training "
+        lines += [f"### Label efficiency, {LEAD_DISPLAY.get(leads, leads)}: {what} vs share of training "
                   "patients", "", "| Model | " + " | ".join(f"{f:g}" for f in fractions) + " |",
                   "|---|" + "---|" * len(fractions)]
         for (model, strategy), rows in part.groupby(["model", "strategy"], sort=False):
@@ -112,10 +113,11 @@ def collect_results(out: Path, grid: list[dict]) -> tuple[pd.DataFrame, pd.DataF
 
 
 
-def pretraining_gain_line(efficiency: pd.DataFrame, leads: str = "II") -> str:
+def pretraining_gain_line(efficiency: pd.DataFrame, leads: str = "II", what: str = "macro AUROC") -> str:
     """One sentence on what the label-efficiency table shows: the pretrained EEE linear probe against its
     random-init control at the smallest and the largest label fraction, and whether the evidence is clear (the
-    mean 95% bootstrap intervals apart and every subset draw on the same side) or not."""
+    mean 95% bootstrap intervals apart and every subset draw on the same side) or not. ``what`` names the metric
+    the table's ``macro_auroc`` columns hold (e.g. one label's AUROC)."""
     e = efficiency[(efficiency["leads"] == leads) & (efficiency["strategy"] == "linear_probe")]
     pre, ctrl = e[e["model"] == "eee"].set_index("label_fraction"), e[e["model"] == "eee_random"].set_index(
         "label_fraction")
@@ -133,7 +135,7 @@ def pretraining_gain_line(efficiency: pd.DataFrame, leads: str = "II") -> str:
         verdict = "likely: every subset draw agrees, but the 95% bootstrap intervals overlap"
     else:
         verdict = "not established: the subset draws and the 95% bootstrap intervals overlap"
-    text = (f"With {lo:g} of the training labels the echo-pretrained EEE linear probe scores macro AUROC "
+    text = (f"With {lo:g} of the training labels the echo-pretrained EEE linear probe scores {what} "
             f"{p.macro_auroc_mean:.3f} against {c.macro_auroc_mean:.3f} for the same encoder at random init "
             f"({gap:+.3f}; {verdict})")
     if hi != lo:
@@ -143,6 +145,8 @@ def pretraining_gain_line(efficiency: pd.DataFrame, leads: str = "II") -> str:
                          & (efficiency["label_fraction"] == lo)]
     if len(scratch):
         best = scratch.loc[scratch["macro_auroc_mean"].idxmax()]
+        side = "below" if best.macro_auroc_mean < p.macro_auroc_mean else "above"
+        sure = "apart" if best.ci_high_mean < p.ci_low_mean or p.ci_high_mean < best.ci_low_mean else "overlapping"
         text += (f"; the best model trained from scratch ({DISPLAY.get(best.model, best.model)}) scores "
-                 f"{best.macro_auroc_mean:.3f} at {lo:g}")
+                 f"{best.macro_auroc_mean:.3f} at {lo:g}, {side} the probe (95% intervals {sure})")
     return text + "."

@@ -274,6 +274,13 @@ def control_effects(cfg: SynthConfig, n: int) -> list[ControlEffects | None]:
     return out
 
 
+def patient_morphologies(cfg: SynthConfig, rng: np.random.Generator, patients: list[Patient]) -> list[Morphology]:
+    """Each patient's beat template: the latents scaled by ``ecg_latent_strength``, plus the control effects."""
+    strength = cfg.ecg_latent_strength
+    return [patient_morphology(rng, strength * p.wall_thickness, strength * p.lv_size, strength * p.valve_jet, p.af,
+                               c) for p, c in zip(patients, control_effects(cfg, len(patients)))]
+
+
 def generate(out: str | Path, cfg: SynthConfig, overwrite: bool = False, workers: int | None = None) -> Path:
     """Write the synthetic data set under ``out`` (echo/, ecg/, truth/) and return ``out``.
 
@@ -290,10 +297,7 @@ def generate(out: str | Path, cfg: SynthConfig, overwrite: bool = False, workers
 
     subject_ids = _unique_ids(rng_pat, cfg.n_ecg_patients, 10_000_000)
     patients = make_patients(rng_pat, subject_ids, cfg.patients)
-    strength = cfg.ecg_latent_strength
-    controls = control_effects(cfg, len(patients))
-    morphs = [patient_morphology(rng_pat, strength * p.wall_thickness, strength * p.lv_size,
-                                 strength * p.valve_jet, p.af, c) for p, c in zip(patients, controls)]
+    morphs = patient_morphologies(cfg, rng_pat, patients)
     cine_rows = _echo_tree(cfg, rng_echo, patients, morphs, noise, out / "echo", workers)
 
     ecg_root = out / "ecg"
