@@ -130,3 +130,22 @@ def test_pretraining_gain_on_the_control_world_and_none_with_shuffled_pairs():
     gain, null, auroc = control_gains(0)
     assert gain >= 0.0, auroc
     assert abs(null) <= 1.0, auroc
+
+
+def test_control_fields_leave_the_default_world_and_the_other_draws_unchanged():
+    """The positive-control fields draw from their own stream: at their defaults no patient's template changes, and
+    when set they change the templates but not one draw of the shared patient stream (so echo, labels and folds
+    stay those of the same seed)."""
+    from eee_ray.synth.generate import control_effects
+
+    default, control = SynthConfig(seed=3), SynthConfig(**pc.world(3, patients=20, ecg_patients=40)["synth"])
+    assert control_effects(default, 40) == [None] * 40
+    states, morphs = [], []
+    for cfg in (default, control):
+        rng = np.random.default_rng(3)
+        patients = make_patients(rng, list(range(40)), 20)
+        morphs.append(patient_morphologies(cfg, rng, patients))
+        states.append(rng.random())
+    assert states[0] == states[1]
+    assert [m.heart_rate for m in morphs[0]] == [m.heart_rate for m in morphs[1]]
+    assert any(a.waves[1].amplitude != b.waves[1].amplitude for a, b in zip(*morphs))

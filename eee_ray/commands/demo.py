@@ -14,9 +14,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                                     "lives here (default eee_workdir)")
     p.add_argument("--workdir", dest="output", action=DeprecatedAlias, replacement="--output", help=argparse.SUPPRESS)
     p.add_argument("--world", choices=["control", "smoke"],
-                   help="smoke (default): the small world that checks every stage runs (about 6 minutes on 2 cores); "
-                        "control: the positive-control world with a label-efficiency plot (much longer: see "
-                        "docs/downstream.md)")
+                   help="control (default): the positive-control world, where echo pretraining can help, with a "
+                        "label-efficiency table and plot (docs/downstream.md); smoke: the small world that only "
+                        "checks every stage runs")
     p.add_argument("--patients", type=int, help="synthetic patients with echo (default: the world's default)")
     p.add_argument("--seed", type=int, help="seed of the synthetic data set (default 0)")
     p.add_argument("--pretrain-epochs", dest="pretrain_epochs", type=int,
