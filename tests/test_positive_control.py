@@ -125,11 +125,13 @@ def control_gains(seed=0):
 
 @pytest.mark.slow
 def test_pretraining_gain_on_the_control_world_and_none_with_shuffled_pairs():
-    """Bounds from seeds 0-5 (measured spread in docs/results.md): true pairs gain +0.00..+0.00, shuffled pairs
-    -0.00..+0.00."""
+    """Measured over world seeds 0-5 (this file's settings, 3 subset draws of 4 % = 8 of the 200 training patients each): the linear
+    probe on the true-pairs encoder gains +0.26..+0.36 AUROC over random init (0.47-0.61 -> 0.73-0.93); on the
+    shuffled-pairs encoder -0.06..+0.12 (what pretraining on ECGs alone gives), always at least 0.19 below the
+    true pairs. Bounds: gain >= 0.15, shuffled gain <= 0.2 and at least 0.1 below the true pairs' gain."""
     gain, null, auroc = control_gains(0)
-    assert gain >= 0.0, auroc
-    assert abs(null) <= 1.0, auroc
+    assert gain >= 0.15, auroc
+    assert null <= 0.2 and gain - null >= 0.1, auroc
 
 
 def test_control_fields_leave_the_default_world_and_the_other_draws_unchanged():
