@@ -322,8 +322,8 @@ def full_label_trials(trials: list[Trial]) -> list[Trial]:
     return [t for t in at_top if t.label_seed == seed]
 
 
-def plot_label_efficiency(results: pd.DataFrame, path: Path) -> None:
-    """Macro AUROC against the share of labelled training patients (log axis), one panel per lead configuration,
+def plot_label_efficiency(results: pd.DataFrame, path: Path, ylabel: str = "macro ROC AUC (test set)") -> None:
+    """Macro AUROC (or what ``ylabel`` names, held in ``macro_auroc``) against the share of labelled training patients (log axis), one panel per lead configuration,
     one colour per model (and strategy): each seed's point with its 95% bootstrap interval, a line through the mean
     over seeds and a band over the seeds' min-max."""
     import matplotlib.pyplot as plt
@@ -361,7 +361,7 @@ def plot_label_efficiency(results: pd.DataFrame, path: Path) -> None:
         ax.minorticks_off()
         ax.set(xlabel="share of training patients with labels", title=LEAD_TITLES.get(lead, lead))
         if j == 0:
-            ax.set_ylabel("macro ROC AUC (test set)")
+            ax.set_ylabel(ylabel)
     handles, labels = axes[0][0].get_legend_handles_labels()
     for ax in axes[0][1:]:
         for h, lab in zip(*ax.get_legend_handles_labels()):

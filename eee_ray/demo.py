@@ -170,7 +170,14 @@ def run_demo(cfg: DemoConfig) -> Path:
         from eee_ray.downstream.report import efficiency_markdown, label_efficiency, pretraining_gain_line
 
         what = f"{pc.HEADLINE_LABEL} AUROC"
-        eff = label_efficiency(pc.label_results(bench_dir))
+        headline = pc.label_results(bench_dir)
+        eff = label_efficiency(headline)
+        if headline["label_fraction"].nunique() > 1:
+            from eee_ray.analyze import plot_label_efficiency
+
+            png = analysis_dir / f"label_efficiency_{pc.HEADLINE_LABEL}.png"
+            plot_label_efficiency(headline, png, ylabel=f"{what} (test set)")
+            print(f"plot:    {png}")
         print("\n" + "\n".join(efficiency_markdown(eff, what)))
         print(pretraining_gain_line(eff, what=what))
     print(f"MLflow:  {mlflow_ui_command(tracking_uri(work))}   (then open {mlflow_ui_url()})")
