@@ -57,7 +57,8 @@ def benchmark(fractions: list[float] | None = None, label_seeds: int = 3, epochs
     """BenchmarkConfig fields (besides data, output, pretrained)."""
     fields = dict(dataset="synthetic", labels="echo-measurements", preset="tiny", leads=["II"],
                   models=["eee", "eee_random", "xresnet1d50"], label_fractions=list(fractions or FRACTIONS),
-                  label_seeds=label_seeds, epochs=epochs, min_steps=150, crops_per_record=4, n_bootstrap=500)
+                  label_seeds=label_seeds, epochs=epochs, min_steps=150, crops_per_record=4, n_bootstrap=500,
+                  probe_head_init="zero")
     return {**fields, **overrides}
 
 

@@ -31,6 +31,10 @@ class BenchmarkConfig:
     min_steps: int = 0  # a trial makes at least this many optimiser steps (more epochs on a small label subset)
     batch_size: int = 64
     lr: float = 1e-3
+    # Head of a linear probe at the start: "default" (PyTorch's random init) or "zero". A random head on frozen
+    # features is a random projection that ~150 steps at lr 1e-3 barely move, so its AUROC hardly depends on the
+    # labels; a zero head starts neutral and points where the labels pull it.
+    probe_head_init: str = "default"
     weight_decay: float = 1e-2
     crops_per_record: int = 4  # random training crops drawn from each record per epoch
     labels: str = "icd"  # icd (diagnosis codes -> CCSR) | echo-measurements (MIMIC / synthetic)
@@ -68,6 +72,8 @@ class BenchmarkConfig:
         storage.check_dir(self.data, "--data")
         storage.check_bucket(self.output, "--output")
         storage.check_local(self.prepared, "--prepared", "the trials memory-map its shards")
+        if self.probe_head_init not in ("default", "zero"):
+            raise UserError(f"probe_head_init must be default or zero, not {self.probe_head_init!r}")
         if self.dataset not in ("mimic", "ptbxl", "synthetic"):
             raise UserError(f"--dataset must be mimic, ptbxl or synthetic, not {self.dataset!r}")
         if self.labels not in ("icd", "echo-measurements"):

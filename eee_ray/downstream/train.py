@@ -28,7 +28,13 @@ def _build(combo: dict[str, str], n_leads: int, n_classes: int, cfg: BenchmarkCo
         kwargs["strategy"] = combo["strategy"]
         if cfg.pretrained:
             kwargs["pretrained"] = cfg.pretrained
-    return build_model(combo["model"], n_leads, n_classes, preset=cfg.preset, **kwargs)
+    model = build_model(combo["model"], n_leads, n_classes, preset=cfg.preset, **kwargs)
+    if combo["strategy"] == "linear_probe" and cfg.probe_head_init == "zero":
+        import torch
+
+        torch.nn.init.zeros_(model.head.weight)
+        torch.nn.init.zeros_(model.head.bias)
+    return model
 
 
 def _bce(y: np.ndarray, p: np.ndarray) -> float:
