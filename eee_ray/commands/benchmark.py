@@ -57,6 +57,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "label-stratified, seeded subsets; validation and test stay whole (default 1.0)")
     p.add_argument("--label-seeds", dest="label_seeds", type=int,
                    help="subsets drawn per fraction below 1, for the spread over draws (default 1)")
+    p.add_argument("--probe-head-init", dest="probe_head_init", choices=["default", "zero"],
+                   help="the linear probe's head at the start: default (random) or zero (starts neutral, so its "
+                        "AUROC follows the labels even in a few hundred steps)")
     p.add_argument("--min-steps", dest="min_steps", type=int,
                    help="at least this many optimiser steps per trial: a small label subset trains for more "
                         "epochs (default 0: --epochs only)")
