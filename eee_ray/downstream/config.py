@@ -31,9 +31,9 @@ class BenchmarkConfig:
     min_steps: int = 0  # a trial makes at least this many optimiser steps (more epochs on a small label subset)
     batch_size: int = 64
     lr: float = 1e-3
-    # Head of a linear probe at the start: "default" (PyTorch's random init) or "zero". A random head on frozen
-    # features is a random projection that ~150 steps at lr 1e-3 barely move, so its AUROC hardly depends on the
-    # labels; a zero head starts neutral and points where the labels pull it.
+    # Head of a linear probe at the start: "default" (PyTorch's random init) or "zero" (zero weights, biases at the
+    # labels' training log-odds). A random head on frozen features is a random projection that ~150 steps at lr 1e-3
+    # barely move, so its AUROC hardly depends on the labels; a zero head points where the labels pull it.
     probe_head_init: str = "default"
     weight_decay: float = 1e-2
     crops_per_record: int = 4  # random training crops drawn from each record per epoch

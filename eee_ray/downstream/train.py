@@ -28,13 +28,19 @@ def _build(combo: dict[str, str], n_leads: int, n_classes: int, cfg: BenchmarkCo
         kwargs["strategy"] = combo["strategy"]
         if cfg.pretrained:
             kwargs["pretrained"] = cfg.pretrained
-    model = build_model(combo["model"], n_leads, n_classes, preset=cfg.preset, **kwargs)
-    if combo["strategy"] == "linear_probe" and cfg.probe_head_init == "zero":
-        import torch
+    return build_model(combo["model"], n_leads, n_classes, preset=cfg.preset, **kwargs)
 
-        torch.nn.init.zeros_(model.head.weight)
-        torch.nn.init.zeros_(model.head.bias)
-    return model
+
+def _neutral_head(model, y_tr: np.ndarray) -> None:
+    """Zero weights and each bias at the log-odds of its label's training prevalence: the first steps then move the
+    weights along the difference of the class means of the features (a nearest-centroid direction), not along the
+    features' common offset, which is where a zero-bias head's first gradient points with rare labels."""
+    import torch
+
+    prev = np.clip(y_tr.mean(0) if len(y_tr) else np.full(y_tr.shape[1], 0.5), 1e-3, 1 - 1e-3)
+    with torch.no_grad():
+        model.head.weight.zero_()
+        model.head.bias.copy_(torch.as_tensor(np.log(prev / (1 - prev)), dtype=model.head.bias.dtype))
 
 
 def _bce(y: np.ndarray, p: np.ndarray) -> float:
@@ -64,6 +70,8 @@ def _fit(model, data: ECGDataset | PreparedData, leads: list[str], cfg: Benchmar
     x_va, y_va, _ = data.part("val", leads)
     if not len(x_tr):
         raise UserError("the training split is empty")
+    if getattr(model, "frozen", False) and cfg.probe_head_init == "zero":
+        _neutral_head(model, y_tr)
     rng = np.random.default_rng(cfg.seed)
     opt = torch.optim.AdamW(param_groups(model, cfg.lr, cfg.weight_decay))
     crops = cfg.crops_per_record if model.window < x_tr.shape[-1] else 1  # a whole-record window has one crop
