@@ -1,17 +1,19 @@
 """The positive and negative control of the downstream evidence: a synthetic world in which echo pretraining can
 help, the pretraining recipe that learns it, and the benchmark that measures it.
 
-World: 160 patients have one echo study of four cines (pretraining), the ECG tree holds them plus ECG-only patients
+World: 320 patients have one echo study of two cines (pretraining), the ECG tree holds them plus ECG-only patients
 (the benchmark), and the labels are the echo-measurement findings of the nearest TTE. The ECG carries the wall
 thickness in a way that is real but hard to learn from a few labels: the wall widens the QRS (``WALL_QRS_WIDENING``
 per SD), its voltage effect is small (``ecg_latent_strength`` 1) and buried in per-patient QRS and T amplitude
 factors and axis rotations (electrode placement, habitus), and there is no strain pattern (no T inversion, which a
 convolutional network picks up from one or two positive patients). Pretraining over the paired patients, whose echo
-shows the wall directly, can find the QRS width among the nuisance; a few labelled patients cannot. Recipe: the locked echo tower with standardised features,
-study-level [CLS] positives, [CLS] terms only, plain InfoNCE (the recipe with which the ECG [CLS] learns wall
-thickness, docs/pretraining.md). The negative control is the same run with ``shuffle_pairs``: each clip's ECG comes
-from another patient. Benchmark: lead II (the lead pretraining saw), the pretrained encoder as linear probe and
-fine-tuned, its random-init control in both strategies, and XResNet1D50 from scratch, at several label fractions.
+shows the wall directly, can find the QRS width among the nuisance; a few labelled patients can hardly.
+
+Recipe: the locked echo tower with standardised features, study-level [CLS] positives, [CLS] terms only, plain
+InfoNCE (the recipe with which the ECG [CLS] learns wall thickness, docs/pretraining.md). The negative control is
+the same run with ``shuffle_pairs``: each clip's ECG comes from another patient. Benchmark: lead II (the lead
+pretraining saw), the pretrained encoder as linear probe (zero-started head) and fine-tuned, its random-init control
+in both strategies, and XResNet1D50 from scratch, at several label fractions; the headline is ``HEADLINE_LABEL``.
 """
 
 from __future__ import annotations
