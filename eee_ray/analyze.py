@@ -323,9 +323,9 @@ def full_label_trials(trials: list[Trial]) -> list[Trial]:
 
 
 def plot_label_efficiency(results: pd.DataFrame, path: Path, ylabel: str = "macro ROC AUC (test set)") -> None:
-    """Macro AUROC (or what ``ylabel`` names, held in ``macro_auroc``) against the share of labelled training patients (log axis), one panel per lead configuration,
-    one colour per model (and strategy): each seed's point with its 95% bootstrap interval, a line through the mean
-    over seeds and a band over the seeds' min-max."""
+    """Macro AUROC (or what ``ylabel`` names, held in ``macro_auroc``) against the share of labelled training
+    patients (log axis), one panel per lead configuration, one colour per model (and strategy): each seed's point
+    with its 95% bootstrap interval, a line through the mean over seeds and a band over the seeds' min-max."""
     import matplotlib.pyplot as plt
 
     res = results.copy()

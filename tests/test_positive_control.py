@@ -29,7 +29,8 @@ from eee_ray.synth.measurements import study_values
 from eee_ray.synth.physiology import LEAD_NAMES, ecg_leads
 
 ECHO_PATIENTS, ECG_PATIENTS = 120, 420  # pretraining pairs; labelled-world patients (the echo ones among them)
-CLIPS, CLIP_S, RECORD_S, CROP = 4, 3.3, 5.0, 250  # clips per echo patient and their length, downstream record (s); crop (samples)
+# clips per echo patient, their length and the downstream record's (s); training crop (samples)
+CLIPS, CLIP_S, RECORD_S, CROP = 4, 3.3, 5.0, 250
 FRACTION, DRAWS = 0.04, 3               # labelled share of the training patients; subset draws averaged
 ECHO_FIELDS = ("IVSd", "LVPWd", "LVIDd", "LVEF", "Mitral regurgitation")
 WALL_CM = 1.2  # below the benchmark's 1.3 cm so that the miniature's test set holds enough positive patients
@@ -125,10 +126,11 @@ def control_gains(seed=0):
 
 @pytest.mark.slow
 def test_pretraining_gain_on_the_control_world_and_none_with_shuffled_pairs():
-    """Measured over world seeds 0-5 (this file's settings, 3 subset draws of 4 % = 8 of the 200 training patients each): the linear
-    probe on the true-pairs encoder gains +0.26..+0.36 AUROC over random init (0.47-0.61 -> 0.73-0.93); on the
-    shuffled-pairs encoder -0.06..+0.12 (what pretraining on ECGs alone gives), always at least 0.19 below the
-    true pairs. Bounds: gain >= 0.15, shuffled gain <= 0.2 and at least 0.1 below the true pairs' gain."""
+    """Measured over world seeds 0-5 (this file's settings, 3 subset draws of 4 % = 8 of the 200 training patients
+    each): the linear probe on the true-pairs encoder gains +0.26..+0.36 AUROC over random init (0.47-0.61 ->
+    0.73-0.93); on the shuffled-pairs encoder -0.06..+0.12 (what pretraining on ECGs alone gives), always at least
+    0.19 below the true pairs. Bounds: gain >= 0.15, shuffled gain <= 0.2 and at least 0.1 below the true pairs'
+    gain."""
     gain, null, auroc = control_gains(0)
     assert gain >= 0.15, auroc
     assert null <= 0.2 and gain - null >= 0.1, auroc
