@@ -117,17 +117,30 @@ def hsv_mask(strip_rgb: np.ndarray, lower, upper) -> np.ndarray:
     return cv2.inRange(hsv, np.array(lower, np.uint8), np.array(upper, np.uint8)) & 1  # 255 -> 1
 
 
-def grow(strict: np.ndarray, loose: np.ndarray) -> np.ndarray:
+def _lookup(labels: np.ndarray, keep: np.ndarray) -> np.ndarray:
+    """``keep[labels]`` (uint8 per label): a table lookup over a label image, ten times faster than numpy's
+    indexing while the labels fit in a byte (the usual case: a strip holds few components)."""
+    if keep.size <= 256:
+        lut = np.zeros(256, np.uint8)
+        lut[:keep.size] = keep
+        return cv2.LUT(labels.astype(np.uint8), lut)
+    return np.take(keep, labels)
+
+
+def grow(strict: np.ndarray, loose: np.ndarray, strict_idx: np.ndarray | None = None) -> np.ndarray:
     """Hysteresis: the strict pixels plus every loose pixel 8-connected to one through loose pixels, so a stretch
-    of a thin stroke that dimmed out of the strict window comes back whole when any of its pixels stayed inside."""
+    of a thin stroke that dimmed out of the strict window comes back whole when any of its pixels stayed inside.
+    ``strict_idx``: the strict pixels' flat indices, when the caller has them (saves a pass over the strip)."""
     loose = loose | strict
     h, w = loose.shape
     ltype = cv2.CV_16U if -(-h // 2) * -(-w // 2) < 2 ** 16 else cv2.CV_32S  # as in trace_chain
     n, labels = cv2.connectedComponents(loose, connectivity=8, ltype=ltype)
     keep = np.zeros(n, np.uint8)
-    keep[labels[strict.view(bool)]] = 1
+    keep[labels.reshape(-1)[strict_idx] if strict_idx is not None else labels[strict.view(bool)]] = 1
     keep[0] = 0
-    return keep[labels]
+    if keep[1:].all():  # every component holds a seed: all of ``loose`` stays
+        return loose
+    return _lookup(labels, keep)
 
 
 def _in_window(hsv: np.ndarray, h_lo: int, h_hi: int, s_lo: int, v_lo: int, v_hi: int, s_hi: int = 255) -> np.ndarray:
@@ -146,50 +159,92 @@ def _in_window(hsv: np.ndarray, h_lo: int, h_hi: int, s_lo: int, v_lo: int, v_hi
     return out & 1
 
 
-def pair_sums(strip_rgb: np.ndarray) -> list[np.ndarray]:
+def _windows(hsv: np.ndarray, windows: list[tuple]) -> tuple[np.ndarray, list[np.ndarray]]:
+    """Several HSV windows (``_in_window`` arguments) at once: the flat indices of the pixels inside the smallest
+    window that holds them all, and per window a 0/1 flag for each of those pixels. The lit pixels are a few
+    percent of a strip, so one pass over the strip replaces one per window."""
+    union = (min(w[0] for w in windows), max(w[1] for w in windows), min(w[2] for w in windows),
+             min(w[3] for w in windows), max(w[4] for w in windows), max(w[5] if len(w) > 5 else 255 for w in windows))
+    idx = np.flatnonzero(_in_window(hsv, *union))
+    if idx.size == 0:
+        return idx, [np.zeros(0, np.uint8) for _ in windows]
+    px = hsv.reshape(-1, 3)[idx][:, None]  # (N, 1, 3): OpenCV's colour ops are per pixel, so the flags are exact
+    return idx, [_in_window(px, *w).reshape(-1) for w in windows]
+
+
+def pair_sums(strip_rgb: np.ndarray, idx: np.ndarray | None = None) -> list[np.ndarray]:
     """HSV of each pixel plus its lower and its right neighbour (saturating): where an anti-aliased 1-px stroke
-    splits its colour over two pixels, their sum shows the colour it was drawn in."""
+    splits its colour over two pixels, their sum shows the colour it was drawn in. With ``idx`` (flat pixel
+    indices) only those pixels' sums, as (N, 1, 3); the last row's (column's) pairs are black, as on the strip."""
+    h, w = strip_rgb.shape[:2]
+    if idx is None:
+        out = []
+        for a, b in ((strip_rgb[:-1], strip_rgb[1:]), (strip_rgb[:, :-1], strip_rgb[:, 1:])):
+            pair = np.zeros_like(strip_rgb)
+            s = cv2.add(a, b)  # saturating uint8 sum
+            pair[:s.shape[0], :s.shape[1]] = s
+            out.append(cv2.cvtColor(pair, cv2.COLOR_RGB2HSV))
+        return out
+    flat = strip_rgb.reshape(-1, 3)
     out = []
-    for a, b in ((strip_rgb[:-1], strip_rgb[1:]), (strip_rgb[:, :-1], strip_rgb[:, 1:])):
-        pair = np.zeros_like(strip_rgb)
-        s = cv2.add(a, b)  # saturating uint8 sum
-        pair[:s.shape[0], :s.shape[1]] = s
-        out.append(cv2.cvtColor(pair, cv2.COLOR_RGB2HSV))
+    for valid, step in ((idx < (h - 1) * w, w), (idx % w < w - 1, 1)):
+        s = cv2.add(flat[idx][:, None], flat[np.where(valid, idx + step, idx)][:, None])
+        s[~valid] = 0
+        out.append(cv2.cvtColor(s, cv2.COLOR_RGB2HSV))
     return out
 
 
 def paper_mask(hsv: np.ndarray, cfg: TraceConfig, strip_rgb: np.ndarray | None = None) -> np.ndarray:
     """The paper's window, grown by hysteresis into the looser one. With ``strip_rgb`` the strict seeds include
-    the pixel pairs whose summed colour lies in the window (both pixels of the pair), for 1-px strokes."""
+    the pixel pairs whose summed colour lies in the window (both pixels of the pair), for 1-px strokes. Computed on
+    the pixels of the widest window only (identical to whole-strip masks, at a fraction of the cost)."""
     lo, hi = cfg.hsv_lower, cfg.hsv_upper
-    strict = _in_window(hsv, lo[0], hi[0], lo[1], lo[2], hi[2], hi[1])
-    loose = _in_window(hsv, lo[0] - cfg.loose_hue_margin, hi[0] + cfg.loose_hue_margin,
-                       min(lo[1], cfg.loose_min_saturation), min(lo[2], cfg.loose_min_value),
-                       min(255, hi[2] + cfg.loose_value_above))
-    if cfg.loose_min_chroma > 0:
-        faint = _in_window(hsv, lo[0] - cfg.loose_hue_margin, hi[0] + cfg.loose_hue_margin, 1,
-                           min(lo[2], cfg.loose_min_value), min(255, hi[2] + cfg.loose_value_above))
-        chroma_ok = hsv[..., 1].astype(np.uint16) * hsv[..., 2] >= cfg.loose_min_chroma * 255
-        loose |= faint & chroma_ok
-    if strip_rgb is not None and cfg.pair_seeds:
-        for k, ph in enumerate(pair_sums(strip_rgb)):
-            seed = _in_window(ph, lo[0], hi[0], lo[1], lo[2], hi[2], hi[1]) & loose
-            if k == 0:
-                seed[1:] |= seed[:-1]
-            else:
-                seed[:, 1:] |= seed[:, :-1]
-            strict |= seed & loose
-    return grow(strict, loose)
+    h, w = hsv.shape[:2]
+    strict_w = (lo[0], hi[0], lo[1], lo[2], hi[2], hi[1])
+    loose_w = (lo[0] - cfg.loose_hue_margin, hi[0] + cfg.loose_hue_margin, min(lo[1], cfg.loose_min_saturation),
+               min(lo[2], cfg.loose_min_value), min(255, hi[2] + cfg.loose_value_above))
+    faint_w = (lo[0] - cfg.loose_hue_margin, hi[0] + cfg.loose_hue_margin, 1, min(lo[2], cfg.loose_min_value),
+               min(255, hi[2] + cfg.loose_value_above))
+    chroma = cfg.loose_min_chroma > 0
+    idx, flags = _windows(hsv, [strict_w, loose_w] + ([faint_w] if chroma else []))
+    strict_f, loose_f = flags[0].view(bool), flags[1].view(bool)
+    if chroma:
+        sv = hsv.reshape(-1, 3)[idx]
+        chroma_ok = sv[:, 1].astype(np.uint16) * sv[:, 2] >= cfg.loose_min_chroma * 255
+        loose_f = loose_f | (flags[2].view(bool) & chroma_ok)
+    loose = np.zeros(h * w, np.uint8)
+    loose_idx = idx[loose_f]
+    loose[loose_idx] = 1
+    strict_idx = idx[strict_f]
+    if strip_rgb is not None and cfg.pair_seeds and loose_idx.size:
+        # a pair seeds where its first pixel is loose (the pair's sum in the strict window); both its pixels count
+        # when loose
+        marks = [strict_idx]
+        for ph, step, valid in zip(pair_sums(strip_rgb, loose_idx), (w, 1),
+                                   (loose_idx < (h - 1) * w, loose_idx % w < w - 1)):
+            seed = _in_window(ph, *strict_w).reshape(-1).view(bool)
+            first = loose_idx[seed]
+            second = first[valid[seed]] + step
+            marks += [first, second[loose[second].view(bool)]]
+        strict_idx = np.concatenate(marks)  # repeats are harmless
+    strict = np.zeros(h * w, np.uint8)
+    strict[strict_idx] = 1
+    return grow(strict.reshape(h, w), loose.reshape(h, w), strict_idx)
 
 
 def hue_mask(hsv: np.ndarray, hue: int, cfg: TraceConfig) -> np.ndarray:
     """Auto mode's window around ``hue``, grown by hysteresis like the paper's."""
     hw = cfg.auto_hue_halfwidth
-    strict = _in_window(hsv, hue - hw, hue + hw, cfg.auto_min_saturation, cfg.auto_min_value, 255)
-    loose = _in_window(hsv, hue - hw - cfg.loose_hue_margin, hue + hw + cfg.loose_hue_margin,
-                       min(cfg.auto_min_saturation, cfg.loose_min_saturation),
-                       min(cfg.auto_min_value, cfg.loose_min_value), 255)
-    return grow(strict, loose)
+    h, w = hsv.shape[:2]
+    idx, (strict_f, loose_f) = _windows(hsv, [
+        (hue - hw, hue + hw, cfg.auto_min_saturation, cfg.auto_min_value, 255),
+        (hue - hw - cfg.loose_hue_margin, hue + hw + cfg.loose_hue_margin,
+         min(cfg.auto_min_saturation, cfg.loose_min_saturation), min(cfg.auto_min_value, cfg.loose_min_value), 255)])
+    strict, loose = np.zeros(h * w, np.uint8), np.zeros(h * w, np.uint8)
+    strict_idx = idx[strict_f.view(bool)]
+    strict[strict_idx] = 1
+    loose[idx[loose_f.view(bool)]] = 1
+    return grow(strict.reshape(h, w), loose.reshape(h, w), strict_idx)
 
 
 def hue_peaks(hsv: np.ndarray, cfg: TraceConfig) -> list[int]:
@@ -238,19 +293,24 @@ def plausibility(trace: np.ndarray, traced: np.ndarray, run_tolerance_cols: int 
     pixels over sqrt(1 + slope^2), the slope being the trace's vertical travel to its neighbours: the width across
     the stroke, so a steep QRS flank drawn with a thick pen counts as thin as it is drawn, and a blob (Doppler
     colour) as thick as it is."""
-    sub = np.ascontiguousarray(trace[:, traced])
-    if sub.shape[1] == 0:
+    cols = np.flatnonzero(traced)
+    if cols.size == 0:
         return 0.0, 0.0
-    f = sub.astype(np.float32)
-    n = f.sum(axis=0)
-    centre = (np.arange(sub.shape[0], dtype=np.float32) @ f) / np.maximum(n, 1)
+    # on the traced columns' span, then the traced columns picked out: per-column sums and vertical morphology
+    # are column by column, the span's untraced columns are empty (the same values as on the picked columns alone)
+    a, b = int(cols[0]), int(cols[-1]) + 1
+    span = trace[:, a:b]
+    pick = traced[a:b]
+    f = span.astype(np.float32)
+    n = f.sum(axis=0)[pick]
+    centre = (np.arange(span.shape[0], dtype=np.float32) @ f)[pick] / np.maximum(n, 1)  # integer sums: exact
     step = np.abs(np.diff(centre))
     travel = np.maximum(np.concatenate([[0.0], step]), np.concatenate([step, [0.0]]))
     thick = float(np.median(n / np.sqrt(1.0 + travel ** 2)))  # across the stroke, not down the column
     k = 2 * run_tolerance_cols + 1
-    wide = np.ascontiguousarray(cv2.dilate(trace, np.ones((1, k), np.uint8))[:, traced]) if k > 1 else sub
+    wide = cv2.dilate(span, np.ones((1, k), np.uint8)) if k > 1 else span  # outside the span: untraced, empty
     closed = cv2.morphologyEx(wide, cv2.MORPH_CLOSE, np.ones((3, 1), np.uint8))  # 1-2 px holes split no run
-    starts = (closed[1:] > closed[:-1]).sum(axis=0) + closed[0]
+    starts = ((closed[1:] > closed[:-1]).sum(axis=0) + closed[0])[pick]
     return thick, float((starts > 1).mean())
 
 
@@ -284,16 +344,19 @@ def trace_chain(mask: np.ndarray, cfg: TraceConfig) -> np.ndarray:
     # 16-bit labels are about 3x faster; they suffice while even a checkerboard of dots cannot overflow them
     ltype = cv2.CV_16U if -(-h // 2) * -(-w // 2) < 2 ** 16 else cv2.CV_32S
     n, labels, stats, _ = cv2.connectedComponentsWithStats(joined, connectivity=8, ltype=ltype)
-    order = sorted(range(1, n), key=lambda c: -int(stats[c, cv2.CC_STAT_AREA]))
+    order = np.argsort(-stats[1:, cv2.CC_STAT_AREA], kind="stable") + 1  # largest first, ties in label order
+    lefts, widths = stats[:, cv2.CC_STAT_LEFT].tolist(), stats[:, cv2.CC_STAT_WIDTH].tolist()
     taken: list[tuple[int, int]] = []
-    keep = np.zeros(n, bool)
-    for c in order:
-        a = int(stats[c, cv2.CC_STAT_LEFT])
-        b = a + int(stats[c, cv2.CC_STAT_WIDTH]) - 1
+    keep = np.zeros(n, np.uint8)
+    for c in order.tolist():
+        a = lefts[c]
+        b = a + widths[c] - 1
         if all(min(b, d) - max(a, c0) + 1 <= cfg.chain_overlap_px for c0, d in taken):
             taken.append((a, b))
-            keep[c] = True
-    return keep.view(np.uint8)[labels] & mask  # only the originally lit pixels of kept components
+            keep[c] = 1
+    if keep[1:].all():  # every component kept: every lit pixel is the trace's
+        return mask.copy()
+    return _lookup(labels, keep) & mask  # only the originally lit pixels of kept components
 
 
 def _runs(flags: np.ndarray) -> int:
@@ -312,12 +375,18 @@ def _segments(untraced: np.ndarray, max_gap: int) -> int:
 def _max_jump(trace: np.ndarray, cols: np.ndarray, hidden: np.ndarray | None = None) -> int:
     """Largest vertical break between consecutive traced columns, per column of distance (small gaps included).
     Pairs with a ``hidden`` column (a cursor line) between them are skipped: what the cursor covers is unknown."""
+    if cols.size < 2:
+        return 0
     h = trace.shape[0]
-    lit = trace[:, cols]  # every column in cols holds at least one lit pixel
-    top = lit.argmax(axis=0)
-    bot = h - 1 - lit[::-1].argmax(axis=0)
+    # first and last lit row of every column in cols (each holds at least one lit pixel), from the span of cols:
+    # the largest (h - row) and (row + 1) over a column's lit pixels
+    span = trace[:, cols[0]:cols[-1] + 1]
+    dtype = np.uint8 if h <= 255 else np.int32
+    top_w = np.arange(h, 0, -1, dtype=dtype)[:, None]
+    top = h - (span * top_w).max(axis=0)[cols - cols[0]].astype(np.int64)
+    bot = (span * (top_w[::-1])).max(axis=0)[cols - cols[0]].astype(np.int64) - 1
     gap = (np.maximum(top[1:] - bot[:-1], top[:-1] - bot[1:]) - 1) / np.maximum(np.diff(cols), 1)
-    if hidden is not None and cols.size > 1:
+    if hidden is not None:
         n_hidden = np.concatenate([[0], np.cumsum(hidden)])
         gap = gap[n_hidden[cols[1:]] - n_hidden[cols[:-1] + 1] == 0]
     return int(np.ceil(max(gap.max(initial=0), 0)))
