@@ -354,8 +354,8 @@ def trace_chain(mask: np.ndarray, cfg: TraceConfig) -> np.ndarray:
         if all(min(b, d) - max(a, c0) + 1 <= cfg.chain_overlap_px for c0, d in taken):
             taken.append((a, b))
             keep[c] = 1
-    if keep[1:].all():  # every component kept: every lit pixel is the trace's
-        return mask.copy()
+    if keep[1:].all():  # every component kept: every lit pixel is the trace's (the mask itself, never changed after)
+        return mask
     return _lookup(labels, keep) & mask  # only the originally lit pixels of kept components
 
 
@@ -437,7 +437,8 @@ def check_trace(mask: np.ndarray, cfg: TraceConfig, mode: str, strip_rgb: np.nda
     cols = np.flatnonzero(traced)
     x0, x1 = int(cols[0]), int(cols[-1])
     extent = x1 - x0 + 1
-    lit = int(mask.sum())
+    lit = cv2.countNonZero(mask)  # 0/1 masks
+    n_trace = cv2.countNonZero(trace)
     m = cfg.edge_margin_px
     edge_cols = int((trace[:m].any(axis=0) | trace[h - m:].any(axis=0)).sum()) if m > 0 else 0
     inside = ~traced[x0:x1 + 1] & ~cursor[x0:x1 + 1]
@@ -457,10 +458,10 @@ def check_trace(mask: np.ndarray, cfg: TraceConfig, mode: str, strip_rgb: np.nda
         "edge_columns": edge_cols,
         "max_gap_px": _runs(solid_gaps),
         "max_jump_px": _max_jump(solid, solid_cols, cursor),
-        "outlier_fraction": (lit - int(trace.sum())) / max(lit, 1),
+        "outlier_fraction": (lit - n_trace) / max(lit, 1),
         "median_thickness_px": thick,
         "multi_run_fraction": multi,
-        "trace_pixels": int(trace.sum()),
+        "trace_pixels": n_trace,
         "segments": _segments(inside, cfg.max_gap_px),
     }
     res = TraceResult(None, "accepted", mask, mode, x0, x1, quality=quality)
@@ -508,8 +509,16 @@ def stroke_coverage(strip_rgb: np.ndarray, trace: np.ndarray, x0: int, x1: int, 
     (luma - local background luma) / (the stroke's luma - local background luma)). A pixel of an anti-aliased
     stroke over a grey background gets its coverage from both; a background pixel tinted by the chroma of the
     stroke next to it (JPEG 4:2:2) gets the small luma one."""
-    rgb = np.ascontiguousarray(strip_rgb[:, x0:x1 + 1])
-    on = np.ascontiguousarray(trace[:, x0:x1 + 1])
+    out = np.zeros((trace.shape[0], x1 + 1 - x0), np.float32)
+    rows = np.flatnonzero(trace[:, x0:x1 + 1].any(axis=1))
+    if rows.size == 0:
+        return out
+    # the rows of the trace and a window beyond: the other rows hold no trace pixel, and no window of one reaches
+    # past them (the strip's own top and bottom rows stay the edges where the window is reflected)
+    reach = cfg.coverage_bg_window_px
+    ya, yb = max(int(rows[0]) - reach, 0), min(int(rows[-1]) + reach + 1, trace.shape[0])
+    rgb = np.ascontiguousarray(strip_rgb[ya:yb, x0:x1 + 1])
+    on = np.ascontiguousarray(trace[ya:yb, x0:x1 + 1])
     luma = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)  # Y = 0.299 R + 0.587 G + 0.114 B
     off = 1 - on
     k = (cfg.coverage_bg_window_px, cfg.coverage_bg_window_px)
@@ -518,9 +527,6 @@ def stroke_coverage(strip_rgb: np.ndarray, trace: np.ndarray, x0: int, x1: int, 
     bg_sum = cv2.boxFilter(luma * off, depth, k, normalize=False)
     bg_n = cv2.boxFilter(off, depth, k, normalize=False)
     idx = np.flatnonzero(on.view(bool))              # only the trace pixels need a weight
-    out = np.zeros(on.shape, np.float32)
-    if idx.size == 0:
-        return out
     px = rgb.reshape(-1, 3)[idx]
     r, g, b = px[:, 0], px[:, 1], px[:, 2]  # per channel: a reduction over a length-3 axis is slow
     chroma = (np.maximum(np.maximum(r, g), b) - np.minimum(np.minimum(r, g), b)).astype(np.float32)
@@ -532,7 +538,7 @@ def stroke_coverage(strip_rgb: np.ndarray, trace: np.ndarray, x0: int, x1: int, 
     contrast = y_ref - bg
     usable = np.abs(contrast) >= cfg.coverage_min_luma_contrast
     a_luma = np.where(usable, (y_px - bg) / np.where(usable, contrast, 1.0), a_chroma)
-    out.reshape(-1)[idx] = np.minimum(a_chroma, np.clip(a_luma, 0.0, 1.0)) + 1e-3  # never all-zero in a traced column
+    out[ya:yb].reshape(-1)[idx] = np.minimum(a_chroma, np.clip(a_luma, 0.0, 1.0)) + 1e-3  # never all-zero in a traced column
     return out
 
 
