@@ -165,7 +165,7 @@ def _windows(hsv: np.ndarray, windows: list[tuple]) -> tuple[np.ndarray, list[np
     percent of a strip, so one pass over the strip replaces one per window."""
     union = (min(w[0] for w in windows), max(w[1] for w in windows), min(w[2] for w in windows),
              min(w[3] for w in windows), max(w[4] for w in windows), max(w[5] if len(w) > 5 else 255 for w in windows))
-    idx = np.flatnonzero(_in_window(hsv, *union))
+    idx = np.flatnonzero(_in_window(hsv, *union).view(bool))  # numpy finds a bool array's nonzeros far faster
     if idx.size == 0:
         return idx, [np.zeros(0, np.uint8) for _ in windows]
     px = hsv.reshape(-1, 3)[idx][:, None]  # (N, 1, 3): OpenCV's colour ops are per pixel, so the flags are exact
@@ -317,7 +317,8 @@ def plausibility(trace: np.ndarray, traced: np.ndarray, run_tolerance_cols: int 
 def cursor_columns(mask: np.ndarray, cfg: TraceConfig) -> np.ndarray:
     """Boolean per column: part of a thin, nearly full-height vertical line (a moving cursor) or its margin. More
     such lines than ``cursor_max_lines`` are the trace's own clipped QRS spikes (one per beat), not cursors."""
-    tall = mask.sum(axis=0, dtype=np.int32) >= cfg.cursor_min_height_fraction * mask.shape[0]
+    lit = cv2.reduce(mask, 0, cv2.REDUCE_SUM, dtype=cv2.CV_32S).reshape(-1)  # per column (0/1 masks)
+    tall = lit >= cfg.cursor_min_height_fraction * mask.shape[0]
     out = np.zeros_like(tall)
     edges = np.diff(np.concatenate(([0], tall.view(np.int8), [0])))
     starts, ends = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)  # runs of tall columns [start, end)
@@ -429,7 +430,7 @@ def check_trace(mask: np.ndarray, cfg: TraceConfig, mode: str, strip_rgb: np.nda
     if hidden is not None:
         cursor = cursor | hidden
     trace = trace_chain(mask, cfg)
-    traced = trace.any(axis=0)
+    traced = trace.view(bool).any(axis=0)
     n_cols = int(traced.sum())
     if n_cols < cfg.min_trace_columns:
         return TraceResult(S.NO_ECG_TRACE, f"{n_cols} traced columns in the strip (< {cfg.min_trace_columns}) "
@@ -448,7 +449,7 @@ def check_trace(mask: np.ndarray, cfg: TraceConfig, mode: str, strip_rgb: np.nda
     if weight is not None and cfg.continuity_min_coverage > 0:
         solid = np.zeros_like(trace)
         solid[:, x0:x1 + 1] = trace[:, x0:x1 + 1] & (weight >= cfg.continuity_min_coverage)
-    solid_traced = solid.any(axis=0)
+    solid_traced = solid.view(bool).any(axis=0)
     solid_cols = np.flatnonzero(solid_traced)
     solid_gaps = ~solid_traced[x0:x1 + 1] & ~cursor[x0:x1 + 1]
     quality = {
@@ -510,7 +511,7 @@ def stroke_coverage(strip_rgb: np.ndarray, trace: np.ndarray, x0: int, x1: int, 
     stroke over a grey background gets its coverage from both; a background pixel tinted by the chroma of the
     stroke next to it (JPEG 4:2:2) gets the small luma one."""
     out = np.zeros((trace.shape[0], x1 + 1 - x0), np.float32)
-    rows = np.flatnonzero(trace[:, x0:x1 + 1].any(axis=1))
+    rows = np.flatnonzero(trace[:, x0:x1 + 1].view(bool).any(axis=1))
     if rows.size == 0:
         return out
     # the rows of the trace and a window beyond: the other rows hold no trace pixel, and no window of one reaches
