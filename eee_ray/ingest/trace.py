@@ -539,7 +539,8 @@ def stroke_coverage(strip_rgb: np.ndarray, trace: np.ndarray, x0: int, x1: int, 
     contrast = y_ref - bg
     usable = np.abs(contrast) >= cfg.coverage_min_luma_contrast
     a_luma = np.where(usable, (y_px - bg) / np.where(usable, contrast, 1.0), a_chroma)
-    out[ya:yb].reshape(-1)[idx] = np.minimum(a_chroma, np.clip(a_luma, 0.0, 1.0)) + 1e-3  # never all-zero in a traced column
+    # + 1e-3: never all-zero in a traced column
+    out[ya:yb].reshape(-1)[idx] = np.minimum(a_chroma, np.clip(a_luma, 0.0, 1.0)) + 1e-3
     return out
 
 
