@@ -168,7 +168,8 @@ def _windows(hsv: np.ndarray, windows: list[tuple]) -> tuple[np.ndarray, list[np
     idx = np.flatnonzero(_in_window(hsv, *union).view(bool))  # numpy finds a bool array's nonzeros far faster
     if idx.size == 0:
         return idx, [np.zeros(0, np.uint8) for _ in windows]
-    px = hsv.reshape(-1, 3)[idx][:, None]  # (N, 1, 3): OpenCV's colour ops are per pixel, so the flags are exact
+    px = np.take(hsv.reshape(-1, 3), idx, axis=0)[:, None]  # (N, 1, 3): OpenCV's colour ops are per pixel, so the
+    # flags are exact (np.take: several times faster than indexing for rows)
     return idx, [_in_window(px, *w).reshape(-1) for w in windows]
 
 
@@ -188,7 +189,8 @@ def pair_sums(strip_rgb: np.ndarray, idx: np.ndarray | None = None) -> list[np.n
     flat = strip_rgb.reshape(-1, 3)
     out = []
     for valid, step in ((idx < (h - 1) * w, w), (idx % w < w - 1, 1)):
-        s = cv2.add(flat[idx][:, None], flat[np.where(valid, idx + step, idx)][:, None])
+        nb = np.take(flat, np.where(valid, idx + step, idx), axis=0)
+        s = cv2.add(np.take(flat, idx, axis=0)[:, None], nb[:, None])  # saturating uint8 sum
         s[~valid] = 0
         out.append(cv2.cvtColor(s, cv2.COLOR_RGB2HSV))
     return out
@@ -209,7 +211,7 @@ def paper_mask(hsv: np.ndarray, cfg: TraceConfig, strip_rgb: np.ndarray | None =
     idx, flags = _windows(hsv, [strict_w, loose_w] + ([faint_w] if chroma else []))
     strict_f, loose_f = flags[0].view(bool), flags[1].view(bool)
     if chroma:
-        sv = hsv.reshape(-1, 3)[idx]
+        sv = np.take(hsv.reshape(-1, 3), idx, axis=0)
         chroma_ok = sv[:, 1].astype(np.uint16) * sv[:, 2] >= cfg.loose_min_chroma * 255
         loose_f = loose_f | (flags[2].view(bool) & chroma_ok)
     loose = np.zeros(h * w, np.uint8)
@@ -528,7 +530,7 @@ def stroke_coverage(strip_rgb: np.ndarray, trace: np.ndarray, x0: int, x1: int, 
     bg_sum = cv2.boxFilter(luma * off, depth, k, normalize=False)
     bg_n = cv2.boxFilter(off, depth, k, normalize=False)
     idx = np.flatnonzero(on.view(bool))              # only the trace pixels need a weight
-    px = rgb.reshape(-1, 3)[idx]
+    px = np.take(rgb.reshape(-1, 3), idx, axis=0)
     r, g, b = px[:, 0], px[:, 1], px[:, 2]  # per channel: a reduction over a length-3 axis is slow
     chroma = (np.maximum(np.maximum(r, g), b) - np.minimum(np.minimum(r, g), b)).astype(np.float32)
     y_px = luma.reshape(-1)[idx].astype(np.float32)
