@@ -1,5 +1,6 @@
-"""Memory and time from N to 2N to 4N clips and records: pretraining (one epoch, streamed) and the benchmark (one
-trial, prepared-signal store) on a local Ray with a capped object store, each size in a fresh process.
+"""Memory and time from N to 2N to 4N clips and records: pretraining (one epoch, through the on-disk pairs cache) and
+the benchmark (one trial, prepared-signal store) on a local Ray with a capped object store, each size in a fresh
+process.
 
     python benchmarks/scale.py [--clips 16] [--records 200] [--object-store-mb 80] [--sizes 1,2,4]
 

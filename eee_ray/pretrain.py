@@ -39,6 +39,7 @@ from eee_ray.models.ecg_encoder import save_pretrained
 from eee_ray.models.echo_encoder import PIXEL_NORMS
 from eee_ray.models.eee import EEEModel, ModelConfig, preset
 from eee_ray.pairs import NORMALIZATION, Collate, PairsConfig, echo_input, misalign, stream_pairs
+from eee_ray.pairs_cache import cache_key, cached_train_set
 from eee_ray.retrieval import embed, plot_retrieval, recall_curve, retrieval_metrics
 from eee_ray.retrieval import summary as retrieval_summary
 
@@ -48,6 +49,7 @@ RUN_NAME = "pretrain"
 EXPERIMENT = "eee-pretrain"
 ECHO_TOWERS = ("train", "locked")
 ECHO_FEATURES = ("standardized", "raw")
+PAIRS_STORES = ("auto", "memory", "disk", "stream")
 CHECKPOINT_FILE = "checkpoint.pt"
 FAILURE_MARKER = ".injected_failure"
 LOSS_KEYS = ("total", "token", "sid", "pid", "align")
@@ -88,8 +90,11 @@ class PretrainConfig:
     use_gpu: bool = False               # one GPU per worker, NCCL; else gloo on CPU
     cpus_per_worker: float = 0.0        # 0 = auto: 1, or less so that all workers fit beside one free CPU
     max_failures: int = 3               # worker-group restarts from the last checkpoint
-    keep_pairs_mb: float = 256.0        # training samples of at most this many MB of pixels are built once and kept
-    #                                     in the object store (fast epochs); larger sets stream from clips/ each epoch
+    pairs_store: str = "auto"           # where training samples live between epochs: memory (object store) | disk
+    #                                     (the pairs cache, built once) | stream (rebuilt from clips/ every epoch) |
+    #                                     auto: memory up to keep_pairs_mb, else disk
+    keep_pairs_mb: float = 256.0        # auto: training samples of at most this many MB of pixels stay in memory
+    pairs_cache: str = ""               # folder or URI of the pairs cache ("" = <output>/pairs_cache)
     mlflow: MlflowConfig = field(default_factory=MlflowConfig)
     collapse: CollapseConfig = field(default_factory=CollapseConfig)
 
@@ -115,6 +120,8 @@ class PretrainConfig:
                    "raw echo features (--echo-features raw) need echo_tower locked: a trained tower has no fixed "
                    "features"),
                   (self.max_mates >= 1, "max_mates must be >= 1"),
+                  (self.pairs_store in PAIRS_STORES,
+                   f"pairs_store must be one of {', '.join(PAIRS_STORES)}, not {self.pairs_store!r}"),
                   (self.pixel_norm in PIXEL_NORMS,
                    f"pixel_norm must be one of {', '.join(PIXEL_NORMS)}, not {self.pixel_norm!r}"),
                   (self.loss.objective in OBJECTIVES,
@@ -304,6 +311,15 @@ def train_loop(loop: dict[str, Any]) -> None:
 # ----------------------------------------------------------------------------------------------- driver side
 
 
+def _pairs_store(cfg: PretrainConfig, train_bytes: int) -> str:
+    """memory, disk or stream. Rebuilding a sample costs about 12 times a tiny CPU training step on it
+    (benchmarks/pretrain_streaming.py), so ``auto`` never streams: a set that fits ``keep_pairs_mb`` is built once
+    into the object store, a larger one once into the on-disk pairs cache."""
+    if cfg.pairs_store != "auto":
+        return cfg.pairs_store
+    return "memory" if train_bytes <= cfg.keep_pairs_mb * 2**20 else "disk"
+
+
 def _auto_cpus(workers: int) -> float:
     """One CPU per worker where they fit beside one free CPU (Ray Data, the driver); a share of the rest otherwise."""
     import ray
@@ -417,11 +433,15 @@ def run_pretrain(cfg: PretrainConfig) -> dict[str, Any]:
     train_ds, held_ds, held_patients = data.train, data.heldout, data.heldout_patients
     if data.n_heldout < data.n_heldout_all:
         log.info("held-out retrieval on a seeded sample of %d of %d clips", data.n_heldout, data.n_heldout_all)
-    if not locked and data.train_bytes <= cfg.keep_pairs_mb * 2**20:
-        # rebuilding a sample costs about 12 times a tiny CPU training step on it (benchmarks/pretrain_streaming.py):
-        # a training set this small is built once and kept; a larger one streams from clips/ every epoch
+    pairs_store = "features" if prepare is not None else _pairs_store(cfg, data.train_bytes)
+    if pairs_store == "memory":
         log.info("training samples (%.0f MB of pixels) built once and kept in the object store", data.train_bytes / 2**20)
         train_ds = train_ds.materialize()
+    elif pairs_store == "disk":
+        folder = cfg.pairs_cache or storage.join(output, "pairs_cache")
+        key = cache_key(cfg.clips, cfg.pairs, held_patients)
+        train_ds, how = cached_train_set(data.train, folder, key, data.n_train)
+        pairs_store = f"disk ({how})"
     if locked and cfg.echo_features == "standardized":
         stats = feature_stats(train_ds)
         train_ds, held_ds = (standardize_features(d, stats).materialize() for d in (train_ds, held_ds))
@@ -437,7 +457,8 @@ def run_pretrain(cfg: PretrainConfig) -> dict[str, Any]:
     steps_per_epoch = (n_train // cfg.workers) // batch_size
     cpus = cfg.cpus_per_worker or _auto_cpus(cfg.workers)
     uri, run_id = _mlflow_run(cfg, output, {**flat_params(cfg), **{f"model.{k}": v for k, v in flat_params(mcfg).items()},
-                                            "train_clips": n_train, "heldout_clips": n_held})
+                                            "train_clips": n_train, "heldout_clips": n_held,
+                                            "pairs_store_used": pairs_store})
     _log_clips_input(cfg, uri, run_id, n_train, n_held, held_patients)
     log.info("pretraining %s on %d train / %d held-out clips, %d worker(s) x %.2f CPU, batch %d/worker, MLflow run %s",
              cfg.preset, n_train, n_held, cfg.workers, cpus, batch_size, run_id)
@@ -472,20 +493,22 @@ def run_pretrain(cfg: PretrainConfig) -> dict[str, Any]:
         state = torch.load(Path(d) / CHECKPOINT_FILE, map_location="cpu", weights_only=True)
     if not storage.is_uri(output):
         atomic_torch_save(state, Path(output) / "checkpoints" / CHECKPOINT_FILE)
-        return _finish(cfg, Path(output), mcfg, state, held_ds, held_patients, n_train, client, run_id)
+        return _finish(cfg, Path(output), mcfg, state, held_ds, held_patients, n_train, client, run_id,
+                       pairs_store)
     # a bucket: the files are written locally (MLflow logs local files), then uploaded one object each
     with tempfile.TemporaryDirectory(prefix="eee-ray-pretrain-") as tmp:
         local = Path(tmp)
         atomic_torch_save(state, local / "checkpoints" / CHECKPOINT_FILE)
         storage.download(storage.join(output, "config.yaml"), local / "config.yaml")
-        metrics = _finish(cfg, local, mcfg, state, held_ds, held_patients, n_train, client, run_id)
+        metrics = _finish(cfg, local, mcfg, state, held_ds, held_patients, n_train, client, run_id,
+                          pairs_store)
         for f in ("checkpoints/" + CHECKPOINT_FILE, "ecg_encoder.pt", "retrieval.png", "metrics.json"):
             storage.upload(local / f, storage.join(output, f))   # metrics.json last: the run's completion mark
     return metrics
 
 
 def _finish(cfg: PretrainConfig, output: Path, mcfg: ModelConfig, state: dict[str, Any], held_ds,
-            held_patients: list[int], n_train: int, client, run_id: str) -> dict[str, Any]:
+            held_patients: list[int], n_train: int, client, run_id: str, pairs_store: str) -> dict[str, Any]:
     """Driver-side outputs of a finished run (in a local folder): encoder hand-over, final retrieval, figure,
     metrics.json, MLflow."""
     model = EEEModel(mcfg)
@@ -506,7 +529,7 @@ def _finish(cfg: PretrainConfig, output: Path, mcfg: ModelConfig, state: dict[st
     metrics: dict[str, Any] = {
         **final, "collapsed": bool(reason), "collapse_reason": reason, "collapse_message": message,
         "recipe": cfg.recipe,
-        "heldout_clips": len(emb["ecg"]), "train_clips": n_train, "epochs": state["epoch"],
+        "heldout_clips": len(emb["ecg"]), "train_clips": n_train, "pairs_store": pairs_store, "epochs": state["epoch"],
         "heldout_patients": held_patients, "resumed_at": state["resumed_at"], "workers": cfg.workers,
         "preset": cfg.preset, "mlflow_run_id": run_id, "mlflow_tracking_uri": client.tracking_uri,
         **{f"loss_{k}": history[-1][f"loss_{k}"] for k in LOSS_KEYS}, "history": history,

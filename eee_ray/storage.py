@@ -132,15 +132,28 @@ def is_file(path: str | os.PathLike) -> bool:
     return _info(path).type == pafs.FileType.File
 
 
-def files(folder: str | os.PathLike, pattern: str = "*") -> list[str]:
-    """The files directly in ``folder`` whose names match ``pattern``, sorted, as paths of the same kind."""
+def _entries(folder: str | os.PathLike, pattern: str, kind: pafs.FileType) -> list[str]:
     fs, p = filesystem(folder)
     try:
         infos = fs.get_file_info(pafs.FileSelector(p, allow_not_found=True))
     except OSError as e:
         raise UserError(f"cannot list {folder}: {_first_line(e)}") from None
-    names = sorted(i.base_name for i in infos if i.type == pafs.FileType.File and fnmatch.fnmatch(i.base_name, pattern))
+    names = sorted(i.base_name for i in infos if i.type == kind and fnmatch.fnmatch(i.base_name, pattern))
     return [join(folder, n) for n in names]
+
+
+def files(folder: str | os.PathLike, pattern: str = "*") -> list[str]:
+    """The files directly in ``folder`` whose names match ``pattern``, sorted, as paths of the same kind."""
+    return _entries(folder, pattern, pafs.FileType.File)
+
+
+def subfolders(folder: str | os.PathLike, pattern: str = "*") -> list[str]:
+    """The folders (object stores: common prefixes) directly in ``folder`` whose names match ``pattern``."""
+    return _entries(folder, pattern, pafs.FileType.Directory)
+
+
+def size(path: str | os.PathLike) -> int:
+    return int(_info(path).size or 0)
 
 
 def walk(root: str | os.PathLike) -> list[tuple[str, int]]:
@@ -175,6 +188,13 @@ def remove(path: str | os.PathLike) -> None:
     fs, p = filesystem(path)
     with contextlib.suppress(FileNotFoundError):
         fs.delete_file(p)
+
+
+def remove_tree(path: str | os.PathLike) -> None:
+    """A folder (object stores: every key under the prefix) and all it holds; nothing when it does not exist."""
+    fs, p = filesystem(path)
+    with contextlib.suppress(FileNotFoundError):
+        fs.delete_dir(p)
 
 
 def makedirs(path: str | os.PathLike) -> None:

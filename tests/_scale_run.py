@@ -176,10 +176,11 @@ def main() -> None:
                                               workers=2, cpus_per_worker=0.5, batch_size=4, preset="tiny",
                                               retrieval_max_clips=16,
                                               pairs=PairsConfig(image_size=32, max_tokens=4),
-                                              keep_pairs_mb=0.0))  # stream: the point of this run
+                                              pairs_store="disk"))  # what a set beyond keep_pairs_mb gets
         out["pretrain_s"] = time.perf_counter() - t
     listening.update(m.listeners)
-    out.update(pretrain_train_clips=metrics["train_clips"], pretrain_peak_rss_mb=m.peak_rss / 2**20,
+    out.update(pretrain_train_clips=metrics["train_clips"], pairs_store=metrics["pairs_store"],
+               pretrain_peak_rss_mb=m.peak_rss / 2**20,
                pretrain_peak_store_mb=m.peak_store / 2**20, spilled_after_pretrain_mb=object_store_stats()["spilled"] / 2**20)
 
     with Monitor(marker=args.marker) as m:

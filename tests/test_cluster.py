@@ -1,9 +1,8 @@
 """Multi-node behaviour and faults at scale, simulated (``ray.cluster_utils.Cluster``: a head and two worker nodes):
 
 - ingest spreads over the worker nodes (never the head) and gives the same manifest as the single-node run;
-- 2-worker pretraining runs across two nodes, survives losing the node of one of its workers at the start of an
-  epoch (the group restarts from the last checkpoint, no epoch lost or run twice), refuses a second run into its
-  folder, and resumes;
+- 2-worker pretraining runs across two nodes and survives losing the node of one of its workers at the start of an
+  epoch (the group restarts from the last checkpoint, no epoch lost or run twice);
 - the benchmark's preparation loses a node and still stores every record exactly once, each with its own signal.
 
 The cluster cannot live in the test process (it already holds the session's Ray), so ``_cluster_run.py`` runs it in a
@@ -61,7 +60,7 @@ def test_ingest_across_the_worker_nodes(cluster_run, ingested_dir):
     assert rows(multi) == rows(single)
 
 
-def test_pretraining_survives_a_lost_node_and_resumes(cluster_run):
+def test_pretraining_survives_a_lost_node(cluster_run):
     r, _ = cluster_run
     assert len(r["train_nodes"]) >= 2, "the two Train workers did not run on two nodes"
     assert len(r["pretrain_log"]) == 2 and r["pretrain_log"][0].startswith("removed"), r["pretrain_log"]
@@ -69,12 +68,6 @@ def test_pretraining_survives_a_lost_node_and_resumes(cluster_run):
     first = r["first"]
     assert first["epochs"] == PRETRAIN_EPOCHS and first["resumed_at"] == [PRETRAIN_EPOCHS - 1], first
     assert r["first_epochs"] == list(range(1, PRETRAIN_EPOCHS + 1))
-    assert "--resume" in r["refused"]
-    resumed = r["resumed"]
-    assert resumed["epochs"] == PRETRAIN_EPOCHS + 1
-    assert resumed["resumed_at"] == first["resumed_at"] + [PRETRAIN_EPOCHS]
-    assert resumed["mlflow_run_id"] == first["mlflow_run_id"]
-    assert r["resumed_epochs"] == list(range(1, PRETRAIN_EPOCHS + 2))
     assert r["finite"] and {"loss_total", "loss_align"} <= set(r["loss_keys"])
 
 

@@ -1,9 +1,10 @@
 """The local Ray a user gets (``init_ray``), in one run of ``_scale_run.py`` with its own Ray (a test cannot restart
 the session's Ray) and its own temp dir; whatever it leaves behind is killed by that temp dir:
 
-- out of core: pretraining (two workers) and the benchmark finish with an object store (80 MB) far below the data
-  (48 clips of 3 MB pixels + 400 raw 12-lead records), nothing beyond a small bound is spilled, and the driver's peak
-  memory stays under a bound that does not depend on the data size (``benchmarks/scale.py`` measures N, 2N and 4N);
+- out of core: pretraining (two workers, its samples through the on-disk pairs cache) and the benchmark finish with
+  an object store (80 MB) far below the data (48 clips of 3 MB pixels + 400 raw 12-lead records), nothing beyond a
+  small bound is spilled, and the driver's peak memory stays under a bound that does not depend on the data size
+  (``benchmarks/scale.py`` measures N, 2N and 4N);
 - loopback only: no process of that Ray, Ray's servers, Ray Train's workers and their gloo process group included,
   listens on an address reachable from the network.
 """
@@ -51,6 +52,7 @@ def local_run(tmp_path_factory) -> dict:
 def test_both_stages_finish_with_a_store_far_below_the_data(local_run):
     m = local_run
     assert m["clip_mb"] + m["record_mb"] > 2 * STORE_MB  # the data really is far beyond the store
+    assert m["pairs_store"] == "disk (built)"  # the training samples went through the on-disk pairs cache
     assert m["pretrain_train_clips"] > 0 and m["benchmark_trials"] == 1 and m["benchmark_records"] == RECORDS
     assert m["spilled_mb"] < MAX_SPILLED_MB, m
     for stage in ("pretrain", "benchmark"):

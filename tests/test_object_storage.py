@@ -1,6 +1,7 @@
 """Every stage with its data and outputs in buckets of a real S3-compatible server (moto in server mode, on
-loopback): ingest (with resume and the commit of parts), pretraining (Ray Train's checkpoints in the bucket), the
-benchmark and ``predict``, each checked against what the same stage wrote for local paths."""
+loopback): ingest (with resume and the commit of parts), pretraining (Ray Train's checkpoints and the pairs cache in
+the bucket, and ``--resume`` from them), the benchmark and ``predict``, each checked against what the same stage
+wrote for local paths."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ import pytest
 
 from eee_ray import storage
 from eee_ray.cli import main
+from eee_ray.errors import UserError
 
 
 def _free_port() -> int:
@@ -99,15 +101,29 @@ def test_round_trip_in_buckets(s3, synth_dir, ingested_dir, ray_session, tmp_pat
     assert "ingest/clips/part-orphan.parquet" not in _keys(s3, "eee-out", "ingest/clips/")
 
     # pretraining: clips read from the bucket, Ray Train's checkpoints and the outputs written to it
-    m = run_pretrain(PretrainConfig(clips=out, output="s3://eee-out/pretrain", epochs=1, batch_size=4,
-                                    pairs=PairsConfig(image_size=32, max_tokens=4), retrieval_max_clips=4))
-    assert m["epochs"] == 1 and m["train_clips"] >= 4
+    # (the training samples through the on-disk pairs cache, in the bucket)
+    base = dict(clips=out, output="s3://eee-out/pretrain", batch_size=4, pairs_store="disk",
+                pairs=PairsConfig(image_size=32, max_tokens=4), retrieval_max_clips=4)
+    m = run_pretrain(PretrainConfig(epochs=1, **base))
+    assert m["epochs"] == 1 and m["train_clips"] >= 4 and m["pairs_store"] == "disk (built)"
     keys = _keys(s3, "eee-out", "pretrain/")
     for name in ("ecg_encoder.pt", "metrics.json", "config.yaml", "mlflow_run.json", "retrieval.png",
                  "checkpoints/checkpoint.pt"):
         assert f"pretrain/{name}" in keys
     assert any(k.startswith("pretrain/ray_results/pretrain/") and k.endswith("checkpoint.pt") for k in keys)
     assert json.loads(storage.read_text("s3://eee-out/pretrain/metrics.json"))["epochs"] == 1
+    assert "pretrain/pairs_cache/pairs_cache.json" in keys
+    assert any(k.startswith("pretrain/pairs_cache/parts-") and k.endswith(".parquet") for k in keys)
+    # a second run into the same prefix is refused; --resume continues from the checkpoint in the bucket, in the
+    # same MLflow run, reading the pairs cache the first run built
+    with pytest.raises(UserError, match="--resume"):
+        run_pretrain(PretrainConfig(epochs=2, **base))
+    resumed = run_pretrain(PretrainConfig(epochs=2, resume=True, **base))
+    assert resumed["epochs"] == 2 and resumed["resumed_at"] == [1], resumed["resumed_at"]
+    assert resumed["pairs_store"] == "disk (reused)"
+    assert [h["epoch"] for h in resumed["history"]] == [1, 2]
+    assert resumed["mlflow_run_id"] == m["mlflow_run_id"]
+    assert json.loads(storage.read_text("s3://eee-out/pretrain/metrics.json"))["epochs"] == 2
     with storage.local_copy("s3://eee-out/pretrain/ecg_encoder.pt") as f:
         load_pretrained(f)
 

@@ -28,3 +28,48 @@ def test_split_from_ids_streams_training_samples_and_bounds_the_heldout(ingested
     index = clip_index(str(ingested_dir), PAIRS)  # tokens per clip from the lengths alone = the samples' own T
     train_index = index[(index["n_tokens"] >= 1) & ~index["subject_id"].isin(patients_ref)]
     assert sorted(train_index["n_tokens"]) == ids(train_ref, "n_tokens")
+
+
+def _digest(ds) -> list[tuple]:
+    """Every sample's IDs, token count and a checksum of its ECG and echo, sorted: the training set's content."""
+    import hashlib
+
+    import numpy as np
+
+    return sorted((int(r["subject_id"]), int(r["study_id"]), int(r["n_tokens"]),
+                   hashlib.sha1(np.ascontiguousarray(r["ecg"]).tobytes()
+                                + np.ascontiguousarray(r["echo"]).tobytes()).hexdigest())
+                  for r in ds.iter_rows())
+
+
+@pytest.mark.slow
+def test_pairs_cache_is_built_once_and_rebuilt_when_its_inputs_change(ingested_dir, ray_session, tmp_path):
+    """The on-disk pairs cache holds exactly the streamed training samples; a second run with the same clips,
+    settings and split reuses it without writing; other settings or an interrupted build rebuild it."""
+    from eee_ray.pairs_cache import MARKER, cache_key, cached_train_set
+
+    data = stream_pairs(str(ingested_dir), PAIRS, 0.25, 0, max_heldout=3)
+    folder = str(tmp_path / "cache")
+    key = cache_key(ingested_dir, PAIRS, data.heldout_patients)
+    cached, how = cached_train_set(data.train, folder, key, data.n_train)
+    assert how == "built" and _digest(cached) == _digest(data.train)
+    parts = sorted((tmp_path / "cache").glob("parts-*/*.parquet"))
+    assert parts and (tmp_path / "cache" / MARKER).is_file()
+    stamps = [p.stat().st_mtime_ns for p in parts]
+
+    again, how = cached_train_set(data.train, folder, key, data.n_train)
+    assert how == "reused" and [p.stat().st_mtime_ns for p in parts] == stamps
+    assert again.count() == data.n_train
+
+    other = PairsConfig(image_size=16, max_tokens=4)
+    assert cache_key(ingested_dir, other, data.heldout_patients) != key
+    assert cache_key(ingested_dir, PAIRS, data.heldout_patients[1:]) != key
+    small = stream_pairs(str(ingested_dir), other, 0.25, 0, max_heldout=3)
+    key16 = cache_key(ingested_dir, other, small.heldout_patients)
+    rebuilt, how = cached_train_set(small.train, folder, key16, small.n_train)
+    assert how == "built" and rebuilt.take(1)[0]["echo"].shape[-1] == 16
+    assert not any(p.exists() for p in parts) and len(list((tmp_path / "cache").glob("parts-*"))) == 1
+
+    (tmp_path / "cache" / MARKER).unlink()   # a build cut off before its marker was written
+    _, how = cached_train_set(small.train, folder, key16, small.n_train)
+    assert how == "built"

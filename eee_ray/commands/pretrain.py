@@ -42,6 +42,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--echo-features", dest="echo_features", choices=["standardized", "raw"],
                    help="with --echo-tower locked: the locked tower's features standardized per dimension (default) "
                         "or as they are (a random tower maps every clip to nearly one vector; see docs/pretraining.md)")
+    p.add_argument("--pairs-store", dest="pairs_store", choices=["auto", "memory", "disk", "stream"],
+                   help="where training samples live between epochs: memory (object store), disk (a pairs cache "
+                        "built once), stream (rebuilt from clips/ every epoch); auto: memory up to keep_pairs_mb "
+                        "(256), else disk (default auto)")
+    p.add_argument("--pairs-cache", dest="pairs_cache",
+                   help="folder or URI of the on-disk pairs cache, readable by every node (default <output>/pairs_cache)")
     p.add_argument("--shuffle-pairs", dest="shuffle_pairs", action="store_true",
                    help="negative control: pair every clip's echo with the ECG of a clip of another patient, so "
                         "pretraining cannot learn the heart from the pairs (its downstream gain should be none)")
