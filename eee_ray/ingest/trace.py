@@ -117,17 +117,30 @@ def hsv_mask(strip_rgb: np.ndarray, lower, upper) -> np.ndarray:
     return cv2.inRange(hsv, np.array(lower, np.uint8), np.array(upper, np.uint8)) & 1  # 255 -> 1
 
 
-def grow(strict: np.ndarray, loose: np.ndarray) -> np.ndarray:
+def _lookup(labels: np.ndarray, keep: np.ndarray) -> np.ndarray:
+    """``keep[labels]`` (uint8 per label): a table lookup over a label image, ten times faster than numpy's
+    indexing while the labels fit in a byte (the usual case: a strip holds few components)."""
+    if keep.size <= 256:
+        lut = np.zeros(256, np.uint8)
+        lut[:keep.size] = keep
+        return cv2.LUT(labels.astype(np.uint8), lut)
+    return np.take(keep, labels)
+
+
+def grow(strict: np.ndarray, loose: np.ndarray, strict_idx: np.ndarray | None = None) -> np.ndarray:
     """Hysteresis: the strict pixels plus every loose pixel 8-connected to one through loose pixels, so a stretch
-    of a thin stroke that dimmed out of the strict window comes back whole when any of its pixels stayed inside."""
+    of a thin stroke that dimmed out of the strict window comes back whole when any of its pixels stayed inside.
+    ``strict_idx``: the strict pixels' flat indices, when the caller has them (saves a pass over the strip)."""
     loose = loose | strict
     h, w = loose.shape
     ltype = cv2.CV_16U if -(-h // 2) * -(-w // 2) < 2 ** 16 else cv2.CV_32S  # as in trace_chain
     n, labels = cv2.connectedComponents(loose, connectivity=8, ltype=ltype)
     keep = np.zeros(n, np.uint8)
-    keep[labels[strict.view(bool)]] = 1
+    keep[labels.reshape(-1)[strict_idx] if strict_idx is not None else labels[strict.view(bool)]] = 1
     keep[0] = 0
-    return keep[labels]
+    if keep[1:].all():  # every component holds a seed: all of ``loose`` stays
+        return loose
+    return _lookup(labels, keep)
 
 
 def _in_window(hsv: np.ndarray, h_lo: int, h_hi: int, s_lo: int, v_lo: int, v_hi: int, s_hi: int = 255) -> np.ndarray:
@@ -146,50 +159,94 @@ def _in_window(hsv: np.ndarray, h_lo: int, h_hi: int, s_lo: int, v_lo: int, v_hi
     return out & 1
 
 
-def pair_sums(strip_rgb: np.ndarray) -> list[np.ndarray]:
+def _windows(hsv: np.ndarray, windows: list[tuple]) -> tuple[np.ndarray, list[np.ndarray]]:
+    """Several HSV windows (``_in_window`` arguments) at once: the flat indices of the pixels inside the smallest
+    window that holds them all, and per window a 0/1 flag for each of those pixels. The lit pixels are a few
+    percent of a strip, so one pass over the strip replaces one per window."""
+    union = (min(w[0] for w in windows), max(w[1] for w in windows), min(w[2] for w in windows),
+             min(w[3] for w in windows), max(w[4] for w in windows), max(w[5] if len(w) > 5 else 255 for w in windows))
+    idx = np.flatnonzero(_in_window(hsv, *union).view(bool))  # numpy finds a bool array's nonzeros far faster
+    if idx.size == 0:
+        return idx, [np.zeros(0, np.uint8) for _ in windows]
+    px = np.take(hsv.reshape(-1, 3), idx, axis=0)[:, None]  # (N, 1, 3): OpenCV's colour ops are per pixel, so the
+    # flags are exact (np.take: several times faster than indexing for rows)
+    return idx, [_in_window(px, *w).reshape(-1) for w in windows]
+
+
+def pair_sums(strip_rgb: np.ndarray, idx: np.ndarray | None = None) -> list[np.ndarray]:
     """HSV of each pixel plus its lower and its right neighbour (saturating): where an anti-aliased 1-px stroke
-    splits its colour over two pixels, their sum shows the colour it was drawn in."""
+    splits its colour over two pixels, their sum shows the colour it was drawn in. With ``idx`` (flat pixel
+    indices) only those pixels' sums, as (N, 1, 3); the last row's (column's) pairs are black, as on the strip."""
+    h, w = strip_rgb.shape[:2]
+    if idx is None:
+        out = []
+        for a, b in ((strip_rgb[:-1], strip_rgb[1:]), (strip_rgb[:, :-1], strip_rgb[:, 1:])):
+            pair = np.zeros_like(strip_rgb)
+            s = cv2.add(a, b)  # saturating uint8 sum
+            pair[:s.shape[0], :s.shape[1]] = s
+            out.append(cv2.cvtColor(pair, cv2.COLOR_RGB2HSV))
+        return out
+    flat = strip_rgb.reshape(-1, 3)
     out = []
-    for a, b in ((strip_rgb[:-1], strip_rgb[1:]), (strip_rgb[:, :-1], strip_rgb[:, 1:])):
-        pair = np.zeros_like(strip_rgb)
-        s = cv2.add(a, b)  # saturating uint8 sum
-        pair[:s.shape[0], :s.shape[1]] = s
-        out.append(cv2.cvtColor(pair, cv2.COLOR_RGB2HSV))
+    for valid, step in ((idx < (h - 1) * w, w), (idx % w < w - 1, 1)):
+        nb = np.take(flat, np.where(valid, idx + step, idx), axis=0)
+        s = cv2.add(np.take(flat, idx, axis=0)[:, None], nb[:, None])  # saturating uint8 sum
+        s[~valid] = 0
+        out.append(cv2.cvtColor(s, cv2.COLOR_RGB2HSV))
     return out
 
 
 def paper_mask(hsv: np.ndarray, cfg: TraceConfig, strip_rgb: np.ndarray | None = None) -> np.ndarray:
     """The paper's window, grown by hysteresis into the looser one. With ``strip_rgb`` the strict seeds include
-    the pixel pairs whose summed colour lies in the window (both pixels of the pair), for 1-px strokes."""
+    the pixel pairs whose summed colour lies in the window (both pixels of the pair), for 1-px strokes. Computed on
+    the pixels of the widest window only (identical to whole-strip masks, at a fraction of the cost)."""
     lo, hi = cfg.hsv_lower, cfg.hsv_upper
-    strict = _in_window(hsv, lo[0], hi[0], lo[1], lo[2], hi[2], hi[1])
-    loose = _in_window(hsv, lo[0] - cfg.loose_hue_margin, hi[0] + cfg.loose_hue_margin,
-                       min(lo[1], cfg.loose_min_saturation), min(lo[2], cfg.loose_min_value),
-                       min(255, hi[2] + cfg.loose_value_above))
-    if cfg.loose_min_chroma > 0:
-        faint = _in_window(hsv, lo[0] - cfg.loose_hue_margin, hi[0] + cfg.loose_hue_margin, 1,
-                           min(lo[2], cfg.loose_min_value), min(255, hi[2] + cfg.loose_value_above))
-        chroma_ok = hsv[..., 1].astype(np.uint16) * hsv[..., 2] >= cfg.loose_min_chroma * 255
-        loose |= faint & chroma_ok
-    if strip_rgb is not None and cfg.pair_seeds:
-        for k, ph in enumerate(pair_sums(strip_rgb)):
-            seed = _in_window(ph, lo[0], hi[0], lo[1], lo[2], hi[2], hi[1]) & loose
-            if k == 0:
-                seed[1:] |= seed[:-1]
-            else:
-                seed[:, 1:] |= seed[:, :-1]
-            strict |= seed & loose
-    return grow(strict, loose)
+    h, w = hsv.shape[:2]
+    strict_w = (lo[0], hi[0], lo[1], lo[2], hi[2], hi[1])
+    loose_w = (lo[0] - cfg.loose_hue_margin, hi[0] + cfg.loose_hue_margin, min(lo[1], cfg.loose_min_saturation),
+               min(lo[2], cfg.loose_min_value), min(255, hi[2] + cfg.loose_value_above))
+    faint_w = (lo[0] - cfg.loose_hue_margin, hi[0] + cfg.loose_hue_margin, 1, min(lo[2], cfg.loose_min_value),
+               min(255, hi[2] + cfg.loose_value_above))
+    chroma = cfg.loose_min_chroma > 0
+    idx, flags = _windows(hsv, [strict_w, loose_w] + ([faint_w] if chroma else []))
+    strict_f, loose_f = flags[0].view(bool), flags[1].view(bool)
+    if chroma:
+        sv = np.take(hsv.reshape(-1, 3), idx, axis=0)
+        chroma_ok = sv[:, 1].astype(np.uint16) * sv[:, 2] >= cfg.loose_min_chroma * 255
+        loose_f = loose_f | (flags[2].view(bool) & chroma_ok)
+    loose = np.zeros(h * w, np.uint8)
+    loose_idx = idx[loose_f]
+    loose[loose_idx] = 1
+    strict_idx = idx[strict_f]
+    if strip_rgb is not None and cfg.pair_seeds and loose_idx.size:
+        # a pair seeds where its first pixel is loose (the pair's sum in the strict window); both its pixels count
+        # when loose
+        marks = [strict_idx]
+        for ph, step, valid in zip(pair_sums(strip_rgb, loose_idx), (w, 1),
+                                   (loose_idx < (h - 1) * w, loose_idx % w < w - 1)):
+            seed = _in_window(ph, *strict_w).reshape(-1).view(bool)
+            first = loose_idx[seed]
+            second = first[valid[seed]] + step
+            marks += [first, second[loose[second].view(bool)]]
+        strict_idx = np.concatenate(marks)  # repeats are harmless
+    strict = np.zeros(h * w, np.uint8)
+    strict[strict_idx] = 1
+    return grow(strict.reshape(h, w), loose.reshape(h, w), strict_idx)
 
 
 def hue_mask(hsv: np.ndarray, hue: int, cfg: TraceConfig) -> np.ndarray:
     """Auto mode's window around ``hue``, grown by hysteresis like the paper's."""
     hw = cfg.auto_hue_halfwidth
-    strict = _in_window(hsv, hue - hw, hue + hw, cfg.auto_min_saturation, cfg.auto_min_value, 255)
-    loose = _in_window(hsv, hue - hw - cfg.loose_hue_margin, hue + hw + cfg.loose_hue_margin,
-                       min(cfg.auto_min_saturation, cfg.loose_min_saturation),
-                       min(cfg.auto_min_value, cfg.loose_min_value), 255)
-    return grow(strict, loose)
+    h, w = hsv.shape[:2]
+    idx, (strict_f, loose_f) = _windows(hsv, [
+        (hue - hw, hue + hw, cfg.auto_min_saturation, cfg.auto_min_value, 255),
+        (hue - hw - cfg.loose_hue_margin, hue + hw + cfg.loose_hue_margin,
+         min(cfg.auto_min_saturation, cfg.loose_min_saturation), min(cfg.auto_min_value, cfg.loose_min_value), 255)])
+    strict, loose = np.zeros(h * w, np.uint8), np.zeros(h * w, np.uint8)
+    strict_idx = idx[strict_f.view(bool)]
+    strict[strict_idx] = 1
+    loose[idx[loose_f.view(bool)]] = 1
+    return grow(strict.reshape(h, w), loose.reshape(h, w), strict_idx)
 
 
 def hue_peaks(hsv: np.ndarray, cfg: TraceConfig) -> list[int]:
@@ -238,26 +295,32 @@ def plausibility(trace: np.ndarray, traced: np.ndarray, run_tolerance_cols: int 
     pixels over sqrt(1 + slope^2), the slope being the trace's vertical travel to its neighbours: the width across
     the stroke, so a steep QRS flank drawn with a thick pen counts as thin as it is drawn, and a blob (Doppler
     colour) as thick as it is."""
-    sub = np.ascontiguousarray(trace[:, traced])
-    if sub.shape[1] == 0:
+    cols = np.flatnonzero(traced)
+    if cols.size == 0:
         return 0.0, 0.0
-    f = sub.astype(np.float32)
-    n = f.sum(axis=0)
-    centre = (np.arange(sub.shape[0], dtype=np.float32) @ f) / np.maximum(n, 1)
+    # on the traced columns' span, then the traced columns picked out: per-column sums and vertical morphology
+    # are column by column, the span's untraced columns are empty (the same values as on the picked columns alone)
+    a, b = int(cols[0]), int(cols[-1]) + 1
+    span = trace[:, a:b]
+    pick = traced[a:b]
+    f = span.astype(np.float32)
+    n = f.sum(axis=0)[pick]
+    centre = (np.arange(span.shape[0], dtype=np.float32) @ f)[pick] / np.maximum(n, 1)  # integer sums: exact
     step = np.abs(np.diff(centre))
     travel = np.maximum(np.concatenate([[0.0], step]), np.concatenate([step, [0.0]]))
     thick = float(np.median(n / np.sqrt(1.0 + travel ** 2)))  # across the stroke, not down the column
     k = 2 * run_tolerance_cols + 1
-    wide = np.ascontiguousarray(cv2.dilate(trace, np.ones((1, k), np.uint8))[:, traced]) if k > 1 else sub
+    wide = cv2.dilate(span, np.ones((1, k), np.uint8)) if k > 1 else span  # outside the span: untraced, empty
     closed = cv2.morphologyEx(wide, cv2.MORPH_CLOSE, np.ones((3, 1), np.uint8))  # 1-2 px holes split no run
-    starts = (closed[1:] > closed[:-1]).sum(axis=0) + closed[0]
+    starts = ((closed[1:] > closed[:-1]).sum(axis=0) + closed[0])[pick]
     return thick, float((starts > 1).mean())
 
 
 def cursor_columns(mask: np.ndarray, cfg: TraceConfig) -> np.ndarray:
     """Boolean per column: part of a thin, nearly full-height vertical line (a moving cursor) or its margin. More
     such lines than ``cursor_max_lines`` are the trace's own clipped QRS spikes (one per beat), not cursors."""
-    tall = mask.sum(axis=0, dtype=np.int32) >= cfg.cursor_min_height_fraction * mask.shape[0]
+    lit = cv2.reduce(mask, 0, cv2.REDUCE_SUM, dtype=cv2.CV_32S).reshape(-1)  # per column (0/1 masks)
+    tall = lit >= cfg.cursor_min_height_fraction * mask.shape[0]
     out = np.zeros_like(tall)
     edges = np.diff(np.concatenate(([0], tall.view(np.int8), [0])))
     starts, ends = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)  # runs of tall columns [start, end)
@@ -284,16 +347,19 @@ def trace_chain(mask: np.ndarray, cfg: TraceConfig) -> np.ndarray:
     # 16-bit labels are about 3x faster; they suffice while even a checkerboard of dots cannot overflow them
     ltype = cv2.CV_16U if -(-h // 2) * -(-w // 2) < 2 ** 16 else cv2.CV_32S
     n, labels, stats, _ = cv2.connectedComponentsWithStats(joined, connectivity=8, ltype=ltype)
-    order = sorted(range(1, n), key=lambda c: -int(stats[c, cv2.CC_STAT_AREA]))
+    order = np.argsort(-stats[1:, cv2.CC_STAT_AREA], kind="stable") + 1  # largest first, ties in label order
+    lefts, widths = stats[:, cv2.CC_STAT_LEFT].tolist(), stats[:, cv2.CC_STAT_WIDTH].tolist()
     taken: list[tuple[int, int]] = []
-    keep = np.zeros(n, bool)
-    for c in order:
-        a = int(stats[c, cv2.CC_STAT_LEFT])
-        b = a + int(stats[c, cv2.CC_STAT_WIDTH]) - 1
+    keep = np.zeros(n, np.uint8)
+    for c in order.tolist():
+        a = lefts[c]
+        b = a + widths[c] - 1
         if all(min(b, d) - max(a, c0) + 1 <= cfg.chain_overlap_px for c0, d in taken):
             taken.append((a, b))
-            keep[c] = True
-    return keep.view(np.uint8)[labels] & mask  # only the originally lit pixels of kept components
+            keep[c] = 1
+    if keep[1:].all():  # every component kept: every lit pixel is the trace's (the mask itself, never changed after)
+        return mask
+    return _lookup(labels, keep) & mask  # only the originally lit pixels of kept components
 
 
 def _runs(flags: np.ndarray) -> int:
@@ -312,12 +378,18 @@ def _segments(untraced: np.ndarray, max_gap: int) -> int:
 def _max_jump(trace: np.ndarray, cols: np.ndarray, hidden: np.ndarray | None = None) -> int:
     """Largest vertical break between consecutive traced columns, per column of distance (small gaps included).
     Pairs with a ``hidden`` column (a cursor line) between them are skipped: what the cursor covers is unknown."""
+    if cols.size < 2:
+        return 0
     h = trace.shape[0]
-    lit = trace[:, cols]  # every column in cols holds at least one lit pixel
-    top = lit.argmax(axis=0)
-    bot = h - 1 - lit[::-1].argmax(axis=0)
+    # first and last lit row of every column in cols (each holds at least one lit pixel), from the span of cols:
+    # the largest (h - row) and (row + 1) over a column's lit pixels
+    span = trace[:, cols[0]:cols[-1] + 1]
+    dtype = np.uint8 if h <= 255 else np.int32
+    top_w = np.arange(h, 0, -1, dtype=dtype)[:, None]
+    top = h - (span * top_w).max(axis=0)[cols - cols[0]].astype(np.int64)
+    bot = (span * (top_w[::-1])).max(axis=0)[cols - cols[0]].astype(np.int64) - 1
     gap = (np.maximum(top[1:] - bot[:-1], top[:-1] - bot[1:]) - 1) / np.maximum(np.diff(cols), 1)
-    if hidden is not None and cols.size > 1:
+    if hidden is not None:
         n_hidden = np.concatenate([[0], np.cumsum(hidden)])
         gap = gap[n_hidden[cols[1:]] - n_hidden[cols[:-1] + 1] == 0]
     return int(np.ceil(max(gap.max(initial=0), 0)))
@@ -360,7 +432,7 @@ def check_trace(mask: np.ndarray, cfg: TraceConfig, mode: str, strip_rgb: np.nda
     if hidden is not None:
         cursor = cursor | hidden
     trace = trace_chain(mask, cfg)
-    traced = trace.any(axis=0)
+    traced = trace.view(bool).any(axis=0)
     n_cols = int(traced.sum())
     if n_cols < cfg.min_trace_columns:
         return TraceResult(S.NO_ECG_TRACE, f"{n_cols} traced columns in the strip (< {cfg.min_trace_columns}) "
@@ -368,7 +440,8 @@ def check_trace(mask: np.ndarray, cfg: TraceConfig, mode: str, strip_rgb: np.nda
     cols = np.flatnonzero(traced)
     x0, x1 = int(cols[0]), int(cols[-1])
     extent = x1 - x0 + 1
-    lit = int(mask.sum())
+    lit = cv2.countNonZero(mask)  # 0/1 masks
+    n_trace = cv2.countNonZero(trace)
     m = cfg.edge_margin_px
     edge_cols = int((trace[:m].any(axis=0) | trace[h - m:].any(axis=0)).sum()) if m > 0 else 0
     inside = ~traced[x0:x1 + 1] & ~cursor[x0:x1 + 1]
@@ -378,7 +451,7 @@ def check_trace(mask: np.ndarray, cfg: TraceConfig, mode: str, strip_rgb: np.nda
     if weight is not None and cfg.continuity_min_coverage > 0:
         solid = np.zeros_like(trace)
         solid[:, x0:x1 + 1] = trace[:, x0:x1 + 1] & (weight >= cfg.continuity_min_coverage)
-    solid_traced = solid.any(axis=0)
+    solid_traced = solid.view(bool).any(axis=0)
     solid_cols = np.flatnonzero(solid_traced)
     solid_gaps = ~solid_traced[x0:x1 + 1] & ~cursor[x0:x1 + 1]
     quality = {
@@ -388,10 +461,10 @@ def check_trace(mask: np.ndarray, cfg: TraceConfig, mode: str, strip_rgb: np.nda
         "edge_columns": edge_cols,
         "max_gap_px": _runs(solid_gaps),
         "max_jump_px": _max_jump(solid, solid_cols, cursor),
-        "outlier_fraction": (lit - int(trace.sum())) / max(lit, 1),
+        "outlier_fraction": (lit - n_trace) / max(lit, 1),
         "median_thickness_px": thick,
         "multi_run_fraction": multi,
-        "trace_pixels": int(trace.sum()),
+        "trace_pixels": n_trace,
         "segments": _segments(inside, cfg.max_gap_px),
     }
     res = TraceResult(None, "accepted", mask, mode, x0, x1, quality=quality)
@@ -439,8 +512,16 @@ def stroke_coverage(strip_rgb: np.ndarray, trace: np.ndarray, x0: int, x1: int, 
     (luma - local background luma) / (the stroke's luma - local background luma)). A pixel of an anti-aliased
     stroke over a grey background gets its coverage from both; a background pixel tinted by the chroma of the
     stroke next to it (JPEG 4:2:2) gets the small luma one."""
-    rgb = np.ascontiguousarray(strip_rgb[:, x0:x1 + 1])
-    on = np.ascontiguousarray(trace[:, x0:x1 + 1])
+    out = np.zeros((trace.shape[0], x1 + 1 - x0), np.float32)
+    rows = np.flatnonzero(trace[:, x0:x1 + 1].view(bool).any(axis=1))
+    if rows.size == 0:
+        return out
+    # the rows of the trace and a window beyond: the other rows hold no trace pixel, and no window of one reaches
+    # past them (the strip's own top and bottom rows stay the edges where the window is reflected)
+    reach = cfg.coverage_bg_window_px
+    ya, yb = max(int(rows[0]) - reach, 0), min(int(rows[-1]) + reach + 1, trace.shape[0])
+    rgb = np.ascontiguousarray(strip_rgb[ya:yb, x0:x1 + 1])
+    on = np.ascontiguousarray(trace[ya:yb, x0:x1 + 1])
     luma = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)  # Y = 0.299 R + 0.587 G + 0.114 B
     off = 1 - on
     k = (cfg.coverage_bg_window_px, cfg.coverage_bg_window_px)
@@ -449,10 +530,7 @@ def stroke_coverage(strip_rgb: np.ndarray, trace: np.ndarray, x0: int, x1: int, 
     bg_sum = cv2.boxFilter(luma * off, depth, k, normalize=False)
     bg_n = cv2.boxFilter(off, depth, k, normalize=False)
     idx = np.flatnonzero(on.view(bool))              # only the trace pixels need a weight
-    out = np.zeros(on.shape, np.float32)
-    if idx.size == 0:
-        return out
-    px = rgb.reshape(-1, 3)[idx]
+    px = np.take(rgb.reshape(-1, 3), idx, axis=0)
     r, g, b = px[:, 0], px[:, 1], px[:, 2]  # per channel: a reduction over a length-3 axis is slow
     chroma = (np.maximum(np.maximum(r, g), b) - np.minimum(np.minimum(r, g), b)).astype(np.float32)
     y_px = luma.reshape(-1)[idx].astype(np.float32)
@@ -463,7 +541,8 @@ def stroke_coverage(strip_rgb: np.ndarray, trace: np.ndarray, x0: int, x1: int, 
     contrast = y_ref - bg
     usable = np.abs(contrast) >= cfg.coverage_min_luma_contrast
     a_luma = np.where(usable, (y_px - bg) / np.where(usable, contrast, 1.0), a_chroma)
-    out.reshape(-1)[idx] = np.minimum(a_chroma, np.clip(a_luma, 0.0, 1.0)) + 1e-3  # never all-zero in a traced column
+    # + 1e-3: never all-zero in a traced column
+    out[ya:yb].reshape(-1)[idx] = np.minimum(a_chroma, np.clip(a_luma, 0.0, 1.0)) + 1e-3
     return out
 
 
