@@ -46,8 +46,11 @@ class AnalyzeConfig:
     mlflow: MlflowConfig = field(default_factory=MlflowConfig)  # default: the store and experiment of the benchmark
 
     def validate(self) -> None:
-        if not self.benchmark or not Path(self.benchmark).is_dir():
-            raise UserError(f"benchmark folder not found: {self.benchmark or '(not given)'}")
+        from eee_ray import storage
+
+        storage.check_dir(self.benchmark, "--benchmark")
+        if self.output:
+            storage.check_bucket(self.output, "--output")
         if self.max_categories < 1 or self.min_records_per_category < 1:
             raise UserError("max_categories and min_records_per_category must be >= 1")
 
@@ -409,8 +412,31 @@ def _mlflow_for(cfg: AnalyzeConfig, bench: Path) -> str:
         return ""
 
 
-def run_analysis(cfg: AnalyzeConfig) -> Path:
-    """All figures and tables of one benchmark, logged to MLflow; returns the output folder."""
+def run_analysis(cfg: AnalyzeConfig) -> str:
+    """All figures and tables of one benchmark, logged to MLflow; returns the output folder (or URI).
+
+    A benchmark in a bucket is mirrored to the local cache first (its trials' test outputs are read whole); an
+    output in a bucket is written to a local temporary folder and uploaded, file by file, at the end."""
+    import tempfile
+
+    from eee_ray import storage
+
+    cfg.validate()
+    bench = Path(cfg.benchmark)
+    if storage.is_uri(cfg.benchmark):
+        bench = storage.mirror(cfg.benchmark, storage.cache_path("data", cfg.benchmark))
+    dest = cfg.output or (storage.join(cfg.benchmark, "analysis") if storage.is_uri(cfg.benchmark)
+                          else str(bench / "analysis"))
+    if not storage.is_uri(dest):
+        _analyse(cfg, bench, Path(dest))
+        return dest
+    with tempfile.TemporaryDirectory(prefix="eee-ray-analysis-") as tmp:
+        _analyse(cfg, bench, Path(tmp))
+        storage.upload_tree(tmp, dest)
+    return dest
+
+
+def _analyse(cfg: AnalyzeConfig, bench: Path, out: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -418,9 +444,6 @@ def run_analysis(cfg: AnalyzeConfig) -> Path:
 
     from eee_ray.config import flat_params, save
 
-    cfg.validate()
-    bench = Path(cfg.benchmark)
-    out = Path(cfg.output) if cfg.output else bench / "analysis"
     all_trials = load_trials(bench)
     trials = full_label_trials(all_trials)
     if len(trials) < len(all_trials):
@@ -457,4 +480,3 @@ def run_analysis(cfg: AnalyzeConfig) -> Path:
         for rec in lda.to_dict("records"):
             mlflow.log_metric(f"lda_cv_bal_acc.{rec['trial']}", rec["cv_balanced_accuracy"])
         mlflow.log_artifacts(str(out), artifact_path="analysis")
-    return out

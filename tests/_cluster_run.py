@@ -36,23 +36,25 @@ SPARE = dict(num_cpus=1, object_store_memory=OBJECT_STORE)
 
 def lose_node_when(cluster, ready, log: list[str], then=None, timeout: float = 600) -> threading.Thread:
     """On a thread: once ``ready()`` returns a node id (or True: any worker node), remove that node without a
-    graceful shutdown, then call ``then()`` (also when this fails: a held run must not wait for ever)."""
+    graceful shutdown, then call ``then(node_id)`` (also when this fails, with None: a held run must not wait for
+    ever)."""
 
     def run() -> None:
-        t0 = time.time()
+        t0, victim_id = time.time(), None
         try:
             while time.time() - t0 < timeout:
                 target = ready()
                 if target:
                     victim = next(n for n in cluster.worker_nodes if target is True or n.node_id == target)
                     cluster.remove_node(victim, allow_graceful=False)
-                    log.append(f"removed {victim.node_id} after {time.time() - t0:.1f} s")
+                    victim_id = victim.node_id
+                    log.append(f"removed {victim_id} after {time.time() - t0:.1f} s")
                     return
                 time.sleep(0.05)
             log.append("node never removed")
         finally:
             if then:
-                then()
+                then(victim_id)
 
     th = threading.Thread(target=run, daemon=True)
     th.start()
@@ -70,6 +72,20 @@ def train_worker_node_when_held(cluster, release: Path):
         return hosts[0] if hosts else None
 
     return ready
+
+
+def release_once_dead(release: Path, timeout: float = 60):
+    """``then`` of the pretraining's node loss: the held workers go on only once the GCS lists no live Train worker
+    on the lost node. A worker process outlives its raylet for a moment; released at once, it could finish a short
+    epoch and report before it died, and the run would never see the loss."""
+
+    def then(node_id) -> None:
+        t0 = time.time()
+        while node_id and node_id in actor_nodes("RayTrainWorker", alive_only=True) and time.time() - t0 < timeout:
+            time.sleep(0.1)
+        release.touch()
+
+    return then
 
 
 def ingest(echo_dir: str, out: Path, limit: int) -> dict:
@@ -92,7 +108,7 @@ def pretrain(cluster, out: Path) -> dict:
     release = out / "release"
     cluster.add_node(**SPARE)   # here, from the main thread: Ray's node start-up sets signal handlers
     cluster.wait_for_nodes()
-    th = lose_node_when(cluster, train_worker_node_when_held(cluster, release), log, then=release.touch)
+    th = lose_node_when(cluster, train_worker_node_when_held(cluster, release), log, then=release_once_dead(release))
     t = time.perf_counter()
     with injected(pretrain_hold=f"{PRETRAIN_EPOCHS}:{release}"):
         first = run_pretrain(PretrainConfig(epochs=PRETRAIN_EPOCHS, **base))

@@ -1,7 +1,7 @@
 """Every stage with its data and outputs in buckets of a real S3-compatible server (moto in server mode, on
 loopback): ingest (with resume and the commit of parts), pretraining (Ray Train's checkpoints and the pairs cache in
-the bucket, and ``--resume`` from them), the benchmark and ``predict``, each checked against what the same stage
-wrote for local paths."""
+the bucket, and ``--resume`` from them), the benchmark, ``analyze`` and ``predict``, each checked against what the
+same stage wrote for local paths."""
 
 from __future__ import annotations
 
@@ -155,6 +155,11 @@ def test_round_trip_in_buckets(s3, synth_dir, ingested_dir, ray_session, tmp_pat
     # the prepared store stays in the local cache (the trials memory-map it), never in the bucket
     assert not _keys(s3, "eee-out", "bench/prepared/")
     assert (storage.cache_path("prepared", "s3://eee-out/bench") / "meta.json").is_file()
+
+    # analyze: the benchmark read from the bucket, its figures and tables written back beside it
+    assert main(["analyze", "--benchmark", "s3://eee-out/bench"]) == 0
+    keys = set(_keys(s3, "eee-out", "bench/analysis/"))
+    assert {f"bench/analysis/{f}" for f in ("roc_curves.png", "per_label_auroc.csv", "config.yaml")} <= keys, keys
 
     # predict: the trial's checkpoint and the record list in buckets, the predictions written to a bucket
     trial = next(k for k in _keys(s3, "eee-out", "bench/trials/") if k.endswith("/model.pt")).rsplit("/", 1)[0]
