@@ -438,7 +438,7 @@ def run_pretrain(cfg: PretrainConfig) -> dict[str, Any]:
         log.info("training samples (%.0f MB of pixels) built once and kept in the object store", data.train_bytes / 2**20)
         train_ds = train_ds.materialize()
     elif pairs_store == "disk":
-        folder = cfg.pairs_cache or storage.join(output, "pairs_cache")
+        folder = storage.absolute(cfg.pairs_cache) if cfg.pairs_cache else storage.join(output, "pairs_cache")
         key = cache_key(cfg.clips, cfg.pairs, held_patients)
         train_ds, how = cached_train_set(data.train, folder, key, data.n_train)
         pairs_store = f"disk ({how})"
