@@ -33,7 +33,9 @@ def cache_key(clips_dir: str | Path, pairs: Any, heldout_patients: list[int]) ->
     held-out patients (the training set is every usable clip of the other patients)."""
     from eee_ray.ingest.pipeline import clip_files
 
-    parts = sorted((storage.name(f), storage.size(f)) for f in clip_files(clips_dir))
+    files = clip_files(clips_dir)
+    sizes = {storage.name(rel): size for rel, size in storage.walk(storage.parent(files[0]))}  # one listing
+    parts = sorted((storage.name(f), sizes[storage.name(f)]) for f in files)
     blob = json.dumps({"format": FORMAT, "parts": parts, "pairs": dataclasses.asdict(pairs),
                        "heldout": sorted(int(p) for p in heldout_patients)}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()
@@ -41,15 +43,21 @@ def cache_key(clips_dir: str | Path, pairs: Any, heldout_patients: list[int]) ->
 
 def _valid(folder: str, key: str) -> list[str] | None:
     """The cached part files when ``folder`` holds a complete cache for ``key``, else None."""
-    marker = storage.join(folder, MARKER)
-    if not storage.is_file(marker):
+    present = {rel for rel, _ in storage.walk(folder)}   # one listing, not a request per part
+    if MARKER not in present:
         return None
-    meta = json.loads(storage.read_text(marker))
-    files = [storage.join(folder, f) for f in meta.get("files", [])]
-    if meta.get("key") != key or not files or not all(storage.is_file(f) for f in files):
-        log.info("the pairs cache in %s was built from other clips or settings: rebuilding it", folder)
+    try:
+        meta = json.loads(storage.read_text(storage.join(folder, MARKER)))
+    except ValueError:
+        meta = {}
+    rel = meta.get("files", [])
+    if meta.get("key") != key:
+        log.info("the pairs cache in %s was built from other clips, settings or split: rebuilding it", folder)
         return None
-    return files
+    if not rel or not set(rel) <= present:
+        log.info("the pairs cache in %s is incomplete: rebuilding it", folder)
+        return None
+    return [storage.join(folder, f) for f in rel]
 
 
 def cached_train_set(samples: Any, folder: str, key: str, n_samples: int) -> tuple[Any, str]:

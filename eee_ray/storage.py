@@ -152,10 +152,6 @@ def subfolders(folder: str | os.PathLike, pattern: str = "*") -> list[str]:
     return _entries(folder, pattern, pafs.FileType.Directory)
 
 
-def size(path: str | os.PathLike) -> int:
-    return int(_info(path).size or 0)
-
-
 def walk(root: str | os.PathLike) -> list[tuple[str, int]]:
     """``(relative path, size)`` of every file under ``root``, recursively, sorted (object stores: every key)."""
     fs, p = filesystem(root)
