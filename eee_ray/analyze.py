@@ -412,6 +412,12 @@ def _mlflow_for(cfg: AnalyzeConfig, bench: Path) -> str:
         return ""
 
 
+def _read_by_analysis(rel: str) -> bool:
+    """The files of a benchmark output that the analysis reads (not the trials' weights or the prepared store)."""
+    return rel in ("results.csv", "summary.json") or (
+        rel.startswith("trials/") and rel.rsplit("/", 1)[-1] in ("meta.json", "test_outputs.npz"))
+
+
 def run_analysis(cfg: AnalyzeConfig) -> str:
     """All figures and tables of one benchmark, logged to MLflow; returns the output folder (or URI).
 
@@ -424,7 +430,7 @@ def run_analysis(cfg: AnalyzeConfig) -> str:
     cfg.validate()
     bench = Path(cfg.benchmark)
     if storage.is_uri(cfg.benchmark):
-        bench = storage.mirror(cfg.benchmark, storage.cache_path("data", cfg.benchmark))
+        bench = storage.mirror(cfg.benchmark, storage.cache_path("data", cfg.benchmark), names=_read_by_analysis)
     dest = cfg.output or (storage.join(cfg.benchmark, "analysis") if storage.is_uri(cfg.benchmark)
                           else str(bench / "analysis"))
     if not storage.is_uri(dest):

@@ -255,15 +255,18 @@ def cache_path(kind: str, uri: str) -> Path:
     return cache_dir() / kind / u.scheme / u.netloc / u.path.strip("/")
 
 
-def mirror(uri: str, local: Path) -> Path:
+def mirror(uri: str, local: Path, names: Callable[[str], bool] | None = None) -> Path:
     """Bring the tree under ``uri`` to ``local``: files missing or of another size are downloaded, each with the
-    object's modification time (so a content fingerprint of the local copy follows the bucket's)."""
+    object's modification time (so a content fingerprint of the local copy follows the bucket's). ``names``: keep
+    only the files whose relative path it accepts."""
     fs, p = filesystem(uri)
     infos = fs.get_file_info(pafs.FileSelector(p, recursive=True, allow_not_found=True))
     for i in infos:
         if i.type != pafs.FileType.File:
             continue
         rel = i.path[len(p):].lstrip("/")
+        if names is not None and not names(rel):
+            continue
         target = local / rel
         if target.is_file() and target.stat().st_size == i.size:
             continue

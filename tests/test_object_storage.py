@@ -160,6 +160,8 @@ def test_round_trip_in_buckets(s3, synth_dir, ingested_dir, ray_session, tmp_pat
     assert main(["analyze", "--benchmark", "s3://eee-out/bench"]) == 0
     keys = set(_keys(s3, "eee-out", "bench/analysis/"))
     assert {f"bench/analysis/{f}" for f in ("roc_curves.png", "per_label_auroc.csv", "config.yaml")} <= keys, keys
+    mirrored = storage.cache_path("data", "s3://eee-out/bench")   # only what the analysis reads came down
+    assert list(mirrored.rglob("test_outputs.npz")) and not list(mirrored.rglob("model.pt"))
 
     # predict: the trial's checkpoint and the record list in buckets, the predictions written to a bucket
     trial = next(k for k in _keys(s3, "eee-out", "bench/trials/") if k.endswith("/model.pt")).rsplit("/", 1)[0]
