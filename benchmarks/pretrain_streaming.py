@@ -5,10 +5,11 @@ step they feed.
 
     python benchmarks/pretrain_streaming.py --clips INGEST_OUTPUT [--epochs 3] [--batch 8] [--image-size 112]
 
-Prints one Markdown table: set-up time (split + materialise, or split + cache build), seconds per epoch of delivering every training batch
-(collated, as a Train worker receives them), object-store bytes held by the training set, and the tiny preset's CPU
-step on one batch for scale. The per-sample cost of building samples is what a GPU step has to outlast for streaming
-to be free: it is printed as core-milliseconds per sample.
+Prints one Markdown table: set-up time (split + materialise, or split + cache build), seconds per epoch of delivering
+every training batch (collated, as a Train worker receives them), object-store bytes held by the training set, and the
+tiny preset's CPU step on one batch for scale. The per-sample cost of building samples is what a GPU step has to
+outlast for streaming to be free: it is printed as core-milliseconds per sample, beside the cache's bytes on disk
+and a projection of a GPU step (FLOP count at an assumed throughput).
 """
 
 from __future__ import annotations
