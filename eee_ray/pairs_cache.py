@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from eee_ray import storage
+from eee_ray.errors import UserError
 
 log = logging.getLogger(__name__)
 
@@ -72,13 +73,16 @@ def cached_train_set(samples: Any, folder: str, key: str, n_samples: int) -> tup
     if files is not None:
         log.info("training samples read from the pairs cache in %s (%d parts)", folder, len(files))
         return read_parquet(files), "reused"
-    storage.remove(storage.join(folder, MARKER))
-    for old in storage.subfolders(folder, "parts-*"):
-        storage.remove_tree(old)
     parts = storage.join(folder, f"parts-{key[:16]}")
+    try:
+        storage.remove(storage.join(folder, MARKER))
+        for old in storage.subfolders(folder, "parts-*"):
+            storage.remove_tree(old)
+        storage.makedirs(parts)
+    except OSError as e:
+        raise UserError(f"--pairs-cache: cannot write the pairs cache in {folder}: {e.strerror or e}") from None
     log.info("building the pairs cache in %s (%d training samples, once)", folder, n_samples)
     fs, path = storage.filesystem(parts)
-    storage.makedirs(parts)
     samples.write_parquet(path, filesystem=fs if storage.is_uri(parts) else None)
     files = storage.files(parts, "*.parquet")
     rel = [f"{storage.name(parts)}/{storage.name(f)}" for f in files]

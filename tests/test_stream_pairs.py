@@ -73,3 +73,11 @@ def test_pairs_cache_is_built_once_and_rebuilt_when_its_inputs_change(ingested_d
     (tmp_path / "cache" / MARKER).unlink()   # a build cut off before its marker was written
     _, how = cached_train_set(small.train, folder, key16, small.n_train)
     assert how == "built"
+
+
+def test_an_unwritable_pairs_cache_is_one_error_line():
+    from eee_ray.errors import UserError
+    from eee_ray.pairs_cache import cached_train_set
+
+    with pytest.raises(UserError, match="--pairs-cache: cannot write the pairs cache in /proc/eee-cache"):
+        cached_train_set(None, "/proc/eee-cache", "0" * 64, 1)
