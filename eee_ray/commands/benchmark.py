@@ -6,7 +6,7 @@ import argparse
 import json
 import sys
 
-from eee_ray.config import add_common_arguments
+from eee_ray.config import DeprecatedAlias, add_common_arguments
 
 
 def _csv(text: str) -> list[str]:
@@ -57,9 +57,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "label-stratified, seeded subsets; validation and test stay whole (default 1.0)")
     p.add_argument("--label-seeds", dest="label_seeds", type=int,
                    help="subsets drawn per fraction below 1, for the spread over draws (default 1)")
-    p.add_argument("--probe-head-init", dest="probe_head_init", choices=["default", "zero"],
-                   help="the linear probe's head at the start: default (random) or zero (starts neutral, so its "
-                        "AUROC follows the labels even in a few hundred steps)")
+    p.add_argument("--head-init", dest="head_init", choices=["default", "zero"],
+                   help="EEE's linear head at the start (linear probe and fine-tuning): default (random) or zero "
+                        "(starts neutral, so a probe's AUROC follows the labels even in a few hundred steps)")
+    p.add_argument("--probe-head-init", dest="head_init", choices=["default", "zero"], action=DeprecatedAlias,
+                   replacement="--head-init", help=argparse.SUPPRESS)
+    p.add_argument("--encoder-lr-scale", dest="encoder_lr_scale", type=float,
+                   help="fine-tuning EEE: the encoder's learning rate is --lr times this, the head's is --lr "
+                        "(default 1)")
     p.add_argument("--min-steps", dest="min_steps", type=int,
                    help="at least this many optimiser steps per trial: a small label subset trains for more "
                         "epochs (default 0: --epochs only)")

@@ -31,10 +31,15 @@ class BenchmarkConfig:
     min_steps: int = 0  # a trial makes at least this many optimiser steps (more epochs on a small label subset)
     batch_size: int = 64
     lr: float = 1e-3
-    # Head of a linear probe at the start: "default" (PyTorch's random init) or "zero" (zero weights, biases at the
-    # labels' training log-odds). A random head on frozen features is a random projection that ~150 steps at lr 1e-3
-    # barely move, so its AUROC hardly depends on the labels; a zero head points where the labels pull it.
-    probe_head_init: str = "default"
+    # EEE's linear head at the start (linear probe and fine-tuning): "default" (PyTorch's random init) or "zero"
+    # (zero weights, biases at the labels' training log-odds). A random head on frozen features is a random
+    # projection that ~150 steps at lr 1e-3 barely move, so its AUROC hardly depends on the labels; a zero head
+    # points where the labels pull it, and sends no gradient into a fine-tuned encoder until it has learned a
+    # direction.
+    head_init: str = "default"
+    # Fine-tuning EEE: the encoder trains at lr x this, the head at lr. Protects pretrained features from being
+    # overwritten by the gradients of a few labelled records through a head that has not learned anything yet.
+    encoder_lr_scale: float = 1.0
     weight_decay: float = 1e-2
     crops_per_record: int = 4  # random training crops drawn from each record per epoch
     labels: str = "icd"  # icd (diagnosis codes -> CCSR) | echo-measurements (MIMIC / synthetic)
@@ -72,8 +77,10 @@ class BenchmarkConfig:
         storage.check_dir(self.data, "--data")
         storage.check_bucket(self.output, "--output")
         storage.check_local(self.prepared, "--prepared", "the trials memory-map its shards")
-        if self.probe_head_init not in ("default", "zero"):
-            raise UserError(f"probe_head_init must be default or zero, not {self.probe_head_init!r}")
+        if self.head_init not in ("default", "zero"):
+            raise UserError(f"--head-init must be default or zero, not {self.head_init!r}")
+        if not 0.0 < self.encoder_lr_scale <= 1.0:
+            raise UserError(f"--encoder-lr-scale must be in (0, 1], not {self.encoder_lr_scale}")
         if self.dataset not in ("mimic", "ptbxl", "synthetic"):
             raise UserError(f"--dataset must be mimic, ptbxl or synthetic, not {self.dataset!r}")
         if self.labels not in ("icd", "echo-measurements"):

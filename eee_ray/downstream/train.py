@@ -61,6 +61,7 @@ def _fit(model, data: ECGDataset | PreparedData, leads: list[str], cfg: Benchmar
     weights of the epoch with the best validation macro AUROC."""
     import torch
 
+    from eee_ray.models.eee_classifier import EEEClassifier
     from eee_ray.models.registry import param_groups
 
     x_tr, y_tr, _ = data.part("train", leads)
@@ -70,10 +71,12 @@ def _fit(model, data: ECGDataset | PreparedData, leads: list[str], cfg: Benchmar
     x_va, y_va, _ = data.part("val", leads)
     if not len(x_tr):
         raise UserError("the training split is empty")
-    if getattr(model, "frozen", False) and cfg.probe_head_init == "zero":
+    eee = isinstance(model, EEEClassifier)
+    if eee and cfg.head_init == "zero":
         _neutral_head(model, y_tr)
     rng = np.random.default_rng(cfg.seed)
-    opt = torch.optim.AdamW(param_groups(model, cfg.lr, cfg.weight_decay))
+    opt = torch.optim.AdamW(param_groups(model, cfg.lr, cfg.weight_decay,
+                                         encoder_lr_scale=cfg.encoder_lr_scale if eee else 1.0))
     crops = cfg.crops_per_record if model.window < x_tr.shape[-1] else 1  # a whole-record window has one crop
     per_epoch = math.ceil(len(x_tr) * crops / cfg.batch_size)
     epochs = max(cfg.epochs, math.ceil(cfg.min_steps / per_epoch))  # a small subset still gets min_steps updates
@@ -197,7 +200,8 @@ def run_trial(combo: dict, data: ECGDataset | PreparedData, cfg: BenchmarkConfig
         params = {**combo, "preset": cfg.preset, "epochs": cfg.epochs, "min_steps": cfg.min_steps, "batch_size": cfg.batch_size, "lr": cfg.lr,
                   "weight_decay": cfg.weight_decay, "crops_per_record": cfg.crops_per_record, "window": model.window,
                   "aggregate": cfg.aggregate, "n_labels": len(data.label_names), "dataset": cfg.dataset,
-                  "pretrained": cfg.pretrained or "", "seed": cfg.seed,
+                  "pretrained": cfg.pretrained or "", "seed": cfg.seed, "head_init": cfg.head_init,
+                  "encoder_lr_scale": cfg.encoder_lr_scale,
                   "n_params": sum(p.numel() for p in model.parameters())}
         for k, v in params.items():
             client.log_param(run_id, k, v)

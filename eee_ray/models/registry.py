@@ -59,14 +59,23 @@ def model_spec(model: nn.Module) -> dict[str, Any]:
     return dict(spec)
 
 
-def param_groups(model: nn.Module, lr: float, weight_decay: float, ssm_lr: float = 1e-3) -> list[dict[str, Any]]:
+def param_groups(model: nn.Module, lr: float, weight_decay: float, ssm_lr: float = 1e-3,
+                 encoder_lr_scale: float = 1.0) -> list[dict[str, Any]]:
     """Optimizer groups over trainable parameters only; S4D's dt and A train with lr <= ``ssm_lr`` and no weight
-    decay, as in the S4 papers (a large step on them makes the SSM unstable)."""
-    ssm, rest = [], []
+    decay, as in the S4 papers (a large step on them makes the SSM unstable). With ``encoder_lr_scale`` != 1 the
+    parameters under ``model.encoder`` (EEE fine-tuned) train at lr x that scale."""
+    ssm, enc, rest = [], [], []
     for pname, p in model.named_parameters():
         if p.requires_grad:
-            (ssm if pname.rsplit(".", 1)[-1] in s4.SSM_PARAM_NAMES else rest).append(p)
+            if pname.rsplit(".", 1)[-1] in s4.SSM_PARAM_NAMES:
+                ssm.append(p)
+            elif encoder_lr_scale != 1.0 and pname.startswith("encoder."):
+                enc.append(p)
+            else:
+                rest.append(p)
     groups = [{"params": rest, "lr": lr, "weight_decay": weight_decay}]
+    if enc:
+        groups.append({"params": enc, "lr": lr * encoder_lr_scale, "weight_decay": weight_decay})
     if ssm:
         groups.append({"params": ssm, "lr": min(lr, ssm_lr), "weight_decay": 0.0})
     return groups

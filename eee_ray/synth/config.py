@@ -20,6 +20,10 @@ class SynthConfig:
     seed: int = 0
     patients: int = 40                 # patients with echo studies (the first ones of the ECG tree too)
     ecg_patients: int = 0              # patients in the ECG tree; 0 -> 4 * patients
+    # shares of the ECG tree's patients in the validation (fold 18) and test (fold 19) folds; the rest, spread over
+    # folds 0-17, trains. A larger test share narrows the test AUROC's interval without more labelled patients.
+    val_share: float = 0.15
+    test_share: float = 0.25
     studies_min: int = 2               # echo studies per patient
     studies_max: int = 3
     cines_min: int = 1                 # cines (DICOM files) per echo study
@@ -49,6 +53,9 @@ class SynthConfig:
             (self.patients >= 1, "patients must be >= 1"),
             (self.ecg_patients == 0 or self.ecg_patients >= self.patients,
              "ecg_patients must be 0 (auto) or >= patients"),
+            (0.0 < self.val_share < 1.0 and 0.0 < self.test_share < 1.0
+             and self.val_share + self.test_share <= 0.9,
+             "val_share and test_share must be in (0, 1) and leave at least 0.1 to train"),
             (1 <= self.studies_min <= self.studies_max, "need 1 <= studies_min <= studies_max"),
             (1 <= self.cines_min <= self.cines_max, "need 1 <= cines_min <= cines_max"),
             (2 <= self.frames_min <= self.frames_max <= 120, "need 2 <= frames_min <= frames_max <= 120"),
@@ -74,6 +81,11 @@ class SynthConfig:
         """Whether any positive-control field differs from its default (the ECG model is then changed)."""
         return (self.ecg_strain_scale != 1.0 or self.ecg_wall_qrs_widening != 0.0 or self.ecg_qrs_gain_sd != 0.0
                 or self.ecg_t_gain_sd != 0.0 or self.ecg_axis_sd_deg != 0.0)
+
+    @property
+    def fold_shares(self) -> list[float]:
+        """Share of the ECG tree's patients in each of the 20 folds (train 0-17, val 18, test 19)."""
+        return [(1.0 - self.val_share - self.test_share) / 18] * 18 + [self.val_share, self.test_share]
 
     @property
     def n_ecg_patients(self) -> int:

@@ -251,9 +251,9 @@ def _echo_tree(cfg: SynthConfig, rng: np.random.Generator, patients: list[Patien
     return rows
 
 
-# Ext-ICD's fold semantics (train 0-17, val 18, test 19) with a larger val and test share than MIMIC's 5% each: a
-# synthetic data set has a few hundred patients, and 5% of them would make the test AUROCs noise.
-FOLD_SHARES = np.array([0.60 / 18] * 18 + [0.15, 0.25])
+# Ext-ICD's fold semantics (train 0-17, val 18, test 19) with a larger val and test share than MIMIC's 5% each
+# (SynthConfig.val_share, test_share): a synthetic data set has a few hundred patients, and 5% of them would make
+# the test AUROCs noise.
 
 
 CONTROL_STREAM = 19  # spawn key of the positive-control nuisance draws under the synth seed
@@ -303,8 +303,9 @@ def generate(out: str | Path, cfg: SynthConfig, overwrite: bool = False, workers
     ecg_root = out / "ecg"
     records = _ecg_tree(cfg, rng_ecg, patients, morphs, noise, ecg_root)
     cir = [set(p.cir_codes) for p in patients]
-    fold_of = dict(zip(subject_ids, assign_folds(rng_fold, cir, stratify=False, shares=FOLD_SHARES)))
-    strat_of = dict(zip(subject_ids, assign_folds(rng_fold, cir, stratify=True, shares=FOLD_SHARES)))
+    shares = np.array(cfg.fold_shares)
+    fold_of = dict(zip(subject_ids, assign_folds(rng_fold, cir, stratify=False, shares=shares)))
+    strat_of = dict(zip(subject_ids, assign_folds(rng_fold, cir, stratify=True, shares=shares)))
     records["fold"] = records["subject_id"].map(fold_of).astype(int)
     records["strat_fold"] = records["subject_id"].map(strat_of).astype(int)
     records["all_diag_all"] = records["codes"].map(lambda cs: str(list(cs)))
