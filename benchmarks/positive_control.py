@@ -9,7 +9,7 @@ fraction on ``--label-seeds`` subset draws. Prints two label-efficiency tables, 
 and the mean 95% bootstrap interval), each with the paired gain of each pretrained encoder over its random-init
 control at every fraction.
 
-    python benchmarks/positive_control.py --workdir runs/control --ecg-patients 640 --fractions 0.02 1 --label-seeds 3
+    python benchmarks/positive_control.py --workdir runs/control
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ import pandas as pd
 
 from eee_ray.downstream import BenchmarkConfig, run_benchmark
 from eee_ray.ingest import IngestConfig, run_ingest
-from eee_ray.positive_control import FRACTIONS, HEADLINE_LABEL, benchmark, label_results, recipe, world
+from eee_ray.positive_control import ECG_PATIENTS, FRACTIONS, HEADLINE_LABEL, benchmark, label_results, recipe, world
 from eee_ray.pretrain import PretrainConfig, run_pretrain
 from eee_ray.runtime import init_ray
 from eee_ray.synth import SynthConfig, generate
@@ -48,7 +48,7 @@ def main() -> None:
     ap.add_argument("--workdir", default="runs/control")
     ap.add_argument("--fractions", type=float, nargs="+", default=FRACTIONS)
     ap.add_argument("--label-seeds", type=int, default=3)
-    ap.add_argument("--ecg-patients", type=int, default=960)
+    ap.add_argument("--ecg-patients", type=int, default=ECG_PATIENTS)
     ap.add_argument("--pretrain-epochs", type=int, default=40)
     ap.add_argument("--epochs", type=int, default=10)
     ap.add_argument("--seed", type=int, default=0)
@@ -78,7 +78,7 @@ def main() -> None:
             fields["models"] = models
         if not (out / "results.csv").is_file():
             run_benchmark(BenchmarkConfig(data=str(work / "synth"), output=str(out), pretrained=str(enc),
-                                          num_cpus=2, **fields))
+                                          prepared=str(work / "prepared"), num_cpus=2, **fields))
         for tables, res in ((macro, pd.read_csv(out / "results.csv")), (label, label_results(out))):
             res["encoder"] = [name if m == "eee" else "none" for m in res["model"]]
             res.loc[res["model"] == "eee", "model"] = "eee_" + ("shuffled" if "shuffled" in name else "pretrained")

@@ -29,7 +29,7 @@ from eee_ray.losses import LossConfig
 from eee_ray.pairs import PairsConfig
 
 PAIRS = PairsConfig(image_size=64)
-FRACTIONS = [0.02, 0.2, 1.0]
+FRACTIONS = [0.02, 0.05, 0.2, 1.0]
 HEADLINE_LABEL = "lv_wall_ge_1.3cm"  # the finding whose latent the echo shows and the ECG carries (docs/downstream.md)
 # the control world's ECG model (SynthConfig fields; docs/downstream.md, Positive and negative control)
 WALL_QRS_WIDENING = 0.3   # QRS widening per SD of wall thickness: the marker pretraining can learn

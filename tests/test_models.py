@@ -191,6 +191,11 @@ def test_linear_probe_trains_only_the_head(encoder_ckpt):
     finetune = make("eee_finetune", 12, 3, ckpt=encoder_ckpt).train()
     nn.functional.binary_cross_entropy_with_logits(finetune(x), y).backward()
     assert all(p.grad is not None for p in finetune.encoder.parameters())
+    # --encoder-lr-scale: the encoder's parameters in their own group at lr x scale, the head at lr
+    groups = param_groups(finetune, lr=1e-3, weight_decay=0.0, encoder_lr_scale=0.1)
+    lr_of = {id(p): g["lr"] for g in groups for p in g["params"]}
+    assert all(lr_of[id(p)] == pytest.approx(1e-4) for p in finetune.encoder.parameters())
+    assert {lr_of[id(p)] for p in finetune.head.parameters()} == {1e-3}
 
 
 def test_eee_loads_pretrained_weights_and_normalization(encoder_ckpt):

@@ -84,13 +84,16 @@ def _fit(model, data: ECGDataset | PreparedData, leads: list[str], cfg: Benchmar
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=[g["lr"] for g in opt.param_groups], total_steps=steps)
     loss_fn = torch.nn.BCEWithLogitsLoss()
     device = next(model.parameters()).device
+    # a subset stretched to more epochs by min_steps validates (and may keep its weights) about cfg.epochs times,
+    # each time after a block of epochs, instead of after each epoch of a few steps
+    val_every = max(1, epochs // cfg.epochs)
     best_epoch, best_score, best_state, best_metrics = -1, -math.inf, None, {}
+    losses, scores, targets = [], [], []
     for epoch in range(epochs):
         model.train()
         order = rng.permutation(np.repeat(np.arange(len(x_tr)), crops))
         if len(order) % cfg.batch_size == 1 and len(order) > 1:
             order = order[:-1]  # a last batch of one breaks batch norm in training mode
-        losses, scores, targets = [], [], []
         for i in range(0, len(order), cfg.batch_size):
             idx = order[i:i + cfg.batch_size]
             xb = torch.from_numpy(random_crops(x_tr[idx], model.window, rng)).to(device)
@@ -104,6 +107,8 @@ def _fit(model, data: ECGDataset | PreparedData, leads: list[str], cfg: Benchmar
             losses.append(loss.item())
             scores.append(torch.sigmoid(logits.detach()).cpu().numpy())
             targets.append(y_tr[idx])
+        if (epoch + 1) % val_every and epoch + 1 < epochs:
+            continue
         train_ev = evaluate(np.concatenate(targets), np.concatenate(scores), data.label_names, n_boot=0)
         metrics = {"train_loss": float(np.mean(losses)), "train_macro_auroc": train_ev.macro_auroc}
         if len(x_va):
@@ -117,6 +122,7 @@ def _fit(model, data: ECGDataset | PreparedData, leads: list[str], cfg: Benchmar
             best_epoch, best_score, best_metrics = epoch, score, metrics
             best_state = copy.deepcopy(model.state_dict())
         on_epoch(epoch, metrics)
+        losses, scores, targets = [], [], []
     model.load_state_dict(best_state)
     return best_epoch, best_metrics
 

@@ -107,7 +107,8 @@ def assign_folds(rng: np.random.Generator, label_sets: list[set[str]], n_folds: 
 
     First, for every label with at least ``len(guaranteed) + 1`` positive patients (rarest first), folds in
     ``guaranteed`` (val 18, test 19) each get one positive patient if they have none yet; the rest is spread by
-    iterative stratification (each patient, rarest label first, to the fold that most lacks its labels), or, with
+    iterative stratification (each patient, rarest label first, to the fold that lacks most of its share of the
+    patient's rarest label, so that every fold gets each label in proportion to its share), or, with
     ``stratify=False``, at random into the smallest folds (like MIMIC-IV-ECG-Ext-ICD's ``fold`` vs ``strat_fold``).
     """
     n = len(label_sets)
@@ -137,9 +138,16 @@ def assign_folds(rng: np.random.Generator, label_sets: list[set[str]], n_folds: 
     share = np.full(n_folds, 1.0 / n_folds) if shares is None else np.asarray(shares, dtype=float) / np.sum(shares)
     target = n * share
     for i in rest:
-        need = target - size
-        for c in label_sets[i] if stratify else ():
-            need = need + (counts[c] * share - have[c]) * 2.0
+        if stratify:
+            # each label's positives go where the fold lacks most of its share of them (absolute, so folds get them
+            # in proportion to their shares); the fold's size counts relative to its target, so that a fold with a
+            # large share does not draw every labelled patient first
+            need = (target - size) / target
+            if label_sets[i]:
+                c = min(label_sets[i], key=lambda c: (counts[c], c))  # the patient's rarest label decides
+                need = counts[c] * share - have[c] + 1e-3 * need
+        else:
+            need = target - size
         need[size >= np.ceil(target)] -= 1e3    # keep folds balanced in size
         f = int(np.argmax(need + rng.uniform(0, 1e-3 if stratify else 0.5, n_folds)))
         fold[i] = f
