@@ -22,7 +22,7 @@ import pandas as pd
 
 from eee_ray.downstream import BenchmarkConfig, run_benchmark
 from eee_ray.ingest import IngestConfig, run_ingest
-from eee_ray.positive_control import ECG_PATIENTS, FRACTIONS, HEADLINE_LABEL, benchmark, label_results, recipe, world
+from eee_ray.positive_control import ECG_PATIENTS, EXTRA_TEST_PATIENTS, FRACTIONS, HEADLINE_LABEL, benchmark, label_results, recipe, world
 from eee_ray.pretrain import PretrainConfig, run_pretrain
 from eee_ray.runtime import init_ray
 from eee_ray.synth import SynthConfig, generate
@@ -49,6 +49,7 @@ def main() -> None:
     ap.add_argument("--fractions", type=float, nargs="+", default=FRACTIONS)
     ap.add_argument("--label-seeds", type=int, default=3)
     ap.add_argument("--ecg-patients", type=int, default=ECG_PATIENTS)
+    ap.add_argument("--extra-test-patients", type=int, default=EXTRA_TEST_PATIENTS)
     ap.add_argument("--pretrain-epochs", type=int, default=40)
     ap.add_argument("--epochs", type=int, default=10)
     ap.add_argument("--seed", type=int, default=0)
@@ -56,7 +57,7 @@ def main() -> None:
     work = Path(args.workdir)
     init_ray(2)
     t0 = time.time()
-    w = world(args.seed, ecg_patients=args.ecg_patients)
+    w = world(args.seed, ecg_patients=args.ecg_patients, extra_test_patients=args.extra_test_patients)
     if not (work / "ingest" / "clips").is_dir():
         generate(work / "synth", SynthConfig(**w["synth"]), overwrite=True)
         run_ingest(IngestConfig(input=str(work / "synth" / "echo"), output=str(work / "ingest"), **w["ingest"]))

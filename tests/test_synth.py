@@ -294,3 +294,23 @@ def test_stratified_folds_keep_the_labels_in_proportion_with_a_large_test_share(
         train, test = fold < 18, fold == 19
         assert train.mean() == pytest.approx(0.2, abs=0.02) and test.mean() == pytest.approx(0.7, abs=0.02)
         assert abs(sick[train].mean() - sick[test].mean()) < 0.1, (sick[train].mean(), sick[test].mean())
+
+
+def test_extra_test_patients_add_test_records_and_change_nothing_else(tmp_path):
+    """``extra_test_patients`` (the control world's large test split) adds ECG-only patients with records and echo
+    measurements in fold 19; every file of the world without them stays byte-identical or keeps its rows."""
+    a = generate(tmp_path / "a", SynthConfig(seed=3, **TINY), workers=1)
+    e = generate(tmp_path / "e", SynthConfig(seed=3, extra_test_patients=3, **TINY), workers=1)
+    ha, he = _hashes(a), _hashes(e)
+    listed = {"synth.json", "config.yaml", "structured_measurement.csv", "ecg/record_list.csv",
+              "ecg/records_w_diag_icd10.csv", "truth/patients.parquet", "truth/ecg_records.parquet"}
+    assert {k: v for k, v in ha.items() if k not in listed} == {k: v for k, v in he.items() if k in ha and k not in listed}
+    for name in ("ecg/records_w_diag_icd10.csv", "structured_measurement.csv"):
+        ta, te = pd.read_csv(a / name), pd.read_csv(e / name)
+        pd.testing.assert_frame_equal(te.iloc[:len(ta)], ta)
+    labels = pd.read_csv(e / "ecg/records_w_diag_icd10.csv")
+    extra = labels[~labels.subject_id.isin(pd.read_csv(a / "ecg/record_list.csv").subject_id)]
+    assert extra.subject_id.nunique() == 3 and set(extra.fold) == set(extra.strat_fold) == {19}
+    assert all((e / "ecg" / p).with_suffix(".hea").is_file()
+               for p in pd.read_csv(e / "ecg/record_list.csv").set_index("study_id").loc[extra.study_id, "path"])
+    assert set(extra.subject_id) & set(pd.read_csv(e / "structured_measurement.csv").subject_id)  # labelled

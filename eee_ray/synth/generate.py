@@ -177,10 +177,10 @@ def _write_csv(path: Path, df: pd.DataFrame) -> None:
 
 
 def _ecg_tree(cfg: SynthConfig, rng: np.random.Generator, patients: list[Patient], morphs: list[Morphology],
-              noise: NoiseBank, ecg_root: Path) -> pd.DataFrame:
+              noise: NoiseBank, ecg_root: Path, study_lo: int = 40_000_000) -> pd.DataFrame:
     """Write the 10 s records of every patient; return one row per record (ids, time, path, codes, truth)."""
     n_rec = [int(rng.integers(cfg.ecg_records_min, cfg.ecg_records_max + 1)) for _ in patients]
-    study_ids = iter(_unique_ids(rng, sum(n_rec), 40_000_000))
+    study_ids = iter(_unique_ids(rng, sum(n_rec), study_lo))
     rows = []
     for p, m, nr in tqdm(list(zip(patients, morphs, n_rec)), desc="synth ECG records", unit="patient",
                          leave=False):
@@ -257,14 +257,17 @@ def _echo_tree(cfg: SynthConfig, rng: np.random.Generator, patients: list[Patien
 
 
 CONTROL_STREAM = 19  # spawn key of the positive-control nuisance draws under the synth seed
+# spawn keys of the extra test patients (SynthConfig.extra_test_patients): their patients and ECGs, their control
+# effects, their measurement table
+EXTRA_STREAM, EXTRA_CONTROL_STREAM, EXTRA_MEASUREMENT_STREAM = 20, 21, 22
 
 
-def control_effects(cfg: SynthConfig, n: int) -> list[ControlEffects | None]:
+def control_effects(cfg: SynthConfig, n: int, stream: int = CONTROL_STREAM) -> list[ControlEffects | None]:
     """Per-patient ECG changes of the positive-control fields, drawn from their own random stream (so the other
     draws, and every world with the default fields, stay as they were); ``None`` each when no field is set."""
     if not cfg.has_control_effects:
         return [None] * n
-    rng = np.random.default_rng(np.random.SeedSequence(cfg.seed, spawn_key=(CONTROL_STREAM,)))
+    rng = np.random.default_rng(np.random.SeedSequence(cfg.seed, spawn_key=(stream,)))
     out = []
     for _ in range(n):
         qrs, t = np.exp(rng.normal(0.0, [cfg.ecg_qrs_gain_sd, cfg.ecg_t_gain_sd]))
@@ -274,11 +277,12 @@ def control_effects(cfg: SynthConfig, n: int) -> list[ControlEffects | None]:
     return out
 
 
-def patient_morphologies(cfg: SynthConfig, rng: np.random.Generator, patients: list[Patient]) -> list[Morphology]:
+def patient_morphologies(cfg: SynthConfig, rng: np.random.Generator, patients: list[Patient],
+                         stream: int = CONTROL_STREAM) -> list[Morphology]:
     """Each patient's beat template: the latents scaled by ``ecg_latent_strength``, plus the control effects."""
     strength = cfg.ecg_latent_strength
     return [patient_morphology(rng, strength * p.wall_thickness, strength * p.lv_size, strength * p.valve_jet, p.af,
-                               c) for p, c in zip(patients, control_effects(cfg, len(patients)))]
+                               c) for p, c in zip(patients, control_effects(cfg, len(patients), stream))]
 
 
 def generate(out: str | Path, cfg: SynthConfig, overwrite: bool = False, workers: int | None = None) -> Path:
@@ -308,6 +312,13 @@ def generate(out: str | Path, cfg: SynthConfig, overwrite: bool = False, workers
     strat_of = dict(zip(subject_ids, assign_folds(rng_fold, cir, stratify=True, shares=shares)))
     records["fold"] = records["subject_id"].map(fold_of).astype(int)
     records["strat_fold"] = records["subject_id"].map(strat_of).astype(int)
+    if cfg.extra_test_patients:  # ECG-only patients in the test fold, from their own streams (the rest unchanged)
+        rng_x = np.random.default_rng(np.random.SeedSequence(cfg.seed, spawn_key=(EXTRA_STREAM,)))
+        extra = make_patients(rng_x, _unique_ids(rng_x, cfg.extra_test_patients, 20_000_000), 0)
+        extra_morphs = patient_morphologies(cfg, rng_x, extra, EXTRA_CONTROL_STREAM)
+        extra_records = _ecg_tree(cfg, rng_x, extra, extra_morphs, noise, ecg_root, study_lo=50_000_000)
+        extra_records["fold"] = extra_records["strat_fold"] = 19
+        records = pd.concat([records, extra_records], ignore_index=True)
     records["all_diag_all"] = records["codes"].map(lambda cs: str(list(cs)))
     _write_csv(ecg_root / "record_list.csv", records[["subject_id", "study_id", "file_name", "ecg_time", "path"]])
     _write_csv(ecg_root / "records_w_diag_icd10.csv",
@@ -320,8 +331,15 @@ def generate(out: str | Path, cfg: SynthConfig, overwrite: bool = False, workers
          "'CCSR CATEGORY 1'": [f"'{v}'" for v in CCSR_DEFAULT.values()]}))
 
     studies = pd.read_csv(out / "echo" / "echo-study-list.csv", dtype={"study_datetime": str})
+    is_extra = records["subject_id"].isin({p.subject_id for p in extra} if cfg.extra_test_patients else set())
+    measurements = measurement_table(cfg.seed, patients, records.loc[~is_extra, ["subject_id", "ecg_time"]], studies)
+    if cfg.extra_test_patients:
+        measurements = pd.concat([measurements, measurement_table(
+            cfg.seed, extra, records.loc[is_extra, ["subject_id", "ecg_time"]], studies.iloc[:0],
+            stream=EXTRA_MEASUREMENT_STREAM, id_lo=80_000_000)], ignore_index=True)
+        patients, morphs = patients + extra, morphs + extra_morphs
     _write_csv(out / "structured_measurement.csv",  # beside echo/, where the ingest does not read it
-               measurement_table(cfg.seed, patients, records[["subject_id", "ecg_time"]], studies))
+               measurements)
 
     truth = out / "truth"
     _write_parquet(truth / "cines.parquet", pa.Table.from_pylist(cine_rows, schema=CINE_SCHEMA))

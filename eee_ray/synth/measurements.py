@@ -62,11 +62,12 @@ def study_values(rng: np.random.Generator, p: Patient) -> dict[str, str]:
 
 
 def measurement_table(seed: int, patients: list[Patient], ecg_records: pd.DataFrame,
-                      echo_studies: pd.DataFrame) -> pd.DataFrame:
+                      echo_studies: pd.DataFrame, stream: int = STREAM, id_lo: int = 70_000_000) -> pd.DataFrame:
     """Long table (``COLUMNS``): the echo studies' examinations and measurement-only ones near the ECGs.
 
-    ``ecg_records``: subject_id, ecg_time (the ECG tree); ``echo_studies``: study_id, subject_id, study_datetime."""
-    rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(STREAM,)))
+    ``ecg_records``: subject_id, ecg_time (the ECG tree); ``echo_studies``: study_id, subject_id, study_datetime.
+    Measurement-only examinations get ids in [id_lo, id_lo + 10**7); ``stream`` is the random stream's spawn key."""
+    rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(stream,)))
     by_id = {p.subject_id: p for p in patients}
     exams = [(int(s), int(i), pd.Timestamp(t)) for s, i, t in
              zip(echo_studies["subject_id"], echo_studies["study_id"], echo_studies["study_datetime"])]
@@ -77,7 +78,7 @@ def measurement_table(seed: int, patients: list[Patient], ecg_records: pd.DataFr
         for t in sorted(pd.to_datetime(group["ecg_time"])):
             if rng.random() < P_TTE_PER_ECG:
                 when = t + dt.timedelta(days=float(rng.uniform(-NEAR_ECG_DAYS, NEAR_ECG_DAYS)))
-                mid = int(rng.integers(70_000_000, 80_000_000))
+                mid = int(rng.integers(id_lo, id_lo + 10_000_000))
                 while mid in used:
                     mid += 1
                 used.add(mid)
