@@ -12,7 +12,8 @@ shows the wall directly, can find the QRS width among the nuisance; a few labell
 Recipe: the locked echo tower with standardised features, study-level [CLS] positives, [CLS] terms only, plain
 InfoNCE (the recipe with which the ECG [CLS] learns wall thickness, docs/pretraining.md). The negative control is
 the same run with ``shuffle_pairs``: each clip's ECG comes from another patient. Benchmark: lead II (the lead
-pretraining saw), the pretrained encoder as linear probe (zero-started head) and fine-tuned, its random-init control
+pretraining saw), the pretrained encoder as linear probe and fine-tuned (zero-started head; fine-tuning trains the
+encoder at a tenth of the head's learning rate), its random-init control
 in both strategies, and XResNet1D50 from scratch, at several label fractions; the headline is ``HEADLINE_LABEL``.
 """
 
@@ -70,7 +71,7 @@ def benchmark(fractions: list[float] | None = None, label_seeds: int = 3, epochs
     fields = dict(dataset="synthetic", labels="echo-measurements", preset="tiny", leads=["II"],
                   models=["eee", "eee_random", "xresnet1d50"], label_fractions=list(fractions or FRACTIONS),
                   label_seeds=label_seeds, epochs=epochs, min_steps=150, crops_per_record=4, n_bootstrap=500,
-                  head_init="zero")
+                  head_init="zero", encoder_lr_scale=0.1)
     return {**fields, **overrides}
 
 
