@@ -58,8 +58,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--label-seeds", dest="label_seeds", type=int,
                    help="subsets drawn per fraction below 1, for the spread over draws (default 1)")
     p.add_argument("--head-init", dest="head_init", choices=["default", "zero"],
-                   help="EEE's linear head at the start (linear probe and fine-tuning): default (random) or zero "
-                        "(starts neutral, so a probe's AUROC follows the labels even in a few hundred steps)")
+                   help="EEE's linear head at the start (linear probe and fine-tuning): zero (starts neutral, so a "
+                        "probe's AUROC follows the labels even in a few hundred steps) or default (PyTorch's random "
+                        "init) (default zero)")
     p.add_argument("--probe-head-init", dest="head_init", choices=["default", "zero"], action=DeprecatedAlias,
                    replacement="--head-init", help=argparse.SUPPRESS)
     p.add_argument("--encoder-lr-scale", dest="encoder_lr_scale", type=float,

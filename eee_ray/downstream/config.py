@@ -36,8 +36,8 @@ class BenchmarkConfig:
     # projection that ~150 steps at lr 1e-3 barely move, so its AUROC hardly depends on the labels; a zero head
     # points where the labels pull it, and sends no gradient into a fine-tuned encoder until it has learned a
     # direction.
-    head_init: str = "default"
-    # Fine-tuning EEE: the encoder trains at lr x this, the head at lr. Protects pretrained features from being
+    head_init: str = "zero"
+    # Fine-tuning EEE: the encoder trains at lr x this, the head at lr (1: one rate, as in the paper). Protects pretrained features from being
     # overwritten by the gradients of a few labelled records through a head that has not learned anything yet.
     encoder_lr_scale: float = 1.0
     weight_decay: float = 1e-2
