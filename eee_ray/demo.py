@@ -54,7 +54,7 @@ DEMO_PRETRAIN_EPOCHS = 16   # smoke world
 DEMO_BENCHMARK_EPOCHS = 4   # smoke world
 DEMO_IMAGE_SIZE = 64        # smoke world: 64 px sub-clips keep the CPU demo short
 # control world, trimmed to stay under 10 minutes on 2 cores (the full run: benchmarks/positive_control.py)
-CONTROL_ECG_PATIENTS = 640  # the benchmark's patients (the echo patients among them)
+CONTROL_ECG_PATIENTS = 640  # the benchmark's patients (the echo patients among them), plus the extra test patients
 CONTROL_PRETRAIN_EPOCHS = 40
 CONTROL_BENCHMARK_EPOCHS = 10
 CONTROL_FRACTIONS = [0.02, 1.0]
@@ -105,7 +105,8 @@ def run_demo(cfg: DemoConfig) -> Path:
     _banner(1, "synth", f"synthetic MIMIC-like echo + ECG data -> {synth_dir}")
     control = cfg.world == "control"
     world = pc.world(cfg.seed, **({} if cfg.patients is None else {"patients": cfg.patients}),
-                     ecg_patients=CONTROL_ECG_PATIENTS if cfg.patients is None else 4 * cfg.patients)
+                     ecg_patients=CONTROL_ECG_PATIENTS if cfg.patients is None else 4 * cfg.patients,
+                     extra_test_patients=pc.EXTRA_TEST_PATIENTS if cfg.patients is None else 8 * cfg.patients)
     if not _reuse(synth_dir / "truth" / "cines.parquet", "synth", cfg.redo, synth_dir):
         if control:
             scfg = SynthConfig(**world["synth"])

@@ -52,7 +52,8 @@ def test_grid_has_a_label_fraction_axis_with_seeds_below_one():
 
 @pytest.mark.parametrize("flag,value,message", [("--label-fractions", "0,1", "in (0, 1]"),
                                                 ("--label-fractions", "a,b", "expected float"),
-                                                ("--label-seeds", "0", "--label-seeds must be >= 1")])
+                                                ("--label-seeds", "0", "--label-seeds must be >= 1"),
+                                                ("--encoder-lr-scale", "0", "--encoder-lr-scale must be in (0, 1]")])
 def test_cli_refuses_bad_label_options_in_one_line(tmp_path, capsys, flag, value, message):
     assert cli.main(["benchmark", "--data", str(tmp_path), "--output", str(tmp_path / "o"), flag, value]) == 2
     err = capsys.readouterr().err.strip()
