@@ -2,7 +2,8 @@
 help, the pretraining recipe that learns it, and the benchmark that measures it.
 
 World: 320 patients have one echo study of two cines (pretraining), the ECG tree holds them plus ECG-only patients
-(the benchmark), and the labels are the echo-measurement findings of the nearest TTE. The ECG carries the wall
+(the benchmark) and many more ECG-only patients in the test split (a narrow test interval), and the labels are the
+echo-measurement findings of the nearest TTE. The ECG carries the wall
 thickness in a way that is real but hard to learn from a few labels: the wall widens the QRS (``WALL_QRS_WIDENING``
 per SD), its voltage effect is small (``ecg_latent_strength`` 1) and buried in per-patient QRS and T amplitude
 factors and axis rotations (electrode placement, habitus), and there is no strain pattern (no T inversion, which a
