@@ -40,6 +40,25 @@ VARIANTS = {
     "paper+warmup5": ("paper", {"batch_size": 8, "loss": {"warmup_epochs": 5}}),
     "default-b16": ("default", {"batch_size": 16}),
     "default": ("default", {}),
+    "default+bucket": ("default", {"_bucket": True}),
+    "default-cls": ("default", {"vit_pool": "cls"}),
+    "default+p0+lr3e-3": ("default", {"p_shift": 0.0, "lr": 3e-3}),
+    "default+crop1": ("default", {"_crop": 1, "p_shift": 0.0}),
+    "default+bn": ("default", {"_bn": True}),
+    "default+motion": ("default", {"pixel_norm": "motion"}),
+    "default+motion+cls": ("default", {"pixel_norm": "motion", "vit_pool": "cls"}),
+    "default+motion+p0": ("default", {"pixel_norm": "motion", "p_shift": 0.0}),
+    "default+motion+lr2e-3": ("default", {"pixel_norm": "motion", "lr": 2e-3}),
+    "default+motion+b16": ("default", {"pixel_norm": "motion", "batch_size": 16}),
+    "default+motion+tau0.1": ("default", {"pixel_norm": "motion", "loss": {"tau": 0.1}}),
+    "default+bn+crop1": ("default", {"_bn": True, "_crop": 1, "p_shift": 0.0}),
+    "default+crop1+b16": ("default", {"_crop": 1, "p_shift": 0.0, "batch_size": 16}),
+    "default+b4+p0": ("default", {"p_shift": 0.0, "batch_size": 4}),
+    "default+bucket+p0": ("default", {"_bucket": True, "p_shift": 0.0}),
+    "default+p0": ("default", {"p_shift": 0.0}),
+    "default+tok2": ("default", {"loss": {"w_token": 2.0}}),
+    "default+bucket+tau0.1": ("default", {"_bucket": True, "loss": {"tau": 0.1}}),
+    "default+bucket+lr3e-3": ("default", {"_bucket": True, "lr": 3e-3}),
 }
 KEYS = ("ecg", "echo", "n_tokens", "subject_id", "study_id")
 
@@ -57,22 +76,82 @@ def load_samples(clips: Path, cfg: PairsConfig, limit: int | None = None) -> lis
     return out
 
 
+def batches(train: list[dict], size: int, bucket: bool, rng: random.Random) -> list[list[dict]]:
+    """Shuffled batches of ``size`` clips; ``bucket``: every batch holds clips of one length (in tokens)."""
+    rng.shuffle(train)
+    if not bucket:
+        return [train[i:i + size] for i in range(0, len(train) - size + 1, size)]
+    groups: dict[int, list[dict]] = {}
+    for s in train:
+        groups.setdefault(int(s["n_tokens"]), []).append(s)
+    out = [g[i:i + size] for g in groups.values() for i in range(0, len(g), size)]
+    out = [b for b in out if len(b) >= 2]
+    rng.shuffle(out)
+    return out
+
+
+def add_batchnorm(model: EEEModel) -> None:
+    """Experimental: standardise every embedding dimension over the batch (BatchNorm without affine) at the output
+    of both towers, [CLS] and tokens."""
+    d = model.cfg.d_embed
+    for tower in (model.ecg, model.echo.temporal):
+        tower.bn_cls, tower.bn_tok = torch.nn.BatchNorm1d(d, affine=False), torch.nn.BatchNorm1d(d, affine=False)
+        fwd = tower.forward
+
+        def forward(tokens, pad_mask=None, _fwd=fwd, _t=tower):
+            cls, tok = _fwd(tokens, pad_mask)
+            valid = ~pad_mask.bool() if pad_mask is not None else torch.ones(tok.shape[:2], dtype=torch.bool)
+            out = torch.zeros_like(tok)
+            out[valid] = _t.bn_tok(tok[valid])
+            return _t.bn_cls(cls), out
+        tower.forward = forward
+
+
+def crop_tokens(s: dict, n: int, rng: random.Random) -> dict:
+    """A random window of at most ``n`` consecutive tokens of a sample (the same window of ECG and echo)."""
+    k = min(n, int(s["n_tokens"]))
+    t0 = rng.randrange(int(s["n_tokens"]) - k + 1)
+    return {**s, "ecg": s["ecg"][t0:t0 + k], "echo": s["echo"][t0:t0 + k], "n_tokens": k}
+
+
+def within_length_rank(ecg: np.ndarray, echo: np.ndarray, n_tokens: np.ndarray) -> tuple[float, float]:
+    """Mean 1-based rank of the true echo among the held-out echoes of the query's length, and its chance level:
+    what the embedding knows beyond the clip length (which both towers see through the padding mask)."""
+    s = (ecg / np.linalg.norm(ecg, axis=1, keepdims=True)) @ (echo / np.linalg.norm(echo, axis=1, keepdims=True)).T
+    same = n_tokens[:, None] == n_tokens[None, :]
+    r = [(s[i][same[i]] >= s[i, i]).sum() for i in range(len(s))]
+    return float(np.mean(r)), float(np.mean((same.sum(1) + 1) / 2))
+
+
+def token_mean(tok: torch.Tensor, pad: torch.Tensor) -> np.ndarray:
+    """The mean of a clip's valid token embeddings."""
+    w = (~pad).unsqueeze(-1).float()
+    return ((tok * w).sum(1) / w.sum(1)).numpy()
+
+
 def run(samples: list[dict], name: str, seed: int, epochs: int) -> None:
     recipe, fields = VARIANTS[name]
+    fields = dict(fields)
+    bucket = fields.pop("_bucket", False)
+    crop = fields.pop("_crop", 0)
+    bn = fields.pop("_bn", False)
     cfg = pretrain_config(recipe, epochs=epochs, seed=seed, **fields)
     held = split_patients([s["subject_id"] for s in samples], cfg.heldout_fraction, seed)
     train = [s for s in samples if s["subject_id"] not in held]
     heldout = collate({k: [s[k] for s in samples if s["subject_id"] in held] for k in KEYS})
     torch.manual_seed(seed)
     model = EEEModel(model_config(cfg))
+    if bn:
+        add_batchnorm(model)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     gen, rng = torch.Generator().manual_seed(seed), random.Random(seed)
     t0 = time.time()
     print(f"== {name} (recipe {recipe}, {fields}), seed {seed}", flush=True)
     for epoch in range(1, epochs + 1):
-        rng.shuffle(train)
-        for i in range(0, len(train) - cfg.batch_size + 1, cfg.batch_size):
-            b = collate({k: [s[k] for s in train[i:i + cfg.batch_size]] for k in KEYS})
+        for chunk in batches(train, cfg.batch_size, bucket, rng):
+            if crop:
+                chunk = [crop_tokens(s, crop, rng) for s in chunk]
+            b = collate({k: [s[k] for s in chunk] for k in KEYS})
             ecg, pad, m_shift = misalign(b["ecg"], b["pad_mask"], cfg.p_shift, gen)
             out = model(ecg, b["echo"], pad)
             terms = pretraining_losses(out, pad, m_shift, b["study_id"], b["subject_id"], cfg.loss,
@@ -88,11 +167,16 @@ def run(samples: list[dict], name: str, seed: int, epochs: int) -> None:
         emb = {"ecg": o["ecg_cls"].numpy(), "echo": o["echo_cls"].numpy()}
         m, s = retrieval_metrics(emb["ecg"], emb["echo"]), spread_metrics(emb)
         n = int(m["heldout_clips"])
+        lengths = (~heldout["pad_mask"]).sum(1).numpy()
+        wl, wl_chance = within_length_rank(emb["ecg"], emb["echo"], lengths)
+        mt = retrieval_metrics(token_mean(o["ecg_tok"], heldout["pad_mask"]), token_mean(o["echo_tok"], heldout["pad_mask"]))
         print(f"epoch {epoch:2d} ({time.time() - t0:4.0f} s)  R@1 {m['ecg2echo_r1'] * n:.0f} / "
               f"{m['echo2ecg_r1'] * n:.0f} of {n}  mean rank {m['ecg2echo_mean_rank']:.1f} / {m['echo2ecg_mean_rank']:.1f} "
               f"(chance {m['chance_mean_rank']:.1f}, p {m['ecg2echo_p']:.4f} / {m['echo2ecg_p']:.4f})  "
               f"cos {s['ecg_mean_cos']:.2f} / {s['echo_mean_cos']:.2f}  erank {s['ecg_erank']:.1f} / "
-              f"{s['echo_erank']:.1f}", flush=True)
+              f"{s['echo_erank']:.1f}  within-length rank {wl:.1f} (chance {wl_chance:.1f})  token-mean R@1 "
+              f"{mt['ecg2echo_r1'] * n:.0f} / {mt['echo2ecg_r1'] * n:.0f} mean rank {mt['ecg2echo_mean_rank']:.1f}",
+              flush=True)
 
 
 def main() -> None:

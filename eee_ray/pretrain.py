@@ -84,6 +84,7 @@ class PretrainConfig:
     echo_features: str = "standardized"  # locked tower: standardized per dimension (training clips' stats) | raw
     pixel_norm: str = "clip"            # echo input scaling: clip (each sub-clip standardised) | fixed (earlier)
     cls_position: bool = False          # add position 0 of the sinusoid table to the [CLS] (earlier behaviour)
+    vit_pool: str = "slots"             # echo ViT readout per sub-clip: slots (patches averaged per time slot) | cls
     shuffle_pairs: bool = False         # negative control: each clip's ECG comes from another patient (pair_shuffle.py)
     loss: LossConfig = field(default_factory=lambda: LossConfig(objective="info_nce"))
     pairs: PairsConfig = field(default_factory=PairsConfig)
@@ -140,7 +141,8 @@ def model_config(cfg: PretrainConfig) -> ModelConfig:
     """The preset, with the input geometry taken from the pairs config."""
     p = cfg.pairs
     return preset(cfg.preset, token_len=p.token_len, max_tokens=p.max_tokens, frames=p.frames_per_token,
-                  image_size=p.image_size, pixel_norm=cfg.pixel_norm, cls_position=cfg.cls_position)
+                  image_size=p.image_size, pixel_norm=cfg.pixel_norm, cls_position=cfg.cls_position,
+                  vit_pool=cfg.vit_pool)
 
 
 # ----------------------------------------------------------------------------------------------- worker side
