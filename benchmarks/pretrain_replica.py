@@ -49,7 +49,19 @@ VARIANTS = {
     "default+motion+cls": ("default", {"pixel_norm": "motion", "vit_pool": "cls"}),
     "default+motion+p0": ("default", {"pixel_norm": "motion", "p_shift": 0.0}),
     "default+motion+lr2e-3": ("default", {"pixel_norm": "motion", "lr": 2e-3}),
+    "default+motion+lr3e-3": ("default", {"pixel_norm": "motion", "lr": 3e-3}),
+    "default+motion+lr2e-3+vitbn": ("default", {"pixel_norm": "motion", "lr": 2e-3, "_vitbn": True}),
+    "default+motion+lr2e-3+vitbn-drop": ("default", {"pixel_norm": "motion", "lr": 2e-3, "_vitbn": True,
+                                                     "_vitdrop0": True}),
+    "default+motion+lr2e-3+vitbatchstats": ("default", {"pixel_norm": "motion", "lr": 2e-3, "_vitbn": "batch"}),
+    "default+motion+vitbatchstats": ("default", {"pixel_norm": "motion", "_vitbn": "batch"}),
+    "default-motion": ("default", {"pixel_norm": "clip"}),
+    "default-slots": ("default", {"vit_pool": "cls"}),
+    "default-batchnorm": ("default", {"vit_norm": "none"}),
     "default+motion+b16": ("default", {"pixel_norm": "motion", "batch_size": 16}),
+    "default+motion+b4": ("default", {"pixel_norm": "motion", "batch_size": 4}),
+    "default+vitbn": ("default", {"_vitbn": True}),
+    "default+motion+vitbn": ("default", {"pixel_norm": "motion", "_vitbn": True}),
     "default+motion+tau0.1": ("default", {"pixel_norm": "motion", "loss": {"tau": 0.1}}),
     "default+bn+crop1": ("default", {"_bn": True, "_crop": 1, "p_shift": 0.0}),
     "default+crop1+b16": ("default", {"_crop": 1, "p_shift": 0.0, "batch_size": 16}),
@@ -135,6 +147,8 @@ def run(samples: list[dict], name: str, seed: int, epochs: int) -> None:
     bucket = fields.pop("_bucket", False)
     crop = fields.pop("_crop", 0)
     bn = fields.pop("_bn", False)
+    vitbn = fields.pop("_vitbn", False)
+    vitdrop0 = fields.pop("_vitdrop0", False)
     cfg = pretrain_config(recipe, epochs=epochs, seed=seed, **fields)
     held = split_patients([s["subject_id"] for s in samples], cfg.heldout_fraction, seed)
     train = [s for s in samples if s["subject_id"] not in held]
@@ -143,6 +157,17 @@ def run(samples: list[dict], name: str, seed: int, epochs: int) -> None:
     model = EEEModel(model_config(cfg))
     if bn:
         add_batchnorm(model)
+    if vitbn:
+        vit = model.echo.vit
+        vit.bn = torch.nn.BatchNorm1d(model.cfg.d_vit, affine=False, track_running_stats=vitbn != "batch")
+        if vitdrop0:
+            for mod in vit.modules():
+                if isinstance(mod, torch.nn.Dropout):
+                    mod.p = 0.0
+            for layer in vit.blocks.layers:
+                layer.dropout.p = layer.dropout1.p = layer.dropout2.p = 0.0
+        vit_fwd = vit.forward
+        vit.forward = lambda clips, _f=vit_fwd, _v=vit: _v.bn(_f(clips))
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     gen, rng = torch.Generator().manual_seed(seed), random.Random(seed)
     t0 = time.time()

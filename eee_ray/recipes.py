@@ -33,10 +33,11 @@ DEFAULT = "default"
 
 RECIPES: dict[str, dict[str, Any]] = {
     "default": {},
-    "paper": {"batch_size": 16, "loss": {"objective": "dual_margin", "warmup_epochs": 0}},
+    "paper": {"batch_size": 16, "pixel_norm": "clip", "vit_pool": "cls", "vit_norm": "none",
+              "loss": {"objective": "dual_margin", "warmup_epochs": 0}},
     "locked-study": {"epochs": 40, "batch_size": 64, "pairs": {"image_size": 64}, "echo_tower": "locked",
                      "cls_positive": "study", "echo_features": "standardized", "p_shift": 0.0, "pixel_norm": "fixed",
-                     "cls_position": True,
+                     "cls_position": True, "vit_pool": "cls", "vit_norm": "none",
                      "loss": {"w_token": 0.0, "w_align": 0.0, "objective": "info_nce", "warmup_epochs": 0}},
 }
 

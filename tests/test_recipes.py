@@ -22,10 +22,13 @@ def test_defaults_are_the_default_recipe_and_paper_is_the_papers_objective():
     assert paper.loss == LossConfig(objective="dual_margin", warmup_epochs=0)
     assert paper.batch_size == 16 and paper.recipe == "paper"
     assert default.loss.objective == "info_nce" and default.batch_size == 8
-    # both use the corrected input scaling and [CLS] positions; the rest of the two is the same
+    # both give the [CLS] no position row; the paper's ViT reads its [CLS] off each per-sub-clip-standardised
+    # sub-clip, the default reads the frame-by-frame motion (eee_ray/models/echo_encoder.py); the rest is the same
     for cfg in (default, paper):
-        assert cfg.pixel_norm == "clip" and cfg.cls_position is False
-    same = {k for k in vars(default) if k not in ("recipe", "loss", "batch_size")}
+        assert cfg.cls_position is False
+    assert (paper.pixel_norm, paper.vit_pool, paper.vit_norm) == ("clip", "cls", "none")
+    assert (default.pixel_norm, default.vit_pool, default.vit_norm) == ("motion", "slots", "batch")
+    same = {k for k in vars(default) if k not in ("recipe", "loss", "batch_size", "pixel_norm", "vit_pool", "vit_norm")}
     assert all(getattr(default, k) == getattr(paper, k) for k in same)
 
 

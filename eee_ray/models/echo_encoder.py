@@ -15,6 +15,7 @@ PIXEL_MEAN, PIXEL_STD = 0.5, 0.25  # pixel_norm "fixed": grey levels / 255 -> (x
 PIXEL_EPS = 1.0 / 255.0            # pixel_norm "clip": floor of a sub-clip's std (a blank sub-clip stays finite)
 PIXEL_NORMS = ("clip", "fixed", "motion")
 VIT_POOLS = ("slots", "cls")
+VIT_NORMS = ("batch", "none")
 
 
 def normalize_pixels(clips: torch.Tensor, method: str) -> torch.Tensor:
@@ -88,17 +89,34 @@ class TubeletViT(nn.Module):
 
 
 class EchoEncoder(nn.Module):
-    """(B, T, F, H, W) sub-clips + (B, T) padding mask -> [CLS] (B, D) and tokens (B, T, D)."""
+    """(B, T, F, H, W) sub-clips + (B, T) padding mask -> [CLS] (B, D) and tokens (B, T, D).
 
-    def __init__(self, vit: TubeletViT, temporal: ECGEncoder):
+    ``vit_norm``: "batch" standardises each dimension of the ViT's sub-clip features over the valid sub-clips of the
+    batch (a BatchNorm without affine parameters that always uses the batch's own statistics, in training and in
+    evaluation) before the temporal stage. Every sub-clip shows the same sector, text and ventricle, so a randomly
+    initialised ViT maps them all to nearly one vector (mean cosine 0.92-1.0) and the temporal stage sees almost no
+    difference between clips: the echo tower's [CLS] starts, and stays for several epochs, at a mean cosine of 1.00.
+    Removing the shared part and scaling up what differs is what standardising a locked tower's features does
+    (eee_ray/echo_features.py); here it happens inside the trained tower. An echo embedding then depends on the
+    other clips of its batch: embed clips in batches of many (retrieval uses up to 64 clips a batch). "none": off
+    (the paper, and the earlier behaviour).
+    """
+
+    def __init__(self, vit: TubeletViT, temporal: ECGEncoder, vit_norm: str = "none"):
         super().__init__()
-        self.vit, self.temporal = vit, temporal
+        if vit_norm not in VIT_NORMS:
+            raise ValueError(f"vit_norm must be one of {VIT_NORMS}, not {vit_norm!r}")
+        self.vit, self.temporal, self.vit_norm = vit, temporal, vit_norm
         self.d_embed = temporal.d_embed
+        if vit_norm == "batch":
+            self.feature_norm = nn.BatchNorm1d(temporal.d_in, affine=False, track_running_stats=False)
 
     def forward(self, clips: torch.Tensor, pad_mask: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         b, t = clips.shape[:2]
         valid = torch.ones(b, t, dtype=torch.bool, device=clips.device) if pad_mask is None else ~pad_mask.bool()
         feats = self.vit(clips[valid])
+        if self.vit_norm == "batch" and feats.shape[0] > 1:
+            feats = self.feature_norm(feats)
         seq = feats.new_zeros(b, t, feats.shape[-1])
         seq[valid] = feats
         return self.temporal(seq, pad_mask)
