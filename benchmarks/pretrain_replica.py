@@ -6,10 +6,13 @@ among variants, whose winner is then measured through the real Ray Train path (b
 Batches are drawn by a seeded shuffle of the training clips (Ray Data's block order differs), so its numbers are
 close to, not equal to, a real run's.
 
-Each variant prints one line per epoch: held-out Recall@1 both ways, mean rank (of N) with permutation p, and the
-spread of both towers ([CLS] mean cosine / effective rank).
+Each variant prints one line per epoch: held-out Recall@1 both ways, mean rank (of N) with permutation p, the
+spread of both towers ([CLS] mean cosine / effective rank), the within-length rank (the true match's rank among
+the held-out clips of the query's length: what the embedding knows beyond the clip length, which both towers see
+through the padding mask; benchmarks/retrieval_ceiling.py shows what the length alone is worth) and Recall@1 /
+mean rank of the clips' mean token embedding instead of the [CLS].
 
-    python benchmarks/pretrain_replica.py --clips runs/ingest --variants paper-fixed paper-fixed+warmup5 default
+    python benchmarks/pretrain_replica.py --clips runs/ingest --variants earlier-default default
 """
 
 from __future__ import annotations
@@ -32,45 +35,20 @@ from eee_ray.recipes import pretrain_config
 from eee_ray.retrieval import retrieval_metrics
 
 FIXED = dict(pixel_norm="fixed", cls_position=True)   # fixed pixel scaling, [CLS] at position 0
-# variant -> (recipe, fields on top)
+EARLIER = dict(pixel_norm="clip", vit_pool="cls", vit_norm="none")   # the echo tower of the earlier default
+# variant -> (recipe, fields on top); "_bucket": every batch holds clips of one length (replica only)
 VARIANTS = {
     "paper-fixed": ("paper", FIXED),
     "paper-fixed+warmup5": ("paper", {**FIXED, "batch_size": 8, "loss": {"warmup_epochs": 5}}),
     "paper": ("paper", {}),                                                   # corrected scaling, paper's loss
     "paper+warmup5": ("paper", {"batch_size": 8, "loss": {"warmup_epochs": 5}}),
-    "default-b16": ("default", {"batch_size": 16}),
     "default": ("default", {}),
-    "default+bucket": ("default", {"_bucket": True}),
-    "default-cls": ("default", {"vit_pool": "cls"}),
-    "default+p0+lr3e-3": ("default", {"p_shift": 0.0, "lr": 3e-3}),
-    "default+crop1": ("default", {"_crop": 1, "p_shift": 0.0}),
-    "default+bn": ("default", {"_bn": True}),
-    "default+motion": ("default", {"pixel_norm": "motion"}),
-    "default+motion+cls": ("default", {"pixel_norm": "motion", "vit_pool": "cls"}),
-    "default+motion+p0": ("default", {"pixel_norm": "motion", "p_shift": 0.0}),
-    "default+motion+lr2e-3": ("default", {"pixel_norm": "motion", "lr": 2e-3}),
-    "default+motion+lr3e-3": ("default", {"pixel_norm": "motion", "lr": 3e-3}),
-    "default+motion+lr2e-3+vitbn": ("default", {"pixel_norm": "motion", "lr": 2e-3, "_vitbn": True}),
-    "default+motion+lr2e-3+vitbn-drop": ("default", {"pixel_norm": "motion", "lr": 2e-3, "_vitbn": True,
-                                                     "_vitdrop0": True}),
-    "default+motion+lr2e-3+vitbatchstats": ("default", {"pixel_norm": "motion", "lr": 2e-3, "_vitbn": "batch"}),
-    "default+motion+vitbatchstats": ("default", {"pixel_norm": "motion", "_vitbn": "batch"}),
     "default-motion": ("default", {"pixel_norm": "clip"}),
     "default-slots": ("default", {"vit_pool": "cls"}),
     "default-batchnorm": ("default", {"vit_norm": "none"}),
-    "default+motion+b16": ("default", {"pixel_norm": "motion", "batch_size": 16}),
-    "default+motion+b4": ("default", {"pixel_norm": "motion", "batch_size": 4}),
-    "default+vitbn": ("default", {"_vitbn": True}),
-    "default+motion+vitbn": ("default", {"pixel_norm": "motion", "_vitbn": True}),
-    "default+motion+tau0.1": ("default", {"pixel_norm": "motion", "loss": {"tau": 0.1}}),
-    "default+bn+crop1": ("default", {"_bn": True, "_crop": 1, "p_shift": 0.0}),
-    "default+crop1+b16": ("default", {"_crop": 1, "p_shift": 0.0, "batch_size": 16}),
-    "default+b4+p0": ("default", {"p_shift": 0.0, "batch_size": 4}),
-    "default+bucket+p0": ("default", {"_bucket": True, "p_shift": 0.0}),
-    "default+p0": ("default", {"p_shift": 0.0}),
-    "default+tok2": ("default", {"loss": {"w_token": 2.0}}),
-    "default+bucket+tau0.1": ("default", {"_bucket": True, "loss": {"tau": 0.1}}),
-    "default+bucket+lr3e-3": ("default", {"_bucket": True, "lr": 3e-3}),
+    "earlier-default": ("default", EARLIER),
+    "earlier-default+bucket": ("default", {**EARLIER, "_bucket": True}),
+    "default+bucket": ("default", {"_bucket": True}),
 }
 KEYS = ("ecg", "echo", "n_tokens", "subject_id", "study_id")
 
@@ -102,30 +80,6 @@ def batches(train: list[dict], size: int, bucket: bool, rng: random.Random) -> l
     return out
 
 
-def add_batchnorm(model: EEEModel) -> None:
-    """Experimental: standardise every embedding dimension over the batch (BatchNorm without affine) at the output
-    of both towers, [CLS] and tokens."""
-    d = model.cfg.d_embed
-    for tower in (model.ecg, model.echo.temporal):
-        tower.bn_cls, tower.bn_tok = torch.nn.BatchNorm1d(d, affine=False), torch.nn.BatchNorm1d(d, affine=False)
-        fwd = tower.forward
-
-        def forward(tokens, pad_mask=None, _fwd=fwd, _t=tower):
-            cls, tok = _fwd(tokens, pad_mask)
-            valid = ~pad_mask.bool() if pad_mask is not None else torch.ones(tok.shape[:2], dtype=torch.bool)
-            out = torch.zeros_like(tok)
-            out[valid] = _t.bn_tok(tok[valid])
-            return _t.bn_cls(cls), out
-        tower.forward = forward
-
-
-def crop_tokens(s: dict, n: int, rng: random.Random) -> dict:
-    """A random window of at most ``n`` consecutive tokens of a sample (the same window of ECG and echo)."""
-    k = min(n, int(s["n_tokens"]))
-    t0 = rng.randrange(int(s["n_tokens"]) - k + 1)
-    return {**s, "ecg": s["ecg"][t0:t0 + k], "echo": s["echo"][t0:t0 + k], "n_tokens": k}
-
-
 def within_length_rank(ecg: np.ndarray, echo: np.ndarray, n_tokens: np.ndarray) -> tuple[float, float]:
     """Mean 1-based rank of the true echo among the held-out echoes of the query's length, and its chance level:
     what the embedding knows beyond the clip length (which both towers see through the padding mask)."""
@@ -145,37 +99,18 @@ def run(samples: list[dict], name: str, seed: int, epochs: int) -> None:
     recipe, fields = VARIANTS[name]
     fields = dict(fields)
     bucket = fields.pop("_bucket", False)
-    crop = fields.pop("_crop", 0)
-    bn = fields.pop("_bn", False)
-    vitbn = fields.pop("_vitbn", False)
-    vitdrop0 = fields.pop("_vitdrop0", False)
     cfg = pretrain_config(recipe, epochs=epochs, seed=seed, **fields)
     held = split_patients([s["subject_id"] for s in samples], cfg.heldout_fraction, seed)
     train = [s for s in samples if s["subject_id"] not in held]
     heldout = collate({k: [s[k] for s in samples if s["subject_id"] in held] for k in KEYS})
     torch.manual_seed(seed)
     model = EEEModel(model_config(cfg))
-    if bn:
-        add_batchnorm(model)
-    if vitbn:
-        vit = model.echo.vit
-        vit.bn = torch.nn.BatchNorm1d(model.cfg.d_vit, affine=False, track_running_stats=vitbn != "batch")
-        if vitdrop0:
-            for mod in vit.modules():
-                if isinstance(mod, torch.nn.Dropout):
-                    mod.p = 0.0
-            for layer in vit.blocks.layers:
-                layer.dropout.p = layer.dropout1.p = layer.dropout2.p = 0.0
-        vit_fwd = vit.forward
-        vit.forward = lambda clips, _f=vit_fwd, _v=vit: _v.bn(_f(clips))
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     gen, rng = torch.Generator().manual_seed(seed), random.Random(seed)
     t0 = time.time()
     print(f"== {name} (recipe {recipe}, {fields}), seed {seed}", flush=True)
     for epoch in range(1, epochs + 1):
         for chunk in batches(train, cfg.batch_size, bucket, rng):
-            if crop:
-                chunk = [crop_tokens(s, crop, rng) for s in chunk]
             b = collate({k: [s[k] for s in chunk] for k in KEYS})
             ecg, pad, m_shift = misalign(b["ecg"], b["pad_mask"], cfg.p_shift, gen)
             out = model(ecg, b["echo"], pad)
