@@ -95,11 +95,11 @@ def token_mean(tok: torch.Tensor, pad: torch.Tensor) -> np.ndarray:
     return ((tok * w).sum(1) / w.sum(1)).numpy()
 
 
-def run(samples: list[dict], name: str, seed: int, epochs: int) -> None:
+def run(samples: list[dict], name: str, seed: int, epochs: int, image_size: int = 112) -> None:
     recipe, fields = VARIANTS[name]
     fields = dict(fields)
     bucket = fields.pop("_bucket", False)
-    cfg = pretrain_config(recipe, epochs=epochs, seed=seed, **fields)
+    cfg = pretrain_config(recipe, epochs=epochs, seed=seed, pairs={"image_size": image_size}, **fields)
     held = split_patients([s["subject_id"] for s in samples], cfg.heldout_fraction, seed)
     train = [s for s in samples if s["subject_id"] not in held]
     heldout = collate({k: [s[k] for s in samples if s["subject_id"] in held] for k in KEYS})
@@ -145,11 +145,12 @@ def main() -> None:
     ap.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--epochs", type=int, default=10)
+    ap.add_argument("--image-size", type=int, default=112, help="sub-clip H = W (the learning test uses 64)")
     a = ap.parse_args()
     torch.set_num_threads(1)
-    samples = load_samples(Path(a.clips), PairsConfig())
+    samples = load_samples(Path(a.clips), PairsConfig(image_size=a.image_size))
     for name in a.variants:
-        run(samples, name, a.seed, a.epochs)
+        run(samples, name, a.seed, a.epochs, a.image_size)
 
 
 if __name__ == "__main__":
