@@ -12,7 +12,7 @@ the held-out clips of the query's length: what the embedding knows beyond the cl
 through the padding mask; benchmarks/retrieval_ceiling.py shows what the length alone is worth) and Recall@1 /
 mean rank of the clips' mean token embedding instead of the [CLS].
 
-    python benchmarks/pretrain_replica.py --clips runs/ingest --variants earlier-default default
+    python benchmarks/pretrain_replica.py --clips runs/ingest --variants default echo-motion
 """
 
 from __future__ import annotations
@@ -35,7 +35,6 @@ from eee_ray.recipes import pretrain_config
 from eee_ray.retrieval import retrieval_metrics
 
 FIXED = dict(pixel_norm="fixed", cls_position=True)   # fixed pixel scaling, [CLS] at position 0
-EARLIER = dict(pixel_norm="clip", vit_pool="cls", vit_norm="none")   # the echo tower of the earlier default
 # variant -> (recipe, fields on top); "_bucket": every batch holds clips of one length (replica only)
 VARIANTS = {
     "paper-fixed": ("paper", FIXED),
@@ -43,12 +42,12 @@ VARIANTS = {
     "paper": ("paper", {}),                                                   # corrected scaling, paper's loss
     "paper+warmup5": ("paper", {"batch_size": 8, "loss": {"warmup_epochs": 5}}),
     "default": ("default", {}),
-    "default-motion": ("default", {"pixel_norm": "clip"}),
-    "default-slots": ("default", {"vit_pool": "cls"}),
-    "default-batchnorm": ("default", {"vit_norm": "none"}),
-    "earlier-default": ("default", EARLIER),
-    "earlier-default+bucket": ("default", {**EARLIER, "_bucket": True}),
     "default+bucket": ("default", {"_bucket": True}),
+    "echo-motion": ("echo-motion", {}),
+    "echo-motion/pixel-clip": ("echo-motion", {"pixel_norm": "clip"}),        # each of its three changes undone
+    "echo-motion/vit-cls": ("echo-motion", {"vit_pool": "cls"}),
+    "echo-motion/norm-none": ("echo-motion", {"vit_norm": "none"}),
+    "echo-motion+bucket": ("echo-motion", {"_bucket": True}),
 }
 KEYS = ("ecg", "echo", "n_tokens", "subject_id", "study_id")
 
