@@ -12,6 +12,10 @@ os.environ.setdefault("RAY_DEDUP_LOGS", "0")
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("RAY_TRAIN_V2_ENABLED", "1")
+# Ray kills a task worker after 1 s idle; the suite's short stages, one after another, then start (and import torch,
+# Ray Data and the package into) a new worker for nearly every stage. Kept for a minute, warm workers are reused:
+# about a quarter less CPU over the Ray Data tests (docs/results.md, "Test suite"). Child processes inherit it.
+os.environ.setdefault("RAY_idle_worker_killing_time_threshold_ms", "60000")
 
 import pytest
 

@@ -1,9 +1,23 @@
-"""The downstream benchmark: config, label subsets, one trial, the Tune grid, the tables."""
+"""The downstream benchmark: config, label subsets, one trial, the Tune grid, the tables.
 
-from eee_ray.downstream.config import EXPERIMENT, MODEL_STRATEGIES, BenchmarkConfig, trial_name
-from eee_ray.downstream.grid import run_benchmark, trial_grid
-from eee_ray.downstream.report import DISPLAY, EFFICIENCY_COLUMNS, LEAD_DISPLAY, PAPER_TABLE3, RESULT_COLUMNS
-from eee_ray.downstream.subsets import choose_patients
+Names are imported on first use (PEP 562): a Tune trial process unpickles ``downstream.train`` and should not pay for
+the grid's imports (MLflow's model registry, the data readers) that only the driver needs.
+"""
 
-__all__ = ["BenchmarkConfig", "DISPLAY", "EFFICIENCY_COLUMNS", "choose_patients", "EXPERIMENT", "LEAD_DISPLAY", "MODEL_STRATEGIES", "PAPER_TABLE3",
-           "RESULT_COLUMNS", "run_benchmark", "trial_grid", "trial_name"]
+import importlib
+
+_WHERE = {
+    "BenchmarkConfig": "config", "EXPERIMENT": "config", "MODEL_STRATEGIES": "config", "trial_name": "config",
+    "run_benchmark": "grid", "trial_grid": "grid",
+    "DISPLAY": "report", "EFFICIENCY_COLUMNS": "report", "LEAD_DISPLAY": "report", "PAPER_TABLE3": "report",
+    "RESULT_COLUMNS": "report",
+    "choose_patients": "subsets",
+}
+
+__all__ = sorted(_WHERE)
+
+
+def __getattr__(name: str):
+    if name not in _WHERE:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"{__name__}.{_WHERE[name]}"), name)

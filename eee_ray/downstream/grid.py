@@ -198,7 +198,9 @@ def _run_grid(cfg: BenchmarkConfig, grid: list[dict[str, str]], notes: list[str]
     tuner = tune.Tuner(
         tune.with_resources(trainable, {"cpu": cfg.cpus_per_trial, "gpu": cfg.gpus_per_trial}),
         param_space={"combo": tune.grid_search(grid)},
-        tune_config=tune.TuneConfig(max_concurrent_trials=cfg.max_concurrent),
+        # a trial's process is reused by the next trial: each trial seeds and configures itself (run_trial), and a
+        # fresh process per trial would pay torch's and Ray Train's imports again (seconds a trial)
+        tune_config=tune.TuneConfig(max_concurrent_trials=cfg.max_concurrent, reuse_actors=True),
         run_config=tune.RunConfig(name=f"benchmark-{benchmark_id}", storage_path=str(out / "tune"),
                                   failure_config=tune.FailureConfig(max_failures=0), verbose=1))
     grid_results = tuner.fit()
