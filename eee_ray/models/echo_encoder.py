@@ -48,9 +48,9 @@ class TubeletViT(nn.Module):
       the slots concatenated in order and projected back to D_vit (a factorised space-then-time readout, as in
       ViViT's factorised encoder). What a sub-clip shares with its ECG token is when in it the ventricle contracts:
       the frame-by-frame course of the contraction. A linear read of the pixels recovers it (held-out R^2 0.95 on
-      synthetic sub-clips), but the [CLS], whose attention starts uniform over all patches and times, does not learn
-      it in the few hundred steps of a small run (R^2 about 0 after 130 supervised steps, 0.55 with "slots";
-      benchmarks/echo_readout.py).
+      synthetic sub-clips) and of the slots (0.70 at init), but the [CLS], whose attention starts uniform over all
+      patches and times, does not carry it and does not learn it in the steps of a small run (R^2 about 0 after 130
+      supervised steps, 0.55 with "slots"; benchmarks/echo_readout.py).
     """
 
     def __init__(self, frames: int = 8, image_size: int = 112, tubelet: tuple[int, int, int] = (2, 16, 16),
