@@ -6,6 +6,8 @@ of the tiny preset with each recipe and worker count, every other option at its 
 - ``before``: the earlier default: the paper's dual-margin loss from step 1, 16 clips per worker, echo pixels scaled
   by the fixed (x - 0.5) / 0.25 and the [CLS] with position 0 of the sinusoid table
   (``--recipe paper`` plus ``pixel_norm: fixed``, ``cls_position: true``);
+- ``earlier``: the ``default`` recipe with the echo tower it had before (``pixel_norm: clip``, ``vit_pool: cls``,
+  ``vit_norm: none``), which learned only the clip length (docs/pretraining.md);
 - ``paper``: ``--recipe paper`` (the paper's loss from step 1, with the corrected input scaling and [CLS]);
 - ``default``: no recipe option at all.
 
@@ -32,6 +34,7 @@ from eee_ray.synth import SynthConfig, generate
 
 COLUMNS = {
     "before": dict(recipe="paper", pixel_norm="fixed", cls_position=True),
+    "earlier": dict(recipe="default", pixel_norm="clip", vit_pool="cls", vit_norm="none"),
     "paper": dict(recipe="paper"),
     "default": dict(recipe="default"),
 }
@@ -53,7 +56,7 @@ def run_one(root: Path, column: str, workers: int, epochs: int) -> dict:
         return json.loads((out / "metrics.json").read_text())
     fields = dict(COLUMNS[column])
     cfg = pretrain_config(fields.pop("recipe"), clips=str(root / "ingest"), output=str(out), epochs=epochs,
-                          workers=workers, workdir=str(root), **fields)
+                          workers=workers, mlflow={"dir": str(root)}, **fields)
     t0 = time.time()
     m = run_pretrain(cfg)
     m["wall_s"] = time.time() - t0

@@ -6,10 +6,13 @@ among variants, whose winner is then measured through the real Ray Train path (b
 Batches are drawn by a seeded shuffle of the training clips (Ray Data's block order differs), so its numbers are
 close to, not equal to, a real run's.
 
-Each variant prints one line per epoch: held-out Recall@1 both ways, mean rank (of N) with permutation p, and the
-spread of both towers ([CLS] mean cosine / effective rank).
+Each variant prints one line per epoch: held-out Recall@1 both ways, mean rank (of N) with permutation p, the
+spread of both towers ([CLS] mean cosine / effective rank), the within-length rank (the true match's rank among
+the held-out clips of the query's length: what the embedding knows beyond the clip length, which both towers see
+through the padding mask; benchmarks/retrieval_ceiling.py shows what the length alone is worth) and Recall@1 /
+mean rank of the clips' mean token embedding instead of the [CLS].
 
-    python benchmarks/pretrain_replica.py --clips runs/ingest --variants paper-fixed paper-fixed+warmup5 default
+    python benchmarks/pretrain_replica.py --clips runs/ingest --variants default echo-motion
 """
 
 from __future__ import annotations
@@ -32,14 +35,19 @@ from eee_ray.recipes import pretrain_config
 from eee_ray.retrieval import retrieval_metrics
 
 FIXED = dict(pixel_norm="fixed", cls_position=True)   # fixed pixel scaling, [CLS] at position 0
-# variant -> (recipe, fields on top)
+# variant -> (recipe, fields on top); "_bucket": every batch holds clips of one length (replica only)
 VARIANTS = {
     "paper-fixed": ("paper", FIXED),
     "paper-fixed+warmup5": ("paper", {**FIXED, "batch_size": 8, "loss": {"warmup_epochs": 5}}),
     "paper": ("paper", {}),                                                   # corrected scaling, paper's loss
     "paper+warmup5": ("paper", {"batch_size": 8, "loss": {"warmup_epochs": 5}}),
-    "default-b16": ("default", {"batch_size": 16}),
     "default": ("default", {}),
+    "default+bucket": ("default", {"_bucket": True}),
+    "echo-motion": ("echo-motion", {}),
+    "echo-motion/pixel-clip": ("echo-motion", {"pixel_norm": "clip"}),        # each of its three changes undone
+    "echo-motion/vit-cls": ("echo-motion", {"vit_pool": "cls"}),
+    "echo-motion/norm-none": ("echo-motion", {"vit_norm": "none"}),
+    "echo-motion+bucket": ("echo-motion", {"_bucket": True}),
 }
 KEYS = ("ecg", "echo", "n_tokens", "subject_id", "study_id")
 
@@ -57,9 +65,40 @@ def load_samples(clips: Path, cfg: PairsConfig, limit: int | None = None) -> lis
     return out
 
 
-def run(samples: list[dict], name: str, seed: int, epochs: int) -> None:
+def batches(train: list[dict], size: int, bucket: bool, rng: random.Random) -> list[list[dict]]:
+    """Shuffled batches of ``size`` clips; ``bucket``: every batch holds clips of one length (in tokens)."""
+    rng.shuffle(train)
+    if not bucket:
+        return [train[i:i + size] for i in range(0, len(train) - size + 1, size)]
+    groups: dict[int, list[dict]] = {}
+    for s in train:
+        groups.setdefault(int(s["n_tokens"]), []).append(s)
+    out = [g[i:i + size] for g in groups.values() for i in range(0, len(g), size)]
+    out = [b for b in out if len(b) >= 2]
+    rng.shuffle(out)
+    return out
+
+
+def within_length_rank(ecg: np.ndarray, echo: np.ndarray, n_tokens: np.ndarray) -> tuple[float, float]:
+    """Mean 1-based rank of the true echo among the held-out echoes of the query's length, and its chance level:
+    what the embedding knows beyond the clip length (which both towers see through the padding mask)."""
+    s = (ecg / np.linalg.norm(ecg, axis=1, keepdims=True)) @ (echo / np.linalg.norm(echo, axis=1, keepdims=True)).T
+    same = n_tokens[:, None] == n_tokens[None, :]
+    r = [(s[i][same[i]] >= s[i, i]).sum() for i in range(len(s))]
+    return float(np.mean(r)), float(np.mean((same.sum(1) + 1) / 2))
+
+
+def token_mean(tok: torch.Tensor, pad: torch.Tensor) -> np.ndarray:
+    """The mean of a clip's valid token embeddings."""
+    w = (~pad).unsqueeze(-1).float()
+    return ((tok * w).sum(1) / w.sum(1)).numpy()
+
+
+def run(samples: list[dict], name: str, seed: int, epochs: int, image_size: int = 112) -> None:
     recipe, fields = VARIANTS[name]
-    cfg = pretrain_config(recipe, epochs=epochs, seed=seed, **fields)
+    fields = dict(fields)
+    bucket = fields.pop("_bucket", False)
+    cfg = pretrain_config(recipe, epochs=epochs, seed=seed, pairs={"image_size": image_size}, **fields)
     held = split_patients([s["subject_id"] for s in samples], cfg.heldout_fraction, seed)
     train = [s for s in samples if s["subject_id"] not in held]
     heldout = collate({k: [s[k] for s in samples if s["subject_id"] in held] for k in KEYS})
@@ -70,9 +109,8 @@ def run(samples: list[dict], name: str, seed: int, epochs: int) -> None:
     t0 = time.time()
     print(f"== {name} (recipe {recipe}, {fields}), seed {seed}", flush=True)
     for epoch in range(1, epochs + 1):
-        rng.shuffle(train)
-        for i in range(0, len(train) - cfg.batch_size + 1, cfg.batch_size):
-            b = collate({k: [s[k] for s in train[i:i + cfg.batch_size]] for k in KEYS})
+        for chunk in batches(train, cfg.batch_size, bucket, rng):
+            b = collate({k: [s[k] for s in chunk] for k in KEYS})
             ecg, pad, m_shift = misalign(b["ecg"], b["pad_mask"], cfg.p_shift, gen)
             out = model(ecg, b["echo"], pad)
             terms = pretraining_losses(out, pad, m_shift, b["study_id"], b["subject_id"], cfg.loss,
@@ -88,11 +126,16 @@ def run(samples: list[dict], name: str, seed: int, epochs: int) -> None:
         emb = {"ecg": o["ecg_cls"].numpy(), "echo": o["echo_cls"].numpy()}
         m, s = retrieval_metrics(emb["ecg"], emb["echo"]), spread_metrics(emb)
         n = int(m["heldout_clips"])
+        lengths = (~heldout["pad_mask"]).sum(1).numpy()
+        wl, wl_chance = within_length_rank(emb["ecg"], emb["echo"], lengths)
+        mt = retrieval_metrics(token_mean(o["ecg_tok"], heldout["pad_mask"]), token_mean(o["echo_tok"], heldout["pad_mask"]))
         print(f"epoch {epoch:2d} ({time.time() - t0:4.0f} s)  R@1 {m['ecg2echo_r1'] * n:.0f} / "
               f"{m['echo2ecg_r1'] * n:.0f} of {n}  mean rank {m['ecg2echo_mean_rank']:.1f} / {m['echo2ecg_mean_rank']:.1f} "
               f"(chance {m['chance_mean_rank']:.1f}, p {m['ecg2echo_p']:.4f} / {m['echo2ecg_p']:.4f})  "
               f"cos {s['ecg_mean_cos']:.2f} / {s['echo_mean_cos']:.2f}  erank {s['ecg_erank']:.1f} / "
-              f"{s['echo_erank']:.1f}", flush=True)
+              f"{s['echo_erank']:.1f}  within-length rank {wl:.1f} (chance {wl_chance:.1f})  token-mean R@1 "
+              f"{mt['ecg2echo_r1'] * n:.0f} / {mt['echo2ecg_r1'] * n:.0f} mean rank {mt['ecg2echo_mean_rank']:.1f}",
+              flush=True)
 
 
 def main() -> None:
@@ -101,11 +144,12 @@ def main() -> None:
     ap.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--epochs", type=int, default=10)
+    ap.add_argument("--image-size", type=int, default=112, help="sub-clip H = W (the learning test uses 64)")
     a = ap.parse_args()
     torch.set_num_threads(1)
-    samples = load_samples(Path(a.clips), PairsConfig())
+    samples = load_samples(Path(a.clips), PairsConfig(image_size=a.image_size))
     for name in a.variants:
-        run(samples, name, a.seed, a.epochs)
+        run(samples, name, a.seed, a.epochs, a.image_size)
 
 
 if __name__ == "__main__":

@@ -36,7 +36,7 @@ from eee_ray.errors import UserError
 from eee_ray.io import atomic_torch_save, atomic_write_text
 from eee_ray.losses import OBJECTIVES, LossConfig, pretraining_losses, weighted_total
 from eee_ray.models.ecg_encoder import save_pretrained
-from eee_ray.models.echo_encoder import PIXEL_NORMS
+from eee_ray.models.echo_encoder import PIXEL_NORMS, VIT_NORMS, VIT_POOLS
 from eee_ray.models.eee import EEEModel, ModelConfig, preset
 from eee_ray.pairs import NORMALIZATION, Collate, PairsConfig, echo_input, misalign, stream_pairs
 from eee_ray.pairs_cache import cache_key, cached_train_set
@@ -82,8 +82,11 @@ class PretrainConfig:
     #                                     another clip of its study (needs echo_tower locked); see echo_features.py
     max_mates: int = 8                  # study-level positives: other clips of the study kept per clip
     echo_features: str = "standardized"  # locked tower: standardized per dimension (training clips' stats) | raw
-    pixel_norm: str = "clip"            # echo input scaling: clip (each sub-clip standardised) | fixed (earlier)
+    pixel_norm: str = "clip"            # echo input scaling: clip (each sub-clip standardised) | motion (each pixel
+    #                                     minus its mean over the sub-clip, then standardised) | fixed (earlier)
     cls_position: bool = False          # add position 0 of the sinusoid table to the [CLS] (earlier behaviour)
+    vit_pool: str = "cls"               # echo ViT readout per sub-clip: cls | slots (patches averaged per time slot)
+    vit_norm: str = "none"              # echo ViT features standardised over the batch's sub-clips: none | batch
     shuffle_pairs: bool = False         # negative control: each clip's ECG comes from another patient (pair_shuffle.py)
     loss: LossConfig = field(default_factory=lambda: LossConfig(objective="info_nce"))
     pairs: PairsConfig = field(default_factory=PairsConfig)
@@ -124,6 +127,10 @@ class PretrainConfig:
                    f"pairs_store must be one of {', '.join(PAIRS_STORES)}, not {self.pairs_store!r}"),
                   (self.pixel_norm in PIXEL_NORMS,
                    f"pixel_norm must be one of {', '.join(PIXEL_NORMS)}, not {self.pixel_norm!r}"),
+                  (self.vit_norm in VIT_NORMS,
+                   f"vit_norm must be one of {', '.join(VIT_NORMS)}, not {self.vit_norm!r}"),
+                  (self.vit_pool in VIT_POOLS,
+                   f"vit_pool must be one of {', '.join(VIT_POOLS)}, not {self.vit_pool!r}"),
                   (self.loss.objective in OBJECTIVES,
                    f"loss.objective must be one of {', '.join(OBJECTIVES)}, not {self.loss.objective!r}"),
                   (self.loss.warmup_epochs >= 0, "loss.warmup_epochs must be >= 0")]
@@ -140,7 +147,8 @@ def model_config(cfg: PretrainConfig) -> ModelConfig:
     """The preset, with the input geometry taken from the pairs config."""
     p = cfg.pairs
     return preset(cfg.preset, token_len=p.token_len, max_tokens=p.max_tokens, frames=p.frames_per_token,
-                  image_size=p.image_size, pixel_norm=cfg.pixel_norm, cls_position=cfg.cls_position)
+                  image_size=p.image_size, pixel_norm=cfg.pixel_norm, cls_position=cfg.cls_position,
+                  vit_pool=cfg.vit_pool, vit_norm=cfg.vit_norm)
 
 
 # ----------------------------------------------------------------------------------------------- worker side
@@ -372,7 +380,8 @@ def _check_resume_settings(cfg: PretrainConfig, before: dict[str, Any]) -> None:
         raise UserError(f"this run was trained with recipe {before['recipe']}; resume it with the same recipe "
                         f"(--recipe {before['recipe']})")
     # a run saved before the model-input fields existed used the earlier scaling and [CLS] positions
-    for name, earlier in (("pixel_norm", "fixed"), ("cls_position", True)):
+    for name, earlier in (("pixel_norm", "fixed"), ("cls_position", True), ("vit_pool", "cls"),
+                            ("vit_norm", "none")):
         was = before.get(name, earlier)
         if getattr(cfg, name) != was:
             raise UserError(f"this run was trained with {name} {was}; resume it with the same setting "

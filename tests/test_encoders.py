@@ -61,3 +61,38 @@ def test_save_and_load_pretrained_weights_only(tmp_path):
     loaded = load_pretrained(path).eval()
     x = torch.randn(2, 6, 50)
     assert torch.allclose(enc(x)[0], loaded(x)[0])
+
+
+def test_default_echo_input_is_the_motion_and_its_features_are_standardised_over_the_batch():
+    """The default echo tower sees what changes within a sub-clip (pixel_norm "motion"), reads its time slots in
+    order (vit_pool "slots") and standardises the sub-clip features over the batch (vit_norm "batch"); a model
+    config saved before these options existed rebuilds the earlier tower (same weights, so old files load)."""
+    from eee_ray.models.echo_encoder import normalize_pixels
+    from eee_ray.models.eee import ModelConfig
+
+    torch.manual_seed(3)
+    clips = torch.randint(0, 200, (5, 8, 32, 32), dtype=torch.uint8)
+    motion = normalize_pixels(clips, "motion")
+    assert torch.allclose(motion.mean(dim=1), torch.zeros(5, 32, 32), atol=1e-5)        # no static content left
+    anatomy = torch.randint(0, 50, (1, 1, 32, 32), dtype=torch.uint8)                     # the same on every frame
+    assert torch.allclose(normalize_pixels(clips + anatomy, "motion"), motion, atol=1e-4)
+    still = normalize_pixels(anatomy.expand(1, 8, 32, 32), "motion")
+    assert torch.isfinite(still).all() and still.abs().max() < 1e-3
+
+    model = EEEModel(preset("tiny", image_size=32, max_tokens=4, pixel_norm="motion", vit_pool="slots",
+                            vit_norm="batch")).eval()
+    feats = []
+    model.echo.temporal.register_forward_pre_hook(lambda mod, args: feats.append(args[0]))
+    pad = torch.tensor([[False, False, True], [False] * 3, [False, True, True]])
+    out = model(torch.randn(3, 3, 50), torch.randint(0, 255, (3, 3, 8, 32, 32), dtype=torch.uint8), pad)
+    valid = feats[0][~pad]                                   # the 6 sub-clips' features as the temporal stage gets them
+    assert torch.allclose(valid.mean(0), torch.zeros(valid.shape[1]), atol=1e-4)
+    assert torch.allclose(valid.std(0, unbiased=False), torch.ones(valid.shape[1]), atol=1e-2)
+    assert torch.isfinite(out["echo_cls"]).all()
+    one = model(torch.randn(1, 1, 50), torch.randint(0, 255, (1, 1, 8, 32, 32), dtype=torch.uint8),
+                torch.tensor([[False]]))                     # a single sub-clip: nothing to standardise over
+    assert torch.isfinite(one["echo_cls"]).all()
+    old = set(EEEModel(ModelConfig(image_size=32, max_tokens=4)).state_dict())
+    assert not any("slot_proj" in k or "feature_norm" in k for k in old)
+    assert old == set(EEEModel(preset("tiny", image_size=32, max_tokens=4, pixel_norm="clip", cls_position=True,
+                                      vit_pool="cls", vit_norm="none")).state_dict())

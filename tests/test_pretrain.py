@@ -22,9 +22,11 @@ from eee_ray.recipes import pretrain_config
 LEARN = dict(epochs=10, seed=0)
 IMAGE = 64
 # What the defaults reach in every measured run, both ways (docs/results.md): p = 0.0005, and a mean rank of the true
-# match of 0.32-0.63 x chance on this test's world (three runs) and 0.45-0.66 x chance on four fresh 30-patient sets.
+# match of 0.32-0.63 x chance on this test's world (three runs) and 0.45-0.85 x chance on ten fresh 30-patient sets.
 # Asserted: p below 0.01 and a mean rank below 0.75 x chance. Recall@1 >= 3 x chance holds in 5 of 6 directions here
-# and 5 of 8 on the 30-patient sets, so it is printed, not asserted.
+# and in both directions in 1 of 10 runs on the 30-patient sets (what the defaults learn there is the clip length),
+# so it is printed, not asserted. The echo-motion recipe, which meets it in 5 of 6 of those runs, is not what this
+# test runs: at its 64 px it reached 0.57-0.68 x chance in two seeds and chance in a third.
 MAX_P, MAX_RANK_OVER_CHANCE = 0.01, 0.75
 LEARN_SYNTH = dict(seed=0, patients=60, ecg_patients=60, studies_min=1, studies_max=1, cines_min=2, cines_max=2,
                    rows=240, cols=320, frames_min=60, frames_max=100, ecg_records_min=1, ecg_records_max=1,

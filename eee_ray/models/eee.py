@@ -35,6 +35,8 @@ class ModelConfig:
     # fields existed reads back with the earlier behaviour ("fixed", True), its presets use the corrected one
     pixel_norm: str = "fixed"
     cls_position: bool = True
+    vit_pool: str = "cls"      # the echo ViT's readout per sub-clip: cls | slots (see TubeletViT)
+    vit_norm: str = "none"     # the ViT features standardised over the batch before the temporal stage: none | batch
 
 
 PRESETS: dict[str, ModelConfig] = {
@@ -62,8 +64,8 @@ class EEEModel(nn.Module):
                         dropout=cfg.dropout, max_tokens=cfg.max_tokens, cls_position=cfg.cls_position)
         self.ecg = ECGEncoder(d_in=cfg.token_len, **temporal)
         vit = TubeletViT(cfg.frames, cfg.image_size, tuple(cfg.tubelet), cfg.d_vit, cfg.vit_layers, cfg.vit_heads,
-                         cfg.vit_d_ff, cfg.dropout, cfg.pixel_norm)
-        self.echo = EchoEncoder(vit, ECGEncoder(d_in=cfg.d_vit, **temporal))
+                         cfg.vit_d_ff, cfg.dropout, cfg.pixel_norm, cfg.vit_pool)
+        self.echo = EchoEncoder(vit, ECGEncoder(d_in=cfg.d_vit, **temporal), cfg.vit_norm)
         self.align_head = nn.Linear(2 * cfg.d_embed, 1)
 
     def lock_echo(self) -> None:
