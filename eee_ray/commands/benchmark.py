@@ -64,7 +64,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--probe-head-init", dest="head_init", choices=["default", "zero"], action=DeprecatedAlias,
                    replacement="--head-init", help=argparse.SUPPRESS)
     p.add_argument("--encoder-lr-scale", dest="encoder_lr_scale", type=float,
-                   help="fine-tuning EEE: the encoder's learning rate is --lr times this, the head's is --lr "
+                   help="fine-tuning EEE: the encoder's learning rate is the config's lr times this, the head's is lr "
                         "(default 1)")
     p.add_argument("--min-steps", dest="min_steps", type=int,
                    help="at least this many optimiser steps per trial: a small label subset trains for more "
