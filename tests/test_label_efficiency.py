@@ -99,3 +99,33 @@ def test_the_printed_line_says_how_sure_the_gain_is():
     assert "from scratch (S4) scores 0.600 at 0.05" in clear
     assert "likely" in pretraining_gain_line(results(0.65, 0.55, 0.1))
     assert "not established" in pretraining_gain_line(results(0.56, 0.55, 0.05))
+
+
+def test_a_subset_stretched_by_min_steps_validates_about_epochs_times():
+    """A 2 % subset of a few records makes one step an epoch; --min-steps stretches it to many epochs, and the trial
+    validates (and may keep its weights) about --epochs times, after blocks of epochs, the last one included, not
+    after each one-step epoch (which cost a 2 % trial ~95 s instead of ~15 s on the control world)."""
+    import torch
+
+    from eee_ray.downstream.train import _fit
+    from eee_ray.ecgdata.records import ECGDataset
+    from eee_ray.models.registry import build_model
+
+    rng = np.random.default_rng(0)
+    n = 40
+    labels = (rng.random((n, 2)) < 0.5).astype(np.uint8)
+    labels[:2] = [[1, 1], [0, 0]]   # both classes of both labels in training and validation
+    labels[30:32] = [[1, 1], [0, 0]]
+    split = np.array(["train"] * 30 + ["val"] * 10)
+    data = ECGDataset(record_ids=np.array([f"r{i}" for i in range(n)]),
+                      patient_ids=np.array([f"p{i}" for i in range(n)]), signals=rng.normal(size=(n, 1, 1000)).astype(np.float32), leads=["II"], labels=labels,
+                      label_names=["a", "b"], split=split, skipped=pd.DataFrame(columns=["record_id", "reason"]))
+    torch.manual_seed(0)
+    model = build_model("xresnet1d50", 1, 2, preset="tiny")
+    cfg = BenchmarkConfig(epochs=3, min_steps=12, batch_size=32, crops_per_record=1)
+    validated = []
+    best_epoch, _ = _fit(model, data, ["II"], cfg, lambda epoch, metrics: validated.append((epoch, metrics)))
+    # 30 training records, batch 32: one step an epoch, so 12 epochs, validated after every 4th
+    assert [e for e, _ in validated] == [3, 7, 11]
+    assert all("val_macro_auroc" in m and "train_loss" in m for _, m in validated)
+    assert best_epoch in (3, 7, 11)
