@@ -118,7 +118,8 @@ def test_a_subset_stretched_by_min_steps_validates_about_epochs_times():
     labels[30:32] = [[1, 1], [0, 0]]
     split = np.array(["train"] * 30 + ["val"] * 10)
     data = ECGDataset(record_ids=np.array([f"r{i}" for i in range(n)]),
-                      patient_ids=np.array([f"p{i}" for i in range(n)]), signals=rng.normal(size=(n, 1, 1000)).astype(np.float32), leads=["II"], labels=labels,
+                      patient_ids=np.array([f"p{i}" for i in range(n)]),
+                      signals=rng.normal(size=(n, 1, 1000)).astype(np.float32), leads=["II"], labels=labels,
                       label_names=["a", "b"], split=split, skipped=pd.DataFrame(columns=["record_id", "reason"]))
     torch.manual_seed(0)
     model = build_model("xresnet1d50", 1, 2, preset="tiny")
