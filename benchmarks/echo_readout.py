@@ -108,7 +108,8 @@ def main() -> None:
     px = normalize_pixels(x, "clip")
     print(f"{len(x)} sub-clips ({test.sum()} held out); contraction course sd {course.std():.2f}")
     print("| read of the contraction course | held-out R^2 |\n|---|---|")
-    print(f"| pixels, 8x8-pooled frames (ridge) | {ridge_r2(torch.nn.functional.avg_pool2d(px, 8).flatten(1).numpy(), course, test, 0.1):.2f} |")
+    pooled = torch.nn.functional.avg_pool2d(px, 8).flatten(1).numpy()
+    print(f"| pixels, 8x8-pooled frames (ridge) | {ridge_r2(pooled, course, test, 0.1):.2f} |")
     print(f"| pixels, each frame's mean (ridge) | {ridge_r2(px.mean((2, 3)).numpy(), course, test, 0.01):.2f} |")
     torch.manual_seed(0)
     vits = [("ViT at init", EEEModel(preset("tiny", image_size=x.shape[-1])).echo.vit)]

@@ -22,7 +22,8 @@ import pandas as pd
 
 from eee_ray.downstream import BenchmarkConfig, run_benchmark
 from eee_ray.ingest import IngestConfig, run_ingest
-from eee_ray.positive_control import ECG_PATIENTS, EXTRA_TEST_PATIENTS, FRACTIONS, HEADLINE_LABEL, benchmark, label_results, recipe, world
+from eee_ray.positive_control import (ECG_PATIENTS, EXTRA_TEST_PATIENTS, FRACTIONS, HEADLINE_LABEL,
+                                      benchmark, label_results, recipe, world)
 from eee_ray.pretrain import PretrainConfig, run_pretrain
 from eee_ray.runtime import init_ray
 from eee_ray.synth import SynthConfig, generate

@@ -128,7 +128,8 @@ def run(samples: list[dict], name: str, seed: int, epochs: int, image_size: int 
         n = int(m["heldout_clips"])
         lengths = (~heldout["pad_mask"]).sum(1).numpy()
         wl, wl_chance = within_length_rank(emb["ecg"], emb["echo"], lengths)
-        mt = retrieval_metrics(token_mean(o["ecg_tok"], heldout["pad_mask"]), token_mean(o["echo_tok"], heldout["pad_mask"]))
+        mask = heldout["pad_mask"]
+        mt = retrieval_metrics(token_mean(o["ecg_tok"], mask), token_mean(o["echo_tok"], mask))
         print(f"epoch {epoch:2d} ({time.time() - t0:4.0f} s)  R@1 {m['ecg2echo_r1'] * n:.0f} / "
               f"{m['echo2ecg_r1'] * n:.0f} of {n}  mean rank {m['ecg2echo_mean_rank']:.1f} / {m['echo2ecg_mean_rank']:.1f} "
               f"(chance {m['chance_mean_rank']:.1f}, p {m['ecg2echo_p']:.4f} / {m['echo2ecg_p']:.4f})  "

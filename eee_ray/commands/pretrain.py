@@ -47,7 +47,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "built once), stream (rebuilt from clips/ every epoch); auto: memory up to keep_pairs_mb "
                         "(256), else disk (default auto)")
     p.add_argument("--pairs-cache", dest="pairs_cache",
-                   help="folder or URI of the on-disk pairs cache, readable by every node (default <output>/pairs_cache)")
+                   help="folder or URI of the on-disk pairs cache, readable by every node "
+                        "(default <output>/pairs_cache)")
     p.add_argument("--shuffle-pairs", dest="shuffle_pairs", action="store_true",
                    help="negative control: pair every clip's echo with the ECG of a clip of another patient, so "
                         "pretraining cannot learn the heart from the pairs (its downstream gain should be none)")

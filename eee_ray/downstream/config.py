@@ -37,8 +37,9 @@ class BenchmarkConfig:
     # points where the labels pull it, and sends no gradient into a fine-tuned encoder until it has learned a
     # direction.
     head_init: str = "zero"
-    # Fine-tuning EEE: the encoder trains at lr x this, the head at lr (1: one rate, as in the paper). Protects pretrained features from being
-    # overwritten by the gradients of a few labelled records through a head that has not learned anything yet.
+    # Fine-tuning EEE: the encoder trains at lr x this, the head at lr (1: one rate, as in the paper). Protects
+    # pretrained features from being overwritten by the gradients of a few labelled records through a head that has
+    # not learned anything yet.
     encoder_lr_scale: float = 1.0
     weight_decay: float = 1e-2
     crops_per_record: int = 4  # random training crops drawn from each record per epoch
