@@ -12,7 +12,7 @@ the held-out clips of the query's length: what the embedding knows beyond the cl
 through the padding mask; benchmarks/retrieval_ceiling.py shows what the length alone is worth) and Recall@1 /
 mean rank of the clips' mean token embedding instead of the [CLS].
 
-    python benchmarks/pretrain_replica.py --clips runs/ingest --variants default echo-motion
+    python benchmarks/pretrain_replica.py --clips runs/ingest --variants cls-tower default
 """
 
 from __future__ import annotations
@@ -41,13 +41,13 @@ VARIANTS = {
     "paper-fixed+warmup5": ("paper", {**FIXED, "batch_size": 8, "loss": {"warmup_epochs": 5}}),
     "paper": ("paper", {}),                                                   # corrected scaling, paper's loss
     "paper+warmup5": ("paper", {"batch_size": 8, "loss": {"warmup_epochs": 5}}),
+    "cls-tower": ("cls-tower", {}),                                           # the paper's echo readout
+    "cls-tower+bucket": ("cls-tower", {"_bucket": True}),
     "default": ("default", {}),
+    "default/pixel-clip": ("default", {"pixel_norm": "clip"}),        # each of its echo tower's three changes undone
+    "default/vit-cls": ("default", {"vit_pool": "cls"}),
+    "default/norm-none": ("default", {"vit_norm": "none"}),
     "default+bucket": ("default", {"_bucket": True}),
-    "echo-motion": ("echo-motion", {}),
-    "echo-motion/pixel-clip": ("echo-motion", {"pixel_norm": "clip"}),        # each of its three changes undone
-    "echo-motion/vit-cls": ("echo-motion", {"vit_pool": "cls"}),
-    "echo-motion/norm-none": ("echo-motion", {"vit_norm": "none"}),
-    "echo-motion+bucket": ("echo-motion", {"_bucket": True}),
 }
 KEYS = ("ecg", "echo", "n_tokens", "subject_id", "study_id")
 

@@ -82,11 +82,11 @@ class PretrainConfig:
     #                                     another clip of its study (needs echo_tower locked); see echo_features.py
     max_mates: int = 8                  # study-level positives: other clips of the study kept per clip
     echo_features: str = "standardized"  # locked tower: standardized per dimension (training clips' stats) | raw
-    pixel_norm: str = "clip"            # echo input scaling: clip (each sub-clip standardised) | motion (each pixel
-    #                                     minus its mean over the sub-clip, then standardised) | fixed (earlier)
+    pixel_norm: str = "motion"          # echo input scaling: motion (each pixel minus its mean over the sub-clip,
+    #                                     then standardised) | clip (each sub-clip standardised) | fixed (earlier)
     cls_position: bool = False          # add position 0 of the sinusoid table to the [CLS] (earlier behaviour)
-    vit_pool: str = "cls"               # echo ViT readout per sub-clip: cls | slots (patches averaged per time slot)
-    vit_norm: str = "none"              # echo ViT features standardised over the batch's sub-clips: none | batch
+    vit_pool: str = "slots"             # echo ViT readout per sub-clip: slots (patches averaged per time slot) | cls
+    vit_norm: str = "batch"             # echo ViT features standardised over the batch's sub-clips: batch | none
     shuffle_pairs: bool = False         # negative control: each clip's ECG comes from another patient (pair_shuffle.py)
     loss: LossConfig = field(default_factory=lambda: LossConfig(objective="info_nce"))
     pairs: PairsConfig = field(default_factory=PairsConfig)

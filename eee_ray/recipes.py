@@ -4,32 +4,34 @@ A recipe is the starting point of a run's configuration: defaults < recipe < ``-
 ``PretrainConfig`` defaults are the ``default`` recipe; the others list what they change against it. The recipe's
 name is stored with the run, and ``--resume`` refuses a different one.
 
-- ``default``: learns cross-modal retrieval out of the box. Against the paper: plain InfoNCE (every other clip of the
-  global batch a negative) for the contrastive terms throughout, instead of the dual-margin loss; 8 clips per worker
-  and step instead of 16. The paper's dual-margin mask keeps only the negatives that already score below the positive,
-  so a negative ranked above its positive teaches nothing and a collapsed embedding (all similarities tied) is a
-  zero-loss optimum: it refines an embedding in which the positives already rank first, it cannot build one.
-- ``paper``: the paper's objective from step 1 (dual-margin loss, no warm-up), 16 clips per worker.
-- ``echo-motion``: ``default`` with an echo tower that reads the beat timing: each pixel minus its mean over the
-  sub-clip, the ViT read per time slot instead of its [CLS], its features standardised over the batch. With the
-  default tower the embeddings learn only the clip length (which both towers see through the padding mask); this
-  one learns to tell clips of one length apart at 112 px, but at 64 px it learned less than ``default`` on the
-  learning test's world (docs/pretraining.md).
-- ``locked-study``: puts wall thickness into the ECG embedding (synthetic world, ``eee_ray.probe``). Against the paper:
+- ``default``: learns cross-modal retrieval out of the box. Against the paper: plain InfoNCE (every other clip of
+  the global batch a negative) for the contrastive terms throughout, instead of the dual-margin loss; 8 clips per
+  worker and step instead of 16; an echo tower that reads the beat timing: each pixel minus its mean over the
+  sub-clip, the ViT read per time slot instead of its [CLS], its features standardised over the batch. The paper's
+  dual-margin mask keeps only the negatives that already score below the positive, so a negative ranked above its
+  positive teaches nothing and a collapsed embedding (all similarities tied) is a zero-loss optimum: it refines an
+  embedding in which the positives already rank first, it cannot build one. With the ViT [CLS] the echo embedding
+  learns only the clip length (which both towers see through the padding mask) (docs/pretraining.md).
+- ``paper``: the paper's objective from step 1 (dual-margin loss, no warm-up), 16 clips per worker, the ViT [CLS]
+  per sub-clip, each sub-clip standardised.
+- ``cls-tower``: ``default`` with the paper's echo readout (the ViT [CLS] per sub-clip, each sub-clip
+  standardised, no batch standardisation): the comparison that shows what the echo tower of ``default`` adds.
+- ``locked-study``: puts wall thickness into the ECG embedding (the synthetic world of tests/probe.py). Against the paper:
   the echo tower locked at its seeded init and its features standardised per dimension; [CLS] positives from
   another clip of the same study; [CLS] terms only (no token or alignment term, so no shifted samples); plain
   InfoNCE; 64 clips per step, 64 px sub-clips, 40 epochs. It keeps the earlier input scaling and [CLS] positions
   (``pixel_norm: fixed``, ``cls_position: true``), with which its effect was measured; the standardisation of the
   locked tower's features makes the scaling matter little there.
 
-``default`` and ``paper`` use the corrected input scaling and [CLS] positions (``pixel_norm: clip``,
-``cls_position: false``); the paper does not specify them.
+``default``, ``paper`` and ``cls-tower`` give the [CLS] no position row (``cls_position: false``); the paper does
+not specify it.
 """
 
 from __future__ import annotations
 
 import copy
 import dataclasses
+import sys
 from typing import Any, Mapping
 
 from eee_ray.errors import UserError
@@ -40,7 +42,8 @@ RECIPES: dict[str, dict[str, Any]] = {
     "default": {},
     "paper": {"batch_size": 16, "pixel_norm": "clip", "vit_pool": "cls", "vit_norm": "none",
               "loss": {"objective": "dual_margin", "warmup_epochs": 0}},
-    "echo-motion": {"pixel_norm": "motion", "vit_pool": "slots", "vit_norm": "batch"},
+    "cls-tower": {"pixel_norm": "clip", "vit_pool": "cls", "vit_norm": "none"},
+    "echo-motion": {},   # deprecated: the default's echo tower under its earlier recipe name
     "locked-study": {"epochs": 40, "batch_size": 64, "pairs": {"image_size": 64}, "echo_tower": "locked",
                      "cls_positive": "study", "echo_features": "standardized", "p_shift": 0.0, "pixel_norm": "fixed",
                      "cls_position": True, "vit_pool": "cls", "vit_norm": "none",
@@ -48,9 +51,15 @@ RECIPES: dict[str, dict[str, Any]] = {
 }
 
 
+DEPRECATED = {"echo-motion": "default"}
+
+
 def check(name: str) -> None:
     if name not in RECIPES:
         raise UserError(f"unknown recipe {name!r}; choose one of {', '.join(RECIPES)}")
+    if name in DEPRECATED:
+        print(f"eee-ray: warning: recipe {name} is deprecated and will be removed; it is now {DEPRECATED[name]}",
+              file=sys.stderr)
 
 
 def merge(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:

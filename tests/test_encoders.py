@@ -63,8 +63,8 @@ def test_save_and_load_pretrained_weights_only(tmp_path):
     assert torch.allclose(enc(x)[0], loaded(x)[0])
 
 
-def test_echo_motion_tower_sees_the_motion_and_standardises_its_features_over_the_batch():
-    """The echo-motion recipe's tower sees what changes within a sub-clip (pixel_norm "motion"), reads its time
+def test_default_echo_tower_sees_the_motion_and_standardises_its_features_over_the_batch():
+    """The default echo tower sees what changes within a sub-clip (pixel_norm "motion"), reads its time
     slots in order (vit_pool "slots") and standardises the sub-clip features over the batch (vit_norm "batch"); a
     model config saved before these options existed rebuilds the earlier tower (same weights, so old files load)."""
     from eee_ray.models.echo_encoder import normalize_pixels

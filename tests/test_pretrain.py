@@ -16,21 +16,17 @@ from eee_ray.errors import UserError
 from eee_ray.pretrain import PretrainConfig, run_pretrain
 from eee_ray.recipes import pretrain_config
 
-# The defaults (the default recipe, 10 epochs), with 64 px sub-clips to keep the test short (the 112 px default is
-# measured by benchmarks/pretrain_defaults.py). Its data set, seen by no tuning: 60 synthetic patients, two 2-3.5 s
-# cines each, small frames (ingest in seconds).
+# The defaults (the default recipe, 10 epochs, 112 px sub-clips, 1 worker), as a new user runs them: a fresh
+# 30-patient synthetic set (data seed 11, seen by no tuning; 2-3 studies of 1-3 cines of 24-48 frames per patient,
+# like `eee-ray synth --patients 30`), with 240x320 frames so that it renders and ingests in seconds.
 LEARN = dict(epochs=10, seed=0)
-IMAGE = 64
-# What the defaults reach in every measured run, both ways (docs/results.md): p = 0.0005, and a mean rank of the true
-# match of 0.32-0.63 x chance on this test's world (three runs) and 0.45-0.85 x chance on ten fresh 30-patient sets.
-# Asserted: p below 0.01 and a mean rank below 0.75 x chance. Recall@1 >= 3 x chance holds in 5 of 6 directions here
-# and in both directions in 1 of 10 runs on the 30-patient sets (what the defaults learn there is the clip length),
-# so it is printed, not asserted. The echo-motion recipe, which meets it in 5 of 6 of those runs, is not what this
-# test runs: at its 64 px it reached 0.57-0.68 x chance in two seeds and chance in a third.
-MAX_P, MAX_RANK_OVER_CHANCE = 0.01, 0.75
-LEARN_SYNTH = dict(seed=0, patients=60, ecg_patients=60, studies_min=1, studies_max=1, cines_min=2, cines_max=2,
-                   rows=240, cols=320, frames_min=60, frames_max=100, ecg_records_min=1, ecg_records_max=1,
+LEARN_SYNTH = dict(seed=11, patients=30, ecg_patients=30, rows=240, cols=320, ecg_records_min=1, ecg_records_max=1,
                    defect_fraction=0.0)
+# What the defaults reached on this world (docs/results.md, "Cross-modal retrieval"), seeds 0-2 on one worker and
+# seed 0 on two: Recall@1 MEASURED_R1 x chance in the weaker direction, p = 0.0005 both ways, mean rank MEASURED_RANK x
+# chance; on six runs over three other fresh sets, 2-9 x chance (5 of 6 runs >= 3 x) and 0.29-0.61 x chance.
+# Asserted: the issue's bar, Recall@1 >= 3 x chance and p < 0.01 both ways, and a mean rank below 0.75 x chance.
+MIN_R1_OVER_CHANCE, MAX_P, MAX_RANK_OVER_CHANCE = 3.0, 0.01, 0.75
 
 
 @pytest.fixture(scope="module")
@@ -57,9 +53,9 @@ def test_cli_errors_are_one_line(tmp_path, capsys):
 
 @pytest.mark.slow
 def test_pretraining_learns_cross_modal_retrieval(learning_set, tmp_path):
-    """With every option at its default (recipe ``default``), a short CPU pretraining ranks the true held-out match
-    far above chance in both directions (permutation p < 0.01, mean rank < 0.75 x chance) and is not flagged as
-    collapsed, while the same architecture at random init ranks like chance. Measured spread: docs/results.md (this
+    """With every option at its default (recipe ``default``), a short CPU pretraining on a fresh synthetic set finds
+    the true held-out match at Recall@1 >= 3 x chance with permutation p < 0.01 in both directions (mean rank < 0.75 x
+    chance) and is not flagged as collapsed, while the same architecture at random init ranks like chance. Measured spread: docs/results.md (this
     test's world and seeds, and benchmarks/pretrain_defaults.py over fresh seeds). tests/test_structure_probe.py
     asserts what the ECG [CLS] learns of the echo structure, with the locked-study recipe."""
     import mlflow
@@ -70,8 +66,7 @@ def test_pretraining_learns_cross_modal_retrieval(learning_set, tmp_path):
     from eee_ray.retrieval import embed, retrieval_metrics, summary
 
     out = tmp_path / "pretrain"
-    cfg = pretrain_config("default", clips=str(learning_set / "ingest"), output=str(out),
-                          pairs={"image_size": IMAGE}, **LEARN)
+    cfg = pretrain_config("default", clips=str(learning_set / "ingest"), output=str(out), **LEARN)
     m = run_pretrain(cfg)
     on_disk = json.loads((out / "metrics.json").read_text())
     for key in ("ecg2echo_r1", "echo2ecg_r1", "chance_r1", "epochs", "train_clips", "heldout_clips", "loss_total",
@@ -85,7 +80,7 @@ def test_pretraining_learns_cross_modal_retrieval(learning_set, tmp_path):
     for d in ("ecg2echo", "echo2ecg"):
         assert m[f"{d}_p"] < MAX_P, summary(m)
         assert m[f"{d}_mean_rank"] < MAX_RANK_OVER_CHANCE * m["chance_mean_rank"], summary(m)
-        print(f"{d} Recall@1 = {m[f'{d}_r1'] / m['chance_r1']:.1f} x chance")
+        assert m[f"{d}_r1"] >= MIN_R1_OVER_CHANCE * m["chance_r1"] - 1e-9, summary(m)
     assert m["collapsed"] is False and m["recipe"] == "default", m["collapse_reason"]
     # control: the same architecture untrained, on the same held-out clips, ranks the true match like chance (its p
     # is no measure here: an untrained echo tower maps every clip to nearly one point, so every pairing has almost the

@@ -22,16 +22,24 @@ def test_defaults_are_the_default_recipe_and_paper_is_the_papers_objective():
     assert paper.loss == LossConfig(objective="dual_margin", warmup_epochs=0)
     assert paper.batch_size == 16 and paper.recipe == "paper"
     assert default.loss.objective == "info_nce" and default.batch_size == 8
-    # both use the corrected input scaling and [CLS] positions and the ViT's [CLS]; the rest of the two is the same
-    for cfg in (default, paper):
-        assert (cfg.pixel_norm, cfg.cls_position, cfg.vit_pool, cfg.vit_norm) == ("clip", False, "cls", "none")
-    same = {k for k in vars(default) if k not in ("recipe", "loss", "batch_size")}
+    # no position row for the [CLS]; the default's echo tower reads the motion (pixels minus their mean over the
+    # sub-clip, the ViT read per time slot, standardised over the batch), the paper's reads the ViT [CLS]
+    assert (default.pixel_norm, default.cls_position, default.vit_pool, default.vit_norm) == \
+        ("motion", False, "slots", "batch")
+    assert (paper.pixel_norm, paper.cls_position, paper.vit_pool, paper.vit_norm) == ("clip", False, "cls", "none")
+    tower = ("pixel_norm", "vit_pool", "vit_norm")
+    same = {k for k in vars(default) if k not in ("recipe", "loss", "batch_size", *tower)}
     assert all(getattr(default, k) == getattr(paper, k) for k in same)
-    # echo-motion: the default with the echo tower that reads the motion of each sub-clip, and nothing else
-    motion = pretrain_config("echo-motion")
-    assert (motion.pixel_norm, motion.vit_pool, motion.vit_norm) == ("motion", "slots", "batch")
-    same = {k for k in vars(default) if k not in ("recipe", "pixel_norm", "vit_pool", "vit_norm")}
-    assert all(getattr(default, k) == getattr(motion, k) for k in same)
+    # cls-tower: the default with the paper's echo readout, and nothing else
+    cls_tower = pretrain_config("cls-tower")
+    assert tuple(getattr(cls_tower, k) for k in tower) == tuple(getattr(paper, k) for k in tower)
+    assert all(getattr(default, k) == getattr(cls_tower, k) for k in vars(default) if k not in ("recipe", *tower))
+
+
+def test_echo_motion_is_a_deprecated_name_of_the_default(capsys):
+    cfg = pretrain_config("echo-motion")
+    assert "recipe echo-motion is deprecated" in capsys.readouterr().err
+    assert all(getattr(cfg, k) == getattr(PretrainConfig(), k) for k in vars(cfg) if k != "recipe")
 
 
 def test_locked_study_recipe_is_the_structure_recipe():
@@ -52,7 +60,7 @@ def test_resolution_order_recipe_then_yaml_then_cli(tmp_path):
     assert cfg.recipe == "paper" and cfg.batch_size == 4 and cfg.loss.tau == 0.1 and cfg.pairs.image_size == 64
     assert cfg.loss.objective == "dual_margin"   # from the recipe: the YAML's loss section named only tau
     assert resolve_pretrain({"recipe": "paper"}, {"recipe": "default", **paths}).loss.objective == "info_nce"
-    assert set(RECIPES) == {"default", "paper", "echo-motion", "locked-study"}
+    assert set(RECIPES) == {"default", "paper", "cls-tower", "echo-motion", "locked-study"}
 
 
 def test_unknown_recipe_fails_in_one_line(tmp_path, capsys):

@@ -15,9 +15,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
     p.argument_default = argparse.SUPPRESS  # an option not given leaves the YAML/recipe/dataclass value
     p.add_argument("--recipe", choices=list(RECIPES),
-                   help="named recipe the other options start from: default (plain InfoNCE; learns from a random "
-                        "start), paper (the paper's dual-margin loss from step 1), locked-study (locked echo tower, study positives; "
-                        "puts wall thickness into the ECG embedding); see docs/pretraining.md")
+                   help="named recipe the other options start from: default (plain InfoNCE, an echo tower that "
+                        "reads the motion; learns from a random start), paper (the paper's dual-margin loss from "
+                        "step 1 and its echo readout), cls-tower (default with the paper's echo readout), "
+                        "locked-study (locked echo tower, study positives; puts wall thickness into the ECG "
+                        "embedding); see docs/pretraining.md")
     p.add_argument("--clips", help="ingest output folder (holding clips/) or the clips/ folder itself")
     p.add_argument("--output", help="folder for checkpoints, ecg_encoder.pt, metrics.json, retrieval.png")
     p.add_argument("--epochs", type=int, help="training epochs (default 10)")
