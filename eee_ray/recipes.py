@@ -16,8 +16,8 @@ name is stored with the run, and ``--resume`` refuses a different one.
   per sub-clip, each sub-clip standardised.
 - ``cls-tower``: ``default`` with the paper's echo readout (the ViT [CLS] per sub-clip, each sub-clip
   standardised, no batch standardisation): the comparison that shows what the echo tower of ``default`` adds.
-- ``locked-study``: puts wall thickness into the ECG embedding (the synthetic world of tests/probe.py). Against the paper:
-  the echo tower locked at its seeded init and its features standardised per dimension; [CLS] positives from
+- ``locked-study``: puts wall thickness into the ECG embedding (the synthetic world of tests/probe.py). Against the
+  paper: the echo tower locked at its seeded init and its features standardised per dimension; [CLS] positives from
   another clip of the same study; [CLS] terms only (no token or alignment term, so no shifted samples); plain
   InfoNCE; 64 clips per step, 64 px sub-clips, 40 epochs. It keeps the earlier input scaling and [CLS] positions
   (``pixel_norm: fixed``, ``cls_position: true``), with which its effect was measured; the standardisation of the
