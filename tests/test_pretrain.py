@@ -100,7 +100,8 @@ def test_pretraining_learns_cross_modal_retrieval(learning_set, tmp_path):
     assert run.info.status == "FINISHED" and run.data.params["preset"] == "tiny"
     for term in ("total", "token", "sid", "pid", "align"):
         assert len(client.get_metric_history(run.info.run_id, f"loss_{term}")) == LEARN["epochs"]
-        assert client.get_metric_history(run.info.run_id, f"step_loss_{term}")
+        steps = sorted(h.step for h in client.get_metric_history(run.info.run_id, f"step_loss_{term}"))
+        assert steps == list(range(1, len(steps) + 1)) and len(steps) >= LEARN["epochs"]   # every step, once
     assert len(client.get_metric_history(run.info.run_id, "ecg2echo_mean_rank")) == LEARN["epochs"]
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
     assert {"ecg_encoder.pt", "retrieval.png", "metrics.json", "checkpoint.pt"} <= artifacts
