@@ -407,13 +407,15 @@ def _check_resume_settings(cfg: PretrainConfig, before: dict[str, Any]) -> None:
     if "recipe" in before and cfg.recipe != before["recipe"]:   # runs saved before recipes existed: no name to keep
         raise UserError(f"this run was trained with recipe {before['recipe']}; resume it with the same recipe "
                         f"(--recipe {before['recipe']})")
-    # a run saved before the model-input fields existed used the earlier scaling and [CLS] positions
-    for name, earlier in (("pixel_norm", "fixed"), ("cls_position", True), ("vit_pool", "cls"),
-                            ("vit_norm", "none")):
-        was = before.get(name, earlier)
-        if getattr(cfg, name) != was:
-            raise UserError(f"this run was trained with {name} {was}; resume it with the same setting "
-                            f"({name}: {was} in the --config file)")
+    # a run saved before the model-input fields existed used the earlier scaling and [CLS] positions; every setting
+    # that differs is named in the one line, so that one --config file fixes them all
+    differ = {name: before.get(name, earlier) for name, earlier in (("pixel_norm", "fixed"), ("cls_position", True),
+                                                                     ("vit_pool", "cls"), ("vit_norm", "none"))
+              if getattr(cfg, name) != before.get(name, earlier)}
+    if differ:
+        raise UserError("this run was trained with " + ", ".join(f"{k} {v}" for k, v in differ.items())
+                        + "; resume it with the same settings ({" + ", ".join(f"{k}: {v}" for k, v in differ.items())
+                        + "} in the --config file)")
     if before.get("echo_tower") == "frozen":  # configs saved by the previous release
         before["echo_tower"] = "locked"
     if "echo_standardize" in before:

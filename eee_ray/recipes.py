@@ -57,9 +57,6 @@ DEPRECATED = {"echo-motion": "default"}
 def check(name: str) -> None:
     if name not in RECIPES:
         raise UserError(f"unknown recipe {name!r}; choose one of {', '.join(RECIPES)}")
-    if name in DEPRECATED:
-        print(f"eee-ray: warning: recipe {name} is deprecated and will be removed; it is now {DEPRECATED[name]}",
-              file=sys.stderr)
 
 
 def merge(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
@@ -76,6 +73,9 @@ def merge(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
 def recipe_fields(name: str) -> dict[str, Any]:
     """The ``PretrainConfig`` fields (nested dicts for ``loss`` and ``pairs``) that recipe ``name`` sets."""
     check(name)
+    if name in DEPRECATED:
+        print(f"eee-ray: warning: recipe {name} is deprecated and will be removed; it is now {DEPRECATED[name]}",
+              file=sys.stderr)
     return {**copy.deepcopy(RECIPES[name]), "recipe": name}
 
 

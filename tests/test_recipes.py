@@ -90,3 +90,18 @@ def test_resume_keeps_the_recipe(tmp_path, capsys):
     assert main(args + ["--recipe", "paper"]) == 2
     err = capsys.readouterr().err.strip()
     assert "trained with pixel_norm fixed" in err and len(err.splitlines()) == 1
+    # a run of the previous release's default (the ViT [CLS] tower): every setting that differs, in one line, so
+    # that one --config file resumes it
+    earlier_default = pretrain_config("cls-tower", clips=str(tmp_path), output=str(out))
+    earlier_default.recipe = "default"
+    save(earlier_default, out / "config.yaml")
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1, err
+    for setting in ("pixel_norm clip", "vit_pool cls", "vit_norm none", "{pixel_norm: clip, vit_pool: cls, "):
+        assert setting in err, err
+
+
+def test_deprecated_recipe_warns_once(tmp_path, capsys):
+    resolve_pretrain({}, {"recipe": "echo-motion", "clips": str(tmp_path), "output": str(tmp_path / "o")})
+    assert capsys.readouterr().err.count("recipe echo-motion is deprecated") == 1
