@@ -61,26 +61,28 @@ def write_clips(root: Path, n: int, seed: int = 0, per_part: int = 8) -> int:
 
 
 def write_ptbxl(root: Path, n: int, seed: int = 0) -> int:
-    """A PTB-XL-shaped tree of ``n`` records (one a patient, strat_fold by id); returns the signal files' bytes."""
+    """A PTB-XL-shaped tree of ``n`` records (one a patient, strat_fold by id); returns the signal files' bytes.
+    Written by the synthetic set's WFDB writer (byte-identical to ``wfdb.wrsamp``, ~100 x faster)."""
+    import datetime as dt
+
     import pandas as pd
-    import wfdb
 
     from eee_ray.ecgdata.records import CANONICAL_LEADS
+    from eee_ray.synth.ecg_records import write_record
 
     rng = np.random.default_rng(seed)
     root.mkdir(parents=True, exist_ok=True)
     pd.DataFrame({"": ["NORM", "IMI"], "diagnostic": [1, 1], "diagnostic_class": ["NORM", "MI"]}).to_csv(
         root / "scp_statements.csv", index=False)
     rows, t = [], np.arange(5000) / 500.0
+    when = dt.datetime(2000, 1, 1)
     for i in range(1, n + 1):
         rel = f"records500/{i // 1000 * 1000:05d}/{i:05d}_hr"
         (root / rel).parent.mkdir(parents=True, exist_ok=True)
         mi = rng.random() < 0.4
         sig = (np.sin(2 * np.pi * (1.0 + 0.3 * mi) * t)[:, None] * rng.uniform(0.5, 1.5, 12)[None, :]
                + rng.normal(0, 0.05, (5000, 12)))
-        wfdb.wrsamp(Path(rel).name, fs=500, units=["mV"] * 12, sig_name=[s.upper() for s in CANONICAL_LEADS],
-                    p_signal=sig, fmt=["16"] * 12, adc_gain=[1000.0] * 12, baseline=[0] * 12,
-                    write_dir=str((root / rel).parent))
+        write_record(root, rel, sig, when, leads=[s.upper() for s in CANONICAL_LEADS])
         rows.append({"ecg_id": i, "patient_id": 1_000 + i, "scp_codes": str({"IMI" if mi else "NORM": 100.0}),
                      "strat_fold": 1 + i % 10, "filename_lr": rel.replace("500", "100").replace("_hr", "_lr"),
                      "filename_hr": rel})

@@ -28,19 +28,19 @@ def to_digital(signal_mv: np.ndarray) -> np.ndarray:
     return np.clip(np.round(signal_mv * ADC_GAIN), -32767, 32767).astype(np.int16)
 
 
-def header_text(name: str, digital: np.ndarray, when: dt.datetime) -> str:
+def header_text(name: str, digital: np.ndarray, when: dt.datetime, leads=LEAD_NAMES) -> str:
     """The WFDB header ``wfdb.wrsamp`` writes for these fields (checksum = column sum mod 65536)."""
     n, k = digital.shape
     lines = [f"{name} {k} {FS} {n} {when.strftime('%H:%M:%S')} {when.strftime('%d/%m/%Y')}"]
     checks = np.sum(digital.astype(np.int64), axis=0) % 65536
-    for j, lead in enumerate(LEAD_NAMES):
+    for j, lead in enumerate(leads):
         lines.append(f"{name}.dat 16 {float(ADC_GAIN)}(0)/mV 16 0 {int(digital[0, j])} {int(checks[j])} 0 {lead}")
     return "\n".join(lines) + "\n"
 
 
-def write_record(root: Path, rel: str, signal_mv: np.ndarray, when: dt.datetime) -> None:
-    """Write ``signal_mv`` (n x 12, mV) as ``root/rel.hea`` + ``root/rel.dat``."""
+def write_record(root: Path, rel: str, signal_mv: np.ndarray, when: dt.datetime, leads=LEAD_NAMES) -> None:
+    """Write ``signal_mv`` (n x 12, mV, columns in the order of ``leads``) as ``root/rel.hea`` + ``root/rel.dat``."""
     target = root / rel
     digital = to_digital(signal_mv)
     atomic_write_bytes(target.with_suffix(".dat"), digital.astype("<i2").tobytes())
-    atomic_write_text(target.with_suffix(".hea"), header_text(target.name, digital, when))
+    atomic_write_text(target.with_suffix(".hea"), header_text(target.name, digital, when, leads))
