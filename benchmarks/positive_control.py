@@ -44,30 +44,47 @@ def gains(results: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def downstream_eval_patients(synth: Path, work: Path) -> Path:
+    """``work/eval_patients.csv``: the patients of the benchmark's val and test splits (Ext-ICD folds 18 and 19 of
+    the synthetic ``records_w_diag_icd10.csv``, a patient's lowest fold), for ``--exclude-patients``."""
+    lab = pd.read_csv(synth / "ecg" / "records_w_diag_icd10.csv", usecols=["subject_id", "strat_fold"])
+    fold = lab.groupby("subject_id")["strat_fold"].min()
+    path = work / "eval_patients.csv"
+    pd.DataFrame({"subject_id": fold.index[fold >= 18]}).to_csv(path, index=False)
+    return path
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--workdir", default="runs/control")
     ap.add_argument("--fractions", type=float, nargs="+", default=FRACTIONS)
     ap.add_argument("--label-seeds", type=int, default=3)
+    ap.add_argument("--echo-patients", type=int, default=320, help="patients with an echo study (pretraining pairs)")
     ap.add_argument("--ecg-patients", type=int, default=ECG_PATIENTS)
     ap.add_argument("--extra-test-patients", type=int, default=EXTRA_TEST_PATIENTS)
     ap.add_argument("--pretrain-epochs", type=int, default=40)
     ap.add_argument("--epochs", type=int, default=10)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--pretrain-on-test-patients", action="store_true",
+                    help="let pretraining read the echo-ECG pairs of the benchmark's val and test patients too (by "
+                         "default their clips are excluded: their echo decides their labels)")
     args = ap.parse_args()
     work = Path(args.workdir)
     init_ray(2)
     t0 = time.time()
-    w = world(args.seed, ecg_patients=args.ecg_patients, extra_test_patients=args.extra_test_patients)
+    w = world(args.seed, patients=args.echo_patients, ecg_patients=args.ecg_patients,
+              extra_test_patients=args.extra_test_patients)
     if not (work / "ingest" / "clips").is_dir():
         generate(work / "synth", SynthConfig(**w["synth"]), overwrite=True)
         run_ingest(IngestConfig(input=str(work / "synth" / "echo"), output=str(work / "ingest"), **w["ingest"]))
     print(f"data ready after {time.time() - t0:.0f} s", flush=True)
+    exclude = "" if args.pretrain_on_test_patients else str(downstream_eval_patients(work / "synth", work))
     encoders = {}
     for name, shuffled in (("true pairs", False), ("shuffled pairs", True)):
         out = work / ("pretrain_shuffled" if shuffled else "pretrain")
         if not (out / "ecg_encoder.pt").is_file():
             run_pretrain(PretrainConfig(clips=str(work / "ingest"), output=str(out), seed=args.seed,
+                                        exclude_patients=exclude,
                                         **recipe(args.pretrain_epochs, shuffle_pairs=shuffled)))
         encoders[name] = out / "ecg_encoder.pt"
         print(f"pretrained ({name}) after {time.time() - t0:.0f} s", flush=True)

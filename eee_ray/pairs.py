@@ -151,21 +151,60 @@ class PretrainData:
     n_heldout: int
     n_heldout_all: int
     train_bytes: int = 0  # the training samples' echo pixels (uint8), estimated from the index
+    n_excluded_clips: int = 0
+    n_excluded_patients: int = 0
+
+
+def read_patient_ids(path: str) -> frozenset[int]:
+    """The patient IDs listed in ``path`` (local or a bucket): a CSV with a ``subject_id`` or ``patient_id`` column
+    (e.g. the downstream val and test patients), or plain text with one ID a line."""
+    import io
+
+    from eee_ray import storage
+
+    if not storage.exists(path):
+        raise UserError(f"patient list not found: {path}")
+    try:
+        text = storage.read_text(path)
+    except (OSError, UnicodeDecodeError) as e:
+        raise UserError(f"cannot read the patient list {path}: {e}") from None
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    if lines and not lines[0].replace(",", "").strip().isdigit():   # a header: a CSV
+        try:
+            table = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False)
+        except (pd.errors.ParserError, pd.errors.EmptyDataError) as e:
+            raise UserError(f"cannot read the patient list {path}: {e}") from None
+        column = next((c for c in ("subject_id", "patient_id") if c in table.columns), None)
+        if column is None:
+            raise UserError(f"the patient list {path} needs a subject_id or patient_id column "
+                            f"(has {', '.join(table.columns)})")
+        lines = [v.strip() for v in table[column] if v.strip()]
+    bad = [v for v in lines if not v.isdigit()]
+    if bad:
+        raise UserError(f"the patient list {path} holds {len(bad)} value(s) that are not patient IDs, e.g. {bad[0]!r}")
+    return frozenset(int(v) for v in lines)
+
 
 def stream_pairs(clips_dir: str | Path, cfg: PairsConfig, heldout_fraction: float, seed: int, max_heldout: int,
-                 prepare=None) -> PretrainData:
+                 prepare=None, exclude: frozenset[int] = frozenset()) -> PretrainData:
     """Split by patient from the ID columns alone, then build the training samples lazily.
 
     The held-out patients are the same as ``load_pairs`` picks (same seed, same patients with a usable clip); a
     held-out set larger than ``max_heldout`` is cut to a seeded sample of clips chosen from the index, so it is
     bounded before any pixel is read. ``prepare`` (dataset -> dataset, e.g. a locked echo tower's embedding) runs on
     both sets, and its output (features, no pixels) is materialised, since recomputing it every epoch costs more
-    than keeping it.
+    than keeping it. The clips of the ``exclude`` patients are in neither set: no sample is built from them.
     """
     from eee_ray.ingest import read_clips
 
     index = clip_index(clips_dir, cfg)
     usable = index[index["n_tokens"] >= 1]
+    excluded = usable["subject_id"].isin(list(exclude))
+    n_excluded_clips, n_excluded_patients = int(excluded.sum()), int(usable.loc[excluded, "subject_id"].nunique())
+    usable = usable[~excluded]
+    if exclude and usable["subject_id"].nunique() < 2:
+        raise UserError(f"clips of fewer than 2 patients are left in {clips_dir} once the clips of the "
+                        f"{n_excluded_patients} excluded patients are left out")
     heldout = split_patients(usable["subject_id"].tolist(), heldout_fraction, seed)
     held_ids = np.asarray(sorted(heldout), np.int64)
     held_paths = np.sort(usable.loc[usable["subject_id"].isin(held_ids), "path"].to_numpy().astype(str))
@@ -181,12 +220,13 @@ def stream_pairs(clips_dir: str | Path, cfg: PairsConfig, heldout_fraction: floa
                                                                       "keep": keep}, batch_format="numpy")
         return build_pairs(ds, cfg).select_columns(TRAIN_COLUMNS)
 
-    train = samples("subject_id", held_ids, False)
+    train = samples("subject_id", np.union1d(held_ids, np.asarray(sorted(exclude), np.int64)), False)
     held = samples("path", held_paths, True)
     if prepare is not None:
         train = prepare(train).materialize()
     held = (prepare(held) if prepare is not None else held).materialize()
-    return PretrainData(train, held, sorted(heldout), n_train, len(held_paths), n_held_all, train_bytes)
+    return PretrainData(train, held, sorted(heldout), n_train, len(held_paths), n_held_all, train_bytes,
+                        n_excluded_clips, n_excluded_patients)
 
 
 def load_pairs(clips_dir: str | Path, cfg: PairsConfig, heldout_fraction: float, seed: int, prepare=None):

@@ -29,16 +29,19 @@ MARKER = "pairs_cache.json"
 FORMAT = 1   # bumped when the cached columns change
 
 
-def cache_key(clips_dir: str | Path, pairs: Any, heldout_patients: list[int]) -> str:
-    """What the cached samples depend on, hashed: the clips parts (name and size), the sample settings and the
-    held-out patients (the training set is every usable clip of the other patients)."""
+def cache_key(clips_dir: str | Path, pairs: Any, heldout_patients: list[int], exclude=frozenset()) -> str:
+    """What the cached samples depend on, hashed: the clips parts (name and size), the sample settings, the
+    held-out patients and the excluded ones (the training set is every usable clip of the other patients)."""
     from eee_ray.ingest.pipeline import clip_files
 
     files = clip_files(clips_dir)
     sizes = {storage.name(rel): size for rel, size in storage.walk(storage.parent(files[0]))}  # one listing
     parts = sorted((storage.name(f), sizes[storage.name(f)]) for f in files)
-    blob = json.dumps({"format": FORMAT, "parts": parts, "pairs": dataclasses.asdict(pairs),
-                       "heldout": sorted(int(p) for p in heldout_patients)}, sort_keys=True)
+    fields = {"format": FORMAT, "parts": parts, "pairs": dataclasses.asdict(pairs),
+              "heldout": sorted(int(p) for p in heldout_patients)}
+    if exclude:   # absent when nothing is excluded: the key of a cache built before the option existed holds
+        fields["exclude"] = sorted(int(p) for p in exclude)
+    blob = json.dumps(fields, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()
 
 

@@ -38,7 +38,7 @@ from eee_ray.losses import OBJECTIVES, LossConfig, pretraining_losses, weighted_
 from eee_ray.models.ecg_encoder import save_pretrained
 from eee_ray.models.echo_encoder import PIXEL_NORMS, VIT_NORMS, VIT_POOLS
 from eee_ray.models.eee import EEEModel, ModelConfig, preset
-from eee_ray.pairs import NORMALIZATION, Collate, PairsConfig, echo_input, misalign, stream_pairs
+from eee_ray.pairs import NORMALIZATION, Collate, PairsConfig, echo_input, misalign, read_patient_ids, stream_pairs
 from eee_ray.pairs_cache import cache_key, cached_train_set
 from eee_ray.retrieval import embed, plot_retrieval, recall_curve, retrieval_metrics
 from eee_ray.retrieval import summary as retrieval_summary
@@ -98,6 +98,8 @@ class PretrainConfig:
     #                                     auto: memory up to keep_pairs_mb, else disk
     keep_pairs_mb: float = 256.0        # auto: training samples of at most this many MB of pixels stay in memory
     pairs_cache: str = ""               # folder or URI of the pairs cache ("" = <output>/pairs_cache)
+    exclude_patients: str = ""          # file of patient IDs whose clips pretraining never reads (e.g. the downstream
+    #                                     val and test patients: their echo decides their labels); see pairs.py
     mlflow: MlflowConfig = field(default_factory=MlflowConfig)
     collapse: CollapseConfig = field(default_factory=CollapseConfig)
 
@@ -140,6 +142,8 @@ class PretrainConfig:
                 raise UserError(msg)
         storage.check_dir(self.clips, "clips", " (run `eee-ray ingest` first)")
         storage.check_bucket(self.output, "--output")
+        if self.exclude_patients:
+            read_patient_ids(self.exclude_patients)   # a missing or unreadable list is one line, before Ray starts
         model_config(self)  # unknown preset -> UserError
 
 
@@ -420,7 +424,8 @@ def _check_resume_settings(cfg: PretrainConfig, before: dict[str, Any]) -> None:
         before["echo_tower"] = "locked"
     if "echo_standardize" in before:
         before["echo_features"] = "standardized" if before.pop("echo_standardize") else "raw"
-    names = ["echo_tower", "cls_positive"] + (["echo_features"] if cfg.echo_tower == "locked" else [])
+    names = ["echo_tower", "cls_positive", "exclude_patients"] + (["echo_features"] if cfg.echo_tower == "locked"
+                                                                   else [])
     for name in names:
         was = before.get(name, getattr(PretrainConfig, name))
         if getattr(cfg, name) != was:
@@ -468,8 +473,13 @@ def run_pretrain(cfg: PretrainConfig) -> dict[str, Any]:
     # the split comes from the ID columns; training samples stream to the workers every epoch (pixels are never
     # materialised); retrieval ranks every held-out clip against every other on rank 0 (O(N^2)), so the held-out set
     # is a seeded sample of at most retrieval_max_clips clips, picked before any pixel is read
-    data = stream_pairs(cfg.clips, cfg.pairs, cfg.heldout_fraction, cfg.seed, cfg.retrieval_max_clips, prepare)
+    exclude = read_patient_ids(cfg.exclude_patients) if cfg.exclude_patients else frozenset()
+    data = stream_pairs(cfg.clips, cfg.pairs, cfg.heldout_fraction, cfg.seed, cfg.retrieval_max_clips, prepare,
+                        exclude)
     train_ds, held_ds, held_patients = data.train, data.heldout, data.heldout_patients
+    if exclude:
+        log.info("left out %d clips of %d of the %d patients listed in %s", data.n_excluded_clips,
+                 data.n_excluded_patients, len(exclude), cfg.exclude_patients)
     if data.n_heldout < data.n_heldout_all:
         log.info("held-out retrieval on a seeded sample of %d of %d clips", data.n_heldout, data.n_heldout_all)
     pairs_store = "features" if prepare is not None else _pairs_store(cfg, data.train_bytes)
@@ -478,7 +488,7 @@ def run_pretrain(cfg: PretrainConfig) -> dict[str, Any]:
         train_ds = train_ds.materialize()
     elif pairs_store == "disk":
         folder = storage.absolute(cfg.pairs_cache) if cfg.pairs_cache else storage.join(output, "pairs_cache")
-        key = cache_key(cfg.clips, cfg.pairs, held_patients)
+        key = cache_key(cfg.clips, cfg.pairs, held_patients, exclude)
         train_ds, how = cached_train_set(data.train, folder, key, data.n_train)
         pairs_store = f"disk ({how})"
     if locked and cfg.echo_features == "standardized":
@@ -497,7 +507,9 @@ def run_pretrain(cfg: PretrainConfig) -> dict[str, Any]:
     cpus = cfg.cpus_per_worker or _auto_cpus(cfg.workers)
     uri, run_id = _mlflow_run(cfg, output, {**flat_params(cfg), **{f"model.{k}": v for k, v in flat_params(mcfg).items()},
                                             "train_clips": n_train, "heldout_clips": n_held,
-                                            "pairs_store_used": pairs_store})
+                                            "pairs_store_used": pairs_store,
+                                            "excluded_patients": data.n_excluded_patients,
+                                            "excluded_clips": data.n_excluded_clips})
     _log_clips_input(cfg, uri, run_id, n_train, n_held, held_patients)
     log.info("pretraining %s on %d train / %d held-out clips, %d worker(s) x %.2f CPU, batch %d/worker, MLflow run %s",
              cfg.preset, n_train, n_held, cfg.workers, cpus, batch_size, run_id)
@@ -533,21 +545,22 @@ def run_pretrain(cfg: PretrainConfig) -> dict[str, Any]:
     if not storage.is_uri(output):
         atomic_torch_save(state, Path(output) / "checkpoints" / CHECKPOINT_FILE)
         return _finish(cfg, Path(output), mcfg, state, held_ds, held_patients, n_train, client, run_id,
-                       pairs_store)
+                       pairs_store, data.n_excluded_patients)
     # a bucket: the files are written locally (MLflow logs local files), then uploaded one object each
     with tempfile.TemporaryDirectory(prefix="eee-ray-pretrain-") as tmp:
         local = Path(tmp)
         atomic_torch_save(state, local / "checkpoints" / CHECKPOINT_FILE)
         storage.download(storage.join(output, "config.yaml"), local / "config.yaml")
         metrics = _finish(cfg, local, mcfg, state, held_ds, held_patients, n_train, client, run_id,
-                          pairs_store)
+                          pairs_store, data.n_excluded_patients)
         for f in ("checkpoints/" + CHECKPOINT_FILE, "ecg_encoder.pt", "retrieval.png", "metrics.json"):
             storage.upload(local / f, storage.join(output, f))   # metrics.json last: the run's completion mark
     return metrics
 
 
 def _finish(cfg: PretrainConfig, output: Path, mcfg: ModelConfig, state: dict[str, Any], held_ds,
-            held_patients: list[int], n_train: int, client, run_id: str, pairs_store: str) -> dict[str, Any]:
+            held_patients: list[int], n_train: int, client, run_id: str, pairs_store: str,
+            excluded_patients: int = 0) -> dict[str, Any]:
     """Driver-side outputs of a finished run (in a local folder): encoder hand-over, final retrieval, figure,
     metrics.json, MLflow."""
     model = EEEModel(mcfg)
@@ -569,7 +582,8 @@ def _finish(cfg: PretrainConfig, output: Path, mcfg: ModelConfig, state: dict[st
         **final, "collapsed": bool(reason), "collapse_reason": reason, "collapse_message": message,
         "recipe": cfg.recipe,
         "heldout_clips": len(emb["ecg"]), "train_clips": n_train, "pairs_store": pairs_store, "epochs": state["epoch"],
-        "heldout_patients": held_patients, "resumed_at": state["resumed_at"], "workers": cfg.workers,
+        "heldout_patients": held_patients, "excluded_patients": excluded_patients,
+        "resumed_at": state["resumed_at"], "workers": cfg.workers,
         "preset": cfg.preset, "mlflow_run_id": run_id, "mlflow_tracking_uri": client.tracking_uri,
         **{f"loss_{k}": history[-1][f"loss_{k}"] for k in LOSS_KEYS}, "history": history,
     }

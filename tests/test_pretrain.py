@@ -48,6 +48,10 @@ def test_cli_errors_are_one_line(tmp_path, capsys):
     assert main(["pretrain", "--clips", str(tmp_path / "none"), "--output", str(tmp_path / "o")]) == 2
     assert "clips folder not found" in capsys.readouterr().err
     assert main(["pretrain", "--clips", str(tmp_path), "--output", str(tmp_path / "o"), "--epochs", "0"]) == 2
+    capsys.readouterr()
+    assert main(["pretrain", "--clips", str(tmp_path), "--output", str(tmp_path / "o"),
+                 "--exclude-patients", str(tmp_path / "test_patients.csv")]) == 2
+    assert "patient list not found" in capsys.readouterr().err
     with pytest.raises(UserError, match="retrieval_max_clips"):   # YAML-only field: checked before Ray starts
         run_pretrain(PretrainConfig(clips=str(tmp_path), output=str(tmp_path / "o"), retrieval_max_clips=1))
 

@@ -81,3 +81,50 @@ def test_an_unwritable_pairs_cache_is_one_error_line():
 
     with pytest.raises(UserError, match="--pairs-cache: cannot write the pairs cache in /proc/eee-cache"):
         cached_train_set(None, "/proc/eee-cache", "0" * 64, 1)
+
+
+def test_excluded_patients_are_in_no_sample_and_change_the_cache_key(ingested_dir, ray_session, tmp_path):
+    """``exclude_patients`` (e.g. the downstream test patients): none of their clips is a training or held-out
+    sample, the split is drawn from the other patients, and the pairs cache key tells the two sets apart."""
+    from eee_ray.pairs import read_patient_ids
+    from eee_ray.pairs_cache import cache_key
+
+    index = clip_index(str(ingested_dir), PAIRS)
+    usable = index[index["n_tokens"] >= 1]
+    patients = sorted(usable["subject_id"].unique())
+    gone = set(patients[::3])                      # a third of the patients, listed as a CSV with other columns
+    (tmp_path / "test.csv").write_text("patient_id,split\n" + "".join(f"{p},test\n" for p in sorted(gone)))
+    exclude = read_patient_ids(str(tmp_path / "test.csv"))
+    assert exclude == gone
+
+    data = stream_pairs(str(ingested_dir), PAIRS, 0.25, 0, max_heldout=100, exclude=exclude)
+    ids = lambda ds: {int(r["subject_id"]) for r in ds.select_columns(["subject_id"]).take_all()}  # noqa: E731
+    train, held = ids(data.train), ids(data.heldout)
+    assert not (train | held | set(data.heldout_patients)) & gone
+    assert train | held == set(patients) - gone and not train & held
+    assert data.n_excluded_patients == len(gone)
+    assert data.n_excluded_clips == int(usable["subject_id"].isin(gone).sum())
+    assert data.n_train + data.n_heldout_all == len(usable) - data.n_excluded_clips
+
+    plain = stream_pairs(str(ingested_dir), PAIRS, 0.25, 0, max_heldout=100)
+    assert plain.n_excluded_clips == 0
+    assert cache_key(ingested_dir, PAIRS, plain.heldout_patients) == cache_key(ingested_dir, PAIRS,
+                                                                               plain.heldout_patients, frozenset())
+    assert cache_key(ingested_dir, PAIRS, plain.heldout_patients) != cache_key(ingested_dir, PAIRS,
+                                                                               plain.heldout_patients, exclude)
+
+
+def test_patient_lists_read_or_refused_in_one_line(tmp_path):
+    from eee_ray.errors import UserError
+    from eee_ray.pairs import read_patient_ids
+
+    (tmp_path / "ids.txt").write_text("10000001\n\n10000002\n")
+    assert read_patient_ids(str(tmp_path / "ids.txt")) == {10000001, 10000002}
+    (tmp_path / "subjects.csv").write_text("subject_id\n10000003\n")
+    assert read_patient_ids(str(tmp_path / "subjects.csv")) == {10000003}
+    (tmp_path / "other.csv").write_text("study_id\n5\n")
+    (tmp_path / "words.txt").write_text("10000001\np10000002\n")
+    for name, message in (("none.csv", "patient list not found"), ("other.csv", "subject_id or patient_id column"),
+                          ("words.txt", "not patient IDs")):
+        with pytest.raises(UserError, match=message):
+            read_patient_ids(str(tmp_path / name))

@@ -51,6 +51,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--pairs-cache", dest="pairs_cache",
                    help="folder or URI of the on-disk pairs cache, readable by every node "
                         "(default <output>/pairs_cache)")
+    p.add_argument("--exclude-patients", dest="exclude_patients",
+                   help="CSV (column subject_id or patient_id) or text file (one ID a line) of patients whose clips "
+                        "pretraining never reads: list the downstream val and test patients, whose echo decides "
+                        "their labels (docs/pretraining.md)")
     p.add_argument("--shuffle-pairs", dest="shuffle_pairs", action="store_true",
                    help="negative control: pair every clip's echo with the ECG of a clip of another patient, so "
                         "pretraining cannot learn the heart from the pairs (its downstream gain should be none)")
