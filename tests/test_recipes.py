@@ -100,6 +100,13 @@ def test_resume_keeps_the_recipe(tmp_path, capsys):
     assert len(err.splitlines()) == 1, err
     for setting in ("pixel_norm clip", "vit_pool cls", "vit_norm none", "{pixel_norm: clip, vit_pool: cls, "):
         assert setting in err, err
+    # a run that left out the downstream patients resumes only with the same list (its split depends on it)
+    (tmp_path / "eval.txt").write_text("10000001\n")
+    save(pretrain_config("default", clips=str(tmp_path), output=str(out), exclude_patients=str(tmp_path / "eval.txt")),
+         out / "config.yaml")
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert f"--exclude-patients {tmp_path / 'eval.txt'}" in err and len(err.splitlines()) == 1, err
 
 
 def test_deprecated_recipe_warns_once(tmp_path, capsys):
