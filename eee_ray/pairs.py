@@ -165,7 +165,7 @@ def read_patient_ids(path: str) -> frozenset[int]:
     if not storage.exists(path):
         raise UserError(f"patient list not found: {path}")
     try:
-        text = storage.read_text(path)
+        text = storage.read_text(path).lstrip("\ufeff")   # a spreadsheet's byte-order mark
     except (OSError, UnicodeDecodeError) as e:
         raise UserError(f"cannot read the patient list {path}: {e}") from None
     lines = [line.strip() for line in text.splitlines() if line.strip()]
@@ -182,6 +182,8 @@ def read_patient_ids(path: str) -> frozenset[int]:
     bad = [v for v in lines if not v.isdigit()]
     if bad:
         raise UserError(f"the patient list {path} holds {len(bad)} value(s) that are not patient IDs, e.g. {bad[0]!r}")
+    if not lines:   # an empty list would silently exclude nobody
+        raise UserError(f"the patient list {path} holds no patient IDs")
     return frozenset(int(v) for v in lines)
 
 

@@ -120,11 +120,12 @@ def test_patient_lists_read_or_refused_in_one_line(tmp_path):
 
     (tmp_path / "ids.txt").write_text("10000001\n\n10000002\n")
     assert read_patient_ids(str(tmp_path / "ids.txt")) == {10000001, 10000002}
-    (tmp_path / "subjects.csv").write_text("subject_id\n10000003\n")
+    (tmp_path / "subjects.csv").write_text("\ufeffsubject_id\r\n10000003\r\n", encoding="utf-8")  # BOM, CRLF
     assert read_patient_ids(str(tmp_path / "subjects.csv")) == {10000003}
     (tmp_path / "other.csv").write_text("study_id\n5\n")
     (tmp_path / "words.txt").write_text("10000001\np10000002\n")
+    (tmp_path / "empty.csv").write_text("subject_id\n")
     for name, message in (("none.csv", "patient list not found"), ("other.csv", "subject_id or patient_id column"),
-                          ("words.txt", "not patient IDs")):
+                          ("words.txt", "not patient IDs"), ("empty.csv", "holds no patient IDs")):
         with pytest.raises(UserError, match=message):
             read_patient_ids(str(tmp_path / name))
