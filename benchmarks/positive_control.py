@@ -24,7 +24,7 @@ from eee_ray.downstream import BenchmarkConfig, run_benchmark
 from eee_ray.ingest import IngestConfig, run_ingest
 from eee_ray.positive_control import (ECG_PATIENTS, EXTRA_TEST_PATIENTS, FRACTIONS, HEADLINE_LABEL,
                                       benchmark, label_results, recipe, world)
-from eee_ray.pretrain import PretrainConfig, run_pretrain
+from eee_ray.pretrain import run_pretrain
 from eee_ray.runtime import init_ray
 from eee_ray.synth import SynthConfig, generate
 
@@ -83,9 +83,8 @@ def main() -> None:
     for name, shuffled in (("true pairs", False), ("shuffled pairs", True)):
         out = work / ("pretrain_shuffled" if shuffled else "pretrain")
         if not (out / "ecg_encoder.pt").is_file():
-            run_pretrain(PretrainConfig(clips=str(work / "ingest"), output=str(out), seed=args.seed,
-                                        exclude_patients=exclude,
-                                        **recipe(args.pretrain_epochs, shuffle_pairs=shuffled)))
+            run_pretrain(recipe(args.pretrain_epochs, shuffle_pairs=shuffled, clips=str(work / "ingest"),
+                                output=str(out), seed=args.seed, exclude_patients=exclude))
         encoders[name] = out / "ecg_encoder.pt"
         print(f"pretrained ({name}) after {time.time() - t0:.0f} s", flush=True)
     macro, label = [], []

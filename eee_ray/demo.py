@@ -89,7 +89,7 @@ def run_demo(cfg: DemoConfig) -> Path:
     from eee_ray.analyze import AnalyzeConfig, run_analysis
     from eee_ray.downstream import BenchmarkConfig, run_benchmark
     from eee_ray.ingest import IngestConfig, run_ingest
-    from eee_ray.pretrain import PretrainConfig, run_pretrain
+    from eee_ray.pretrain import run_pretrain
     from eee_ray.recipes import pretrain_config
     from eee_ray.retrieval import summary as retrieval_summary
     from eee_ray.synth import SynthConfig, generate
@@ -126,9 +126,8 @@ def run_demo(cfg: DemoConfig) -> Path:
     _banner(3, "pretrain", f"ECG-Echo contrastive pretraining (Ray Train) -> {pre_dir}")
     if not _reuse(pre_dir / "metrics.json", "pretrain", cfg.redo, pre_dir):
         if control:  # the locked-tower recipe with which the ECG learns the heart's structure here
-            metrics = run_pretrain(PretrainConfig(clips=str(ingest_dir), output=str(pre_dir), preset="tiny",
-                                                  seed=cfg.seed, **pc.recipe(cfg.pretrain_epochs
-                                                                             or CONTROL_PRETRAIN_EPOCHS)))
+            metrics = run_pretrain(pc.recipe(cfg.pretrain_epochs or CONTROL_PRETRAIN_EPOCHS, clips=str(ingest_dir),
+                                             output=str(pre_dir), preset="tiny", seed=cfg.seed))
         else:
             epochs = cfg.pretrain_epochs or DEMO_PRETRAIN_EPOCHS
             # the default recipe (docs/pretraining.md)
