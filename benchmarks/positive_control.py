@@ -22,8 +22,8 @@ import pandas as pd
 
 from eee_ray.downstream import BenchmarkConfig, run_benchmark
 from eee_ray.ingest import IngestConfig, run_ingest
-from eee_ray.positive_control import (ECG_PATIENTS, EXTRA_TEST_PATIENTS, FRACTIONS, HEADLINE_LABEL,
-                                      benchmark, label_results, recipe, world)
+from eee_ray.positive_control import (ECG_PATIENTS, ECHO_PATIENTS, EXTRA_TEST_PATIENTS, FRACTIONS, HEADLINE_LABEL,
+                                      benchmark, eval_patients, label_results, recipe, world)
 from eee_ray.pretrain import run_pretrain
 from eee_ray.runtime import init_ray
 from eee_ray.synth import SynthConfig, generate
@@ -44,22 +44,12 @@ def gains(results: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def downstream_eval_patients(synth: Path, work: Path) -> Path:
-    """``work/eval_patients.csv``: the patients of the benchmark's val and test splits (Ext-ICD folds 18 and 19 of
-    the synthetic ``records_w_diag_icd10.csv``, a patient's lowest fold), for ``--exclude-patients``."""
-    lab = pd.read_csv(synth / "ecg" / "records_w_diag_icd10.csv", usecols=["subject_id", "strat_fold"])
-    fold = lab.groupby("subject_id")["strat_fold"].min()
-    path = work / "eval_patients.csv"
-    pd.DataFrame({"subject_id": fold.index[fold >= 18]}).to_csv(path, index=False)
-    return path
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--workdir", default="runs/control")
     ap.add_argument("--fractions", type=float, nargs="+", default=FRACTIONS)
     ap.add_argument("--label-seeds", type=int, default=3)
-    ap.add_argument("--echo-patients", type=int, default=320, help="patients with an echo study (pretraining pairs)")
+    ap.add_argument("--echo-patients", type=int, default=ECHO_PATIENTS, help="patients with an echo study (pretraining pairs)")
     ap.add_argument("--ecg-patients", type=int, default=ECG_PATIENTS)
     ap.add_argument("--extra-test-patients", type=int, default=EXTRA_TEST_PATIENTS)
     ap.add_argument("--pretrain-epochs", type=int, default=40)
@@ -78,7 +68,7 @@ def main() -> None:
         generate(work / "synth", SynthConfig(**w["synth"]), overwrite=True)
         run_ingest(IngestConfig(input=str(work / "synth" / "echo"), output=str(work / "ingest"), **w["ingest"]))
     print(f"data ready after {time.time() - t0:.0f} s", flush=True)
-    exclude = "" if args.pretrain_on_test_patients else str(downstream_eval_patients(work / "synth", work))
+    exclude = "" if args.pretrain_on_test_patients else str(eval_patients(work / "synth", work / "eval_patients.csv"))
     encoders = {}
     for name, shuffled in (("true pairs", False), ("shuffled pairs", True)):
         out = work / ("pretrain_shuffled" if shuffled else "pretrain")

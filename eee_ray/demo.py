@@ -1,7 +1,8 @@
 """The whole chain on the embedded default, one stage after another, in one work folder.
 
 By default it runs the positive-control world (``eee_ray.positive_control``): ECGs that carry the heart's structure,
-echo-measurement labels, the locked-tower pretraining recipe, and a benchmark over label fractions, so that its
+echo-measurement labels, the locked-tower pretraining recipe (the benchmark's val and test patients left out of
+pretraining), and a benchmark over label fractions, so that its
 table and its label-efficiency plot show what echo pretraining buys where the answer is known, with one printed line
 that says what the table shows and how sure it is. ``world: smoke`` runs the earlier small world (ICD labels, the
 paper's pretraining loss) as a quick check that every stage runs.
@@ -126,8 +127,13 @@ def run_demo(cfg: DemoConfig) -> Path:
     _banner(3, "pretrain", f"ECG-Echo contrastive pretraining (Ray Train) -> {pre_dir}")
     if not _reuse(pre_dir / "metrics.json", "pretrain", cfg.redo, pre_dir):
         if control:  # the locked-tower recipe with which the ECG learns the heart's structure here
+            # the benchmark's val and test patients stay out of pretraining: their echo decides their labels
+            held = pc.eval_patients(synth_dir, work / "eval_patients.csv")
             metrics = run_pretrain(pc.recipe(cfg.pretrain_epochs or CONTROL_PRETRAIN_EPOCHS, clips=str(ingest_dir),
-                                             output=str(pre_dir), preset="tiny", seed=cfg.seed))
+                                             output=str(pre_dir), preset="tiny", seed=cfg.seed,
+                                             exclude_patients=str(held)))
+            print(f"    pretrained on {metrics['train_clips'] + metrics['heldout_clips']} clips; the "
+                  f"{metrics['excluded_patients']} echo patients of the benchmark's val and test splits left out")
         else:
             epochs = cfg.pretrain_epochs or DEMO_PRETRAIN_EPOCHS
             # the default recipe (docs/pretraining.md)
