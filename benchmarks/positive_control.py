@@ -55,6 +55,8 @@ def main() -> None:
     ap.add_argument("--pretrain-epochs", type=int, default=40)
     ap.add_argument("--epochs", type=int, default=10)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--scratch-models", nargs="+", default=["xresnet1d50"], choices=["xresnet1d50", "s4", "st_mem"],
+                    help="baselines trained from scratch beside the EEE rows")
     ap.add_argument("--pretrain-on-test-patients", action="store_true",
                     help="let pretraining read the echo-ECG pairs of the benchmark's val and test patients too (by "
                          "default their clips are excluded: their echo decides their labels)")
@@ -80,10 +82,9 @@ def main() -> None:
     macro, label = [], []
     for name, enc in encoders.items():
         out = work / ("bench_shuffled" if "shuffled" in name else "bench")
-        models = None if name == "true pairs" else ["eee"]  # the controls do not depend on the encoder's weights
-        fields = benchmark(args.fractions, args.label_seeds, args.epochs, seed=args.seed)
-        if models:
-            fields["models"] = models
+        # the controls and the baselines do not depend on the encoder's weights: run once, with the true pairs
+        models = ["eee", "eee_random", *args.scratch_models] if name == "true pairs" else ["eee"]
+        fields = benchmark(args.fractions, args.label_seeds, args.epochs, seed=args.seed, models=models)
         if not (out / "results.csv").is_file():
             run_benchmark(BenchmarkConfig(data=str(work / "synth"), output=str(out), pretrained=str(enc),
                                           prepared=str(work / "prepared"), num_cpus=2, **fields))
