@@ -1,9 +1,10 @@
 """Positive and negative control of the downstream benchmark (docs/downstream.md, docs/results.md).
 
 On the control world (``eee_ray.positive_control``: ECGs that carry the heart's structure, echo-measurement
-labels) it pretrains the ECG encoder twice with the locked-tower recipe, once on the true echo-ECG pairs and once
-with the pairs shuffled across patients (``shuffle_pairs``), then benchmarks both encoders (linear probe and
-fine-tuned) against their random-init control and XResNet1D50 from scratch at several label fractions, each small
+labels) it pretrains the ECG encoder twice with the ``locked-study`` recipe, once on the true echo-ECG pairs and
+once with the pairs shuffled across patients (``shuffle_pairs``), the benchmark's val and test patients left out of
+both, then benchmarks both encoders (linear probe and fine-tuned) against their random-init control and the
+from-scratch baselines (``--scratch-models``, default XResNet1D50) at several label fractions, each small
 fraction on ``--label-seeds`` subset draws. Prints two label-efficiency tables, the headline label
 (``HEADLINE_LABEL``, LV wall >= 1.3 cm) and the macro AUROC over all labels (mean over draws, with the draws' range
 and the mean 95% bootstrap interval), each with the paired gain of each pretrained encoder over its random-init
@@ -49,7 +50,8 @@ def main() -> None:
     ap.add_argument("--workdir", default="runs/control")
     ap.add_argument("--fractions", type=float, nargs="+", default=FRACTIONS)
     ap.add_argument("--label-seeds", type=int, default=3)
-    ap.add_argument("--echo-patients", type=int, default=ECHO_PATIENTS, help="patients with an echo study (pretraining pairs)")
+    ap.add_argument("--echo-patients", type=int, default=ECHO_PATIENTS,
+                    help="patients with an echo study (pretraining pairs)")
     ap.add_argument("--ecg-patients", type=int, default=ECG_PATIENTS)
     ap.add_argument("--extra-test-patients", type=int, default=EXTRA_TEST_PATIENTS)
     ap.add_argument("--pretrain-epochs", type=int, default=40)

@@ -15,7 +15,8 @@ positives, [CLS] terms only, plain InfoNCE (the recipe with which the ECG [CLS] 
 docs/pretraining.md). Its echo tower reads the still picture (the ViT [CLS] of the sub-clip's grey levels): the
 default tower's motion input (each pixel minus its mean over the sub-clip) drops the walls that stand still, and
 its features then show wall thickness at R^2 0.09 against 0.87 (``benchmarks/echo_view_structure.py``). The
-negative control is the same run with ``shuffle_pairs``: each clip's ECG comes from another patient. Benchmark: lead II (the lead
+negative control is the same run with ``shuffle_pairs``: each clip's ECG comes from another patient. The
+benchmark's val and test patients never reach pretraining (``eval_patients``). Benchmark: lead II (the lead
 pretraining saw), the pretrained encoder as linear probe and fine-tuned (zero-started head; fine-tuning trains the
 encoder at a tenth of the head's learning rate), its random-init control
 in both strategies, and XResNet1D50 from scratch, at several label fractions; the headline is ``HEADLINE_LABEL``.
