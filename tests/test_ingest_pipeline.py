@@ -129,6 +129,7 @@ def one_cpu_held(ray_session):
     ray_session.kill(holder)
 
 
+@pytest.mark.slow
 def test_real_dicoms_accounted_for_with_a_worker_crash(shared_data, one_cpu_held, tmp_path):
     marker = tmp_path / "crashed"
     with injected(ingest_worker_crash=marker):  # with only one free CPU: no deadlock either
