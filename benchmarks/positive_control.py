@@ -87,7 +87,9 @@ def main() -> None:
         # the controls and the baselines do not depend on the encoder's weights: run once, with the true pairs
         models = ["eee", "eee_random", *args.scratch_models] if name == "true pairs" else ["eee"]
         fields = benchmark(args.fractions, args.label_seeds, args.epochs, seed=args.seed, models=models)
-        if not (out / "results.csv").is_file():
+        if (out / "results.csv").is_file():
+            print(f"reusing the benchmark in {out} (delete it to run other models or fractions)", flush=True)
+        else:
             run_benchmark(BenchmarkConfig(data=str(work / "synth"), output=str(out), pretrained=str(enc),
                                           prepared=str(work / "prepared"), num_cpus=2, **fields))
         for tables, res in ((macro, pd.read_csv(out / "results.csv")), (label, label_results(out))):

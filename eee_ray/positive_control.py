@@ -46,8 +46,8 @@ NUISANCE = dict(ecg_strain_scale=0.0, ecg_qrs_gain_sd=0.35, ecg_t_gain_sd=0.4, e
 # here they make the headline label's test set about 10 times larger (narrow bootstrap intervals) without more
 # labelled training patients (2 % of the training pool stays a handful) and without changing the rest of the world.
 ECG_PATIENTS = 640
-# Every benchmark patient has an echo study. Their val and test patients' clips are left out of pretraining
-# (``eval_patients``), which leaves 387 pretraining patients: with 320 echo patients (191 left) pretraining adds
+# Every benchmark patient has an echo study. The clips of the val and test patients are left out of pretraining
+# (``eval_patients``), which leaves 387 pretraining patients; with 320 echo patients (191 left) pretraining adds
 # nothing at 2 % of the labels (docs/results.md, positive and negative control).
 ECHO_PATIENTS = 640
 EXTRA_TEST_PATIENTS = 1280
@@ -74,12 +74,16 @@ def recipe(epochs: int = 40, shuffle_pairs: bool = False, **fields: Any):
 
 
 def eval_patients(synth: str | Path, path: str | Path) -> Path:
-    """Write to ``path`` the patients of the benchmark's val and test splits (Ext-ICD folds 18 and 19 of the
-    synthetic ``records_w_diag_icd10.csv``, a patient's lowest fold), for pretraining's ``exclude_patients``: their
-    echo decides their labels, so pretraining on their echo-ECG pairs would let it see the test answers."""
+    """Write to ``path`` the patients of the benchmark's val and test splits (a patient's lowest Ext-ICD fold in the
+    synthetic ``records_w_diag_icd10.csv``, split as the benchmark splits it), for pretraining's
+    ``exclude_patients``: their echo decides their labels, so pretraining on their echo-ECG pairs would let it see
+    the test answers."""
+    from eee_ray.ecgdata.mimic import FoldScheme
+
     lab = pd.read_csv(Path(synth) / "ecg" / "records_w_diag_icd10.csv", usecols=["subject_id", "strat_fold"])
     fold = lab.groupby("subject_id")["strat_fold"].min()
-    pd.DataFrame({"subject_id": fold.index[fold >= 18]}).to_csv(path, index=False)
+    held = [s for s, f in fold.items() if FoldScheme().split(int(f)) != "train"]
+    pd.DataFrame({"subject_id": held}).to_csv(path, index=False)
     return Path(path)
 
 

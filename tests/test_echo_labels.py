@@ -94,6 +94,18 @@ def test_synthetic_measurements_label_ecgs_from_the_latents(synth_dir):
     assert 0.5 < per_study.mean() / 12 < 0.95 and set(raw["test_type"]) == {"TTE", "TEE"}  # missingness, TEEs
 
 
+def test_the_controls_eval_patients_are_the_benchmarks_val_and_test_patients(synth_dir, tmp_path):
+    """What pretraining leaves out (``positive_control.eval_patients``) is what the echo-measurement benchmark
+    validates and tests on: no val or test patient is missing from the list, no training patient is in it."""
+    from eee_ray.positive_control import eval_patients
+
+    table, _ = read_mimic_echo(synth_dir, load_measurement_mapping(), 30.0)
+    used = table[table["reason"] == ""]
+    held = set(pd.read_csv(eval_patients(synth_dir, tmp_path / "eval.csv"))["subject_id"].astype(str))
+    assert set(used.loc[used["split"] != "train", "patient_id"]) <= held
+    assert not set(used.loc[used["split"] == "train", "patient_id"]) & held
+
+
 def test_benchmark_reads_echo_measurement_labels_and_refuses_them_for_ptbxl(synth_dir, tmp_path):
     from eee_ray.downstream import BenchmarkConfig
     from eee_ray.downstream.grid import read_table
