@@ -106,6 +106,30 @@ def test_the_controls_eval_patients_are_the_benchmarks_val_and_test_patients(syn
     assert not set(used.loc[used["split"] == "train", "patient_id"]) & held
 
 
+def test_eval_patients_follow_the_fallback_split_of_a_world_without_val_and_test_folds(synth_dir, tmp_path):
+    """A world too small to fill the Ext-ICD folds 18/19 is split 60/20/20 by the benchmark; what pretraining
+    leaves out follows that split too (a copy of the synthetic tables with every fold moved off 18 and 19)."""
+    import shutil
+
+    from eee_ray.positive_control import eval_patients
+
+    ecg = tmp_path / "synth" / "ecg"
+    ecg.mkdir(parents=True)
+    for name in ("record_list.csv", "DXCCSR_synthetic.csv"):
+        shutil.copy(synth_dir / "ecg" / name, ecg / name)
+    shutil.copy(synth_dir / "structured_measurement.csv", tmp_path / "synth")
+    lab = pd.read_csv(synth_dir / "ecg" / "records_w_diag_icd10.csv", dtype=str)
+    for col in ("fold", "strat_fold"):
+        lab[col] = lab[col].astype(int) % 18
+    lab.to_csv(ecg / "records_w_diag_icd10.csv", index=False)
+
+    table, notes = read_mimic_echo(tmp_path / "synth", load_measurement_mapping(), 30.0)
+    used = table[table["reason"] == ""]
+    assert any("60/20/20" in n for n in notes) and set(used["split"]) == {"train", "val", "test"}
+    held = set(pd.read_csv(eval_patients(tmp_path / "synth", tmp_path / "eval.csv"))["subject_id"].astype(str))
+    assert held == set(used.loc[used["split"] != "train", "patient_id"])
+
+
 def test_benchmark_reads_echo_measurement_labels_and_refuses_them_for_ptbxl(synth_dir, tmp_path):
     from eee_ray.downstream import BenchmarkConfig
     from eee_ray.downstream.grid import read_table
