@@ -101,7 +101,8 @@ def benchmark(fractions: list[float] | None = None, label_seeds: int = 3, epochs
 def label_results(bench_dir: str | Path, label: str = HEADLINE_LABEL, n_boot: int = 500) -> pd.DataFrame:
     """One row per trial of a benchmark with the ROC AUC of one label and its 95% bootstrap interval over the test
     records (from the trial's stored test scores), in the ``results.csv`` columns (``macro_auroc`` holds the
-    label's AUROC), so that ``label_efficiency`` and ``pretraining_gain_line`` read it like the macro table."""
+    label's AUROC), so that ``label_efficiency`` and ``pretraining_gain_line`` read it like the macro table, and
+    the label's positive training patients of the trial's subset (``train_positive_patients``)."""
     from eee_ray.metrics import auroc_per_label, bootstrap_macro_auroc
 
     rows = []
@@ -114,9 +115,12 @@ def label_results(bench_dir: str | Path, label: str = HEADLINE_LABEL, n_boot: in
         with np.load(trial) as z:
             y, s = z["y_true"][:, j:j + 1], z["y_score"][:, j:j + 1]
         lo, hi = bootstrap_macro_auroc(y, s, n_boot)
+        per_label = pd.read_csv(trial.parent / "per_label.csv").set_index("label")
+        train_pos = per_label["train_positive_patients"].get(label) if "train_positive_patients" in per_label else None
         rows.append({"model": meta["model"], "leads": metrics["leads"],
                      "strategy": meta["strategy"], "label_fraction": meta["label_fraction"],
                      "label_seed": meta["label_seed"], "macro_auroc": float(auroc_per_label(y, s)[0]),
                      "macro_auroc_ci_low": lo, "macro_auroc_ci_high": hi, "n_pos": int(y.sum()),
-                     "n_train_records": metrics["n_train_records"]})
+                     "n_train_records": metrics["n_train_records"],
+                     "train_positive_patients": None if train_pos is None else int(train_pos)})
     return pd.DataFrame(rows)

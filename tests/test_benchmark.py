@@ -71,6 +71,22 @@ def test_tiny_benchmark_end_to_end(synth_dir, ray_session, tmp_path, monkeypatch
     per_label = pd.read_csv(out / "per_label_auroc.csv")
     assert set(per_label["label_fraction"]) == {0.5, 1.0}
     assert set(per_label["model"]) == {"xresnet1d50", "eee"} and per_label["label"].str.startswith("CIR").all()
+    # each label's training positives (records and patients) that the trial learned from, against the store
+    from eee_ray.downstream.prepare import PreparedData
+
+    data = PreparedData(out / "prepared")   # the default store, beside the results
+    train = data.split == "train"
+    pid, y = data.patient_ids[train], np.asarray(data.labels[train], dtype=bool)
+    full = {n: (int(y[:, j].sum()), len(set(pid[y[:, j]]))) for j, n in enumerate(data.label_names)}
+    for row in per_label.itertuples():
+        records, patients = full[row.label]
+        if row.label_fraction == 1.0:
+            assert (row.train_positives, row.train_positive_patients) == (records, patients), row
+        else:  # the stratified subset keeps at least one positive patient of every label that has one
+            assert min(1, patients) <= row.train_positive_patients <= patients, row
+            assert row.train_positive_patients <= row.train_positives <= records, row
+    assert (per_label.loc[per_label.label_fraction == 0.5, "train_positives"].sum()
+            < per_label.loc[per_label.label_fraction == 1.0, "train_positives"].sum())
     assert list(pd.read_csv(out / "skipped.csv").columns) == ["record_id", "reason"]
     summary = json.loads((out / "summary.json").read_text())
     assert summary["records"] + summary["skipped"] == 72 and summary["failed"] == 0

@@ -15,6 +15,8 @@ LEAD_DISPLAY = {"II": "Single-lead", "all": "All-leads"}
 RESULT_COLUMNS = ["model", "leads", "strategy", "label_fraction", "label_seed", "macro_auroc", "micro_auroc",
                   "macro_auprc", "macro_auroc_ci_low", "macro_auroc_ci_high", "n_labels", "n_train_records",
                   "n_test_records"]
+PER_LABEL_COLUMNS = ["model", "leads", "strategy", "label_fraction", "label_seed", "label", "n_pos", "auroc", "auprc",
+                     "included", "train_positives", "train_positive_patients"]
 EFFICIENCY_COLUMNS = ["model", "leads", "strategy", "label_fraction", "n_seeds", "macro_auroc_mean",
                       "macro_auroc_sd", "macro_auroc_min", "macro_auroc_max", "ci_low_mean", "ci_high_mean",
                       "n_train_records_mean"]
@@ -106,8 +108,7 @@ def collect_results(out: Path, grid: list[dict]) -> tuple[pd.DataFrame, pd.DataF
         pd.DataFrame(columns=RESULT_COLUMNS)
     pl = pd.concat(per_label, ignore_index=True) if per_label else pd.DataFrame()
     if len(pl):
-        pl = pl[["model", "leads", "strategy", "label_fraction", "label_seed", "label", "n_pos", "auroc", "auprc",
-                 "included"]]
+        pl = pl.reindex(columns=PER_LABEL_COLUMNS)
     return results, pl
 
 

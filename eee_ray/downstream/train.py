@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
+import pandas as pd
 
 from eee_ray.downstream.config import BenchmarkConfig, trial_name
 from eee_ray.downstream.prepare import PreparedData
@@ -52,6 +53,16 @@ def training_records(data: ECGDataset | PreparedData, fraction: float, seed: int
     """(training records,) bool: the records of the training patients kept at this label fraction (``subsets``)."""
     train = data.split == "train"
     return training_mask(data.patient_ids[train], data.labels[train], fraction, seed)
+
+
+def training_positives(data: ECGDataset | PreparedData, fraction: float, seed: int) -> pd.DataFrame:
+    """Per label, the positive records and positive patients a trial at (``fraction``, ``seed``) learns from: at a
+    small fraction one or two positive patients may carry a label, and a reader of its AUROC needs to know that."""
+    train = data.split == "train"
+    keep = training_records(data, fraction, seed)
+    pid, y = data.patient_ids[train][keep], np.asarray(data.labels[train][keep], dtype=bool)
+    return pd.DataFrame({"label": list(data.label_names), "train_positives": y.sum(0).astype(int),
+                         "train_positive_patients": [len(np.unique(pid[y[:, j]])) for j in range(y.shape[1])]})
 
 
 def _fit(model, data: ECGDataset | PreparedData, leads: list[str], cfg: BenchmarkConfig,
@@ -229,7 +240,8 @@ def run_trial(combo: dict, data: ECGDataset | PreparedData, cfg: BenchmarkConfig
                                      next(model.parameters()).device)
         ev = evaluate(y_te, p_te, data.label_names, n_boot=cfg.n_bootstrap, seed=cfg.seed)
         _write_outputs(out, model, combo, leads, data, cfg, run_id, ids, y_te, p_te, emb)
-        ev.per_label.to_csv(out / "per_label.csv", index=False)
+        per_label = ev.per_label.merge(training_positives(data, fraction, label_seed), on="label", how="left")
+        per_label.to_csv(out / "per_label.csv", index=False)
         meta = json.loads((out / "meta.json").read_text())
         mlflow.start_run(run_id=run_id)
         try:
