@@ -83,8 +83,8 @@ def eval_patients(synth: str | Path, path: str | Path, **overrides: Any) -> Path
     from eee_ray.downstream.grid import read_table
 
     table, _, _ = read_table(BenchmarkConfig(data=str(synth), **benchmark(**overrides)))
-    held = table.loc[table["split"].isin(["val", "test"]), "patient_id"].astype(int).unique()
-    pd.DataFrame({"subject_id": sorted(held)}).to_csv(path, index=False)
+    held = sorted(set(table.loc[table["split"].isin(["val", "test"]), "patient_id"].astype(str)))
+    pd.DataFrame({"subject_id": held}).to_csv(path, index=False)
     return Path(path)
 
 
