@@ -45,6 +45,19 @@ def gains(results: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def plot_control(results: pd.DataFrame, path: Path, what: str) -> Path:
+    """The label-efficiency figure of the control: one line per encoder (true pairs, shuffled pairs, random init)
+    and strategy, and per baseline, each subset draw with its bootstrap interval."""
+    from eee_ray.analyze import STRATEGY_NAMES, plot_label_efficiency
+
+    names = {"eee_pretrained": "EEE, true pairs", "eee_shuffled": "EEE, shuffled pairs"}
+    res = results.copy()
+    res["model"] = [f"{names[m]} ({STRATEGY_NAMES[s]})" if m in names else m
+                    for m, s in zip(res["model"], res["strategy"])]
+    plot_label_efficiency(res, path, ylabel=f"{what} (test set)")
+    return path
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--workdir", default="runs/control")
@@ -112,6 +125,8 @@ def main() -> None:
         gain = gains(res)
         gain.to_csv(work / f"{stem}_gains.csv", index=False)
         print(gain.to_string(index=False, float_format=lambda v: f"{v:+.3f}"))
+        png = plot_control(res, work / f"{stem}.png", "macro AUROC" if stem == "control" else f"{HEADLINE_LABEL} AUROC")
+        print(f"plot: {png}")
     print(f"total {time.time() - t0:.0f} s")
 
 
