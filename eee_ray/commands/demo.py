@@ -17,7 +17,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="control (default): the positive-control world, where echo pretraining can help, with a "
                         "label-efficiency table and plot (docs/downstream.md); smoke: the small world that only "
                         "checks every stage runs")
-    p.add_argument("--patients", type=int, help="synthetic patients with echo (default: the world's default)")
+    p.add_argument("--patients", type=int,
+                   help="synthetic patients with echo (default: 640 on the control world, the smoke world's own)")
     p.add_argument("--seed", type=int, help="seed of the synthetic data set (default 0)")
     p.add_argument("--pretrain-epochs", dest="pretrain_epochs", type=int,
                    help="pretraining epochs (default: demo preset)")
