@@ -54,9 +54,8 @@ class DemoConfig:
 DEMO_PRETRAIN_EPOCHS = 16   # smoke world
 DEMO_BENCHMARK_EPOCHS = 4   # smoke world
 DEMO_IMAGE_SIZE = 64        # smoke world: 64 px sub-clips keep the CPU demo short
-# control world, trimmed to stay under 10 minutes on 2 cores (the full run: benchmarks/positive_control.py)
-# the control world at half size, so that the demo stays under 10 minutes on 2 cores: on world seed 0 the gain
-# over random init is as large as at full size, the lead over XResNet1D50 smaller (docs/results.md)
+# control world at half size and a trimmed grid, to stay under 10 minutes on 2 cores (the full run:
+# benchmarks/positive_control.py); on world seed 0 the gain over random init is as large as at full size
 CONTROL_ECHO_PATIENTS = 640
 CONTROL_ECG_PATIENTS = 640  # the benchmark's patients (the echo patients among them), plus the extra test patients
 CONTROL_PRETRAIN_EPOCHS = 40

@@ -74,16 +74,15 @@ def recipe(epochs: int = 40, shuffle_pairs: bool = False, **fields: Any):
     return pretrain_config(RECIPE, epochs=epochs, shuffle_pairs=shuffle_pairs, **fields)
 
 
-def eval_patients(synth: str | Path, path: str | Path, **overrides: Any) -> Path:
+def eval_patients(synth: str | Path, path: str | Path) -> Path:
     """Write to ``path`` the patients of the benchmark's val and test splits, for pretraining's
     ``exclude_patients``: their echo decides their labels, so pretraining on their echo-ECG pairs would let it see
     the test answers. The splits come from the benchmark's own record table (``read_table`` of the control's
-    ``benchmark`` fields with ``overrides``), the 60/20/20 fallback of a world too small for the Ext-ICD folds
-    included."""
+    ``benchmark`` fields), the 60/20/20 fallback of a world too small for the Ext-ICD folds included."""
     from eee_ray.downstream import BenchmarkConfig
     from eee_ray.downstream.grid import read_table
 
-    table, _, _ = read_table(BenchmarkConfig(data=str(synth), **benchmark(**overrides)))
+    table, _, _ = read_table(BenchmarkConfig(data=str(synth), **benchmark()))
     held = sorted(set(table.loc[table["split"].isin(["val", "test"]), "patient_id"].astype(str)))
     pd.DataFrame({"subject_id": held}).to_csv(path, index=False)
     return Path(path)

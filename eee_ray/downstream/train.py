@@ -55,11 +55,11 @@ def training_records(data: ECGDataset | PreparedData, fraction: float, seed: int
     return training_mask(data.patient_ids[train], data.labels[train], fraction, seed)
 
 
-def training_positives(data: ECGDataset | PreparedData, fraction: float, seed: int) -> pd.DataFrame:
-    """Per label, the positive records and positive patients a trial at (``fraction``, ``seed``) learns from: at a
-    small fraction one or two positive patients may carry a label, and a reader of its AUROC needs to know that."""
+def training_positives(data: ECGDataset | PreparedData, keep: np.ndarray) -> pd.DataFrame:
+    """Per label, the positive records and positive patients among the training records ``keep`` (a trial's
+    subset): at a small fraction one or two positive patients may carry a label, and a reader of its AUROC needs
+    to know that."""
     train = data.split == "train"
-    keep = training_records(data, fraction, seed)
     pid, y = data.patient_ids[train][keep], np.asarray(data.labels[train][keep], dtype=bool)
     return pd.DataFrame({"label": list(data.label_names), "train_positives": y.sum(0).astype(int),
                          "train_positive_patients": [len(np.unique(pid[y[:, j]])) for j in range(y.shape[1])]})
@@ -230,7 +230,8 @@ def run_trial(combo: dict, data: ECGDataset | PreparedData, cfg: BenchmarkConfig
             report({"epoch": epoch, **metrics})
 
         fraction, label_seed = float(combo.get("label_fraction", 1.0)), int(combo.get("label_seed", 0))
-        n_train = int(training_records(data, fraction, label_seed).sum())
+        keep = training_records(data, fraction, label_seed)
+        n_train = int(keep.sum())
         client.log_param(run_id, "n_train_records", n_train)
         best_epoch, best_metrics = _fit(model, data, leads, cfg, on_epoch, fraction, label_seed)
         x_te, y_te, ids = data.part("test", leads)
@@ -240,7 +241,7 @@ def run_trial(combo: dict, data: ECGDataset | PreparedData, cfg: BenchmarkConfig
                                      next(model.parameters()).device)
         ev = evaluate(y_te, p_te, data.label_names, n_boot=cfg.n_bootstrap, seed=cfg.seed)
         _write_outputs(out, model, combo, leads, data, cfg, run_id, ids, y_te, p_te, emb)
-        per_label = ev.per_label.merge(training_positives(data, fraction, label_seed), on="label", how="left")
+        per_label = ev.per_label.merge(training_positives(data, keep), on="label", how="left")
         per_label.to_csv(out / "per_label.csv", index=False)
         meta = json.loads((out / "meta.json").read_text())
         mlflow.start_run(run_id=run_id)
