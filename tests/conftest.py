@@ -23,23 +23,6 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("EEE_SHARED_DATA", REPO.parent / "shared" / "data"))
 
 
-_SELECTED = pytest.StashKey[list]()
-
-
-def pytest_collection_finish(session):
-    session.config.stash[_SELECTED] = list(session.items)
-
-
-@pytest.fixture(scope="session", autouse=True)
-def _background_runs(request):
-    """Start the subprocess runs the selected tests read (``tests/_background.py``); kill what is left at the end."""
-    import _background
-
-    _background.start_all(request, request.config.stash.get(_SELECTED, []))
-    yield
-    _background.stop_all()
-
-
 @pytest.fixture(autouse=True)
 def _own_mlflow_uri():
     """``mlflow.set_tracking_uri`` exports MLFLOW_TRACKING_URI; a test that calls it must not move later stages'

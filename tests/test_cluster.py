@@ -6,21 +6,23 @@
 - the benchmark's preparation loses a node and still stores every record exactly once, each with its own signal.
 
 The cluster cannot live in the test process (it already holds the session's Ray), so ``_cluster_run.py`` runs it in a
-subprocess with its own Ray temp dir, started at the session's first test (``_background.py``); whatever it leaves
-behind is killed by that temp dir.
+subprocess with its own Ray temp dir, once for the module; whatever it leaves behind is killed by that temp dir.
 """
 
 from __future__ import annotations
 
 import json
+import shutil
+import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from _background import BackgroundRun, run
 from _cluster_run import PRETRAIN_EPOCHS
-from _platform_helpers import raw_manifest
+from _platform_helpers import child_env, kill_processes_of, raw_manifest, short_temp_dir
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(1500)]
 
 FILES, RECORDS = 16, 40
 MANIFEST_COLUMNS = ["path", "subject_id", "study_id", "sop_class_uid", "n_frames", "status", "reason", "detail"]
@@ -30,26 +32,19 @@ def rows(df) -> set[tuple]:
     return {tuple(None if v != v else v for v in r) for r in df[MANIFEST_COLUMNS].itertuples(index=False)}
 
 
-def start(request) -> BackgroundRun:
-    """The cluster run on the session's synthetic echo tree, in its own output folder."""
-    synth_dir = request.getfixturevalue("synth_dir")
-    out = request.getfixturevalue("tmp_path_factory").mktemp("cluster")
-    script = Path(__file__).with_name("_cluster_run.py")
-    r = BackgroundRun(lambda _: [sys.executable, str(script), str(synth_dir / "echo"), str(out), str(FILES),
-                                 str(RECORDS)], "eee_cl_", timeout=1400)
-    r.out = out
-    return r
-
-
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(1500), pytest.mark.background("cluster", start)]
-
-
 @pytest.fixture(scope="module")
-def cluster_run() -> tuple[dict, Path]:
-    r = run("cluster")
-    rc, stdout, stderr = r.result()
-    assert rc == 0, stdout[-4000:] + stderr[-4000:]
-    return json.loads(next(line for line in stdout.splitlines() if line.startswith("RESULT "))[7:]), r.out
+def cluster_run(synth_dir, tmp_path_factory) -> tuple[dict, Path]:
+    out = tmp_path_factory.mktemp("cluster")
+    ray_tmp = short_temp_dir("eee_cl_")
+    try:
+        res = subprocess.run([sys.executable, str(Path(__file__).with_name("_cluster_run.py")), str(synth_dir / "echo"),
+                              str(out), str(FILES), str(RECORDS)], env=child_env(RAY_TMPDIR=ray_tmp),
+                             capture_output=True, text=True, timeout=1400)
+    finally:
+        kill_processes_of(ray_tmp)
+        shutil.rmtree(ray_tmp, ignore_errors=True)
+    assert res.returncode == 0, res.stdout[-4000:] + res.stderr[-4000:]
+    return json.loads(next(line for line in res.stdout.splitlines() if line.startswith("RESULT "))[7:]), out
 
 
 def test_ingest_across_the_worker_nodes(cluster_run, ingested_dir):

@@ -1,6 +1,5 @@
 """The local Ray a user gets (``init_ray``), in one run of ``_scale_run.py`` with its own Ray (a test cannot restart
-the session's Ray) and its own temp dir, started at the session's first test (``_background.py``); whatever it
-leaves behind is killed by that temp dir:
+the session's Ray) and its own temp dir; whatever it leaves behind is killed by that temp dir:
 
 - out of core: pretraining (two workers, its samples through the on-disk pairs cache) and the benchmark finish with
   an object store (80 MB) far below the data (48 clips of 3 MB pixels + 400 raw 12-lead records), nothing beyond a
@@ -13,13 +12,16 @@ leaves behind is killed by that temp dir:
 from __future__ import annotations
 
 import json
+import shutil
+import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from _background import BackgroundRun, run
-from _platform_helpers import is_loopback
+from _platform_helpers import child_env, is_loopback, kill_processes_of, short_temp_dir
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(1500)]
 
 CLIPS, RECORDS, STORE_MB = 48, 400, 80
 # What the old materialising paths held: every clip's samples in the object store (spilled, since 48 x 3 MB of clips
@@ -31,22 +33,20 @@ MAX_SPILLED_MB = STORE_MB / 10
 DRIVER_GROWTH_MB = 600
 
 
-def start(request) -> BackgroundRun:
-    work = request.getfixturevalue("tmp_path_factory").mktemp("local_ray")
-    script = Path(__file__).with_name("_scale_run.py")
-    return BackgroundRun(lambda ray_tmp: [sys.executable, str(script), str(work), "--clips", str(CLIPS), "--records",
-                                          str(RECORDS), "--object-store-mb", str(STORE_MB), "--marker", ray_tmp],
-                         "eee_local_", timeout=1200)
-
-
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(1500), pytest.mark.background("local_ray", start)]
-
-
 @pytest.fixture(scope="module")
-def local_run() -> dict:
-    rc, stdout, stderr = run("local_ray").result()
-    assert rc == 0, stdout[-4000:] + stderr[-4000:]
-    return json.loads(next(line for line in stdout.splitlines() if line.startswith("SCALE "))[6:])
+def local_run(tmp_path_factory) -> dict:
+    work = tmp_path_factory.mktemp("local_ray")
+    ray_tmp = short_temp_dir("eee_local_")
+    try:
+        res = subprocess.run([sys.executable, str(Path(__file__).with_name("_scale_run.py")), str(work),
+                              "--clips", str(CLIPS), "--records", str(RECORDS), "--object-store-mb", str(STORE_MB),
+                              "--marker", ray_tmp],
+                             env=child_env(RAY_TMPDIR=ray_tmp), capture_output=True, text=True, timeout=1200)
+    finally:
+        kill_processes_of(ray_tmp)
+        shutil.rmtree(ray_tmp, ignore_errors=True)
+    assert res.returncode == 0, res.stdout[-4000:] + res.stderr[-4000:]
+    return json.loads(next(line for line in res.stdout.splitlines() if line.startswith("SCALE "))[6:])
 
 
 def test_both_stages_finish_with_a_store_far_below_the_data(local_run):
