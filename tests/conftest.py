@@ -23,6 +23,18 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("EEE_SHARED_DATA", REPO.parent / "shared" / "data"))
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _background_worlds(request, tmp_path_factory):
+    """Render the synthetic worlds of the selected slow tests in the background, at the lowest priority
+    (tests/_worlds.py)."""
+    import _worlds
+    from _platform_helpers import child_env
+
+    _worlds.start_all(request.session.items, tmp_path_factory.mktemp, child_env())
+    yield
+    _worlds.stop_all()
+
+
 @pytest.fixture(autouse=True)
 def _own_mlflow_uri():
     """``mlflow.set_tracking_uri`` exports MLFLOW_TRACKING_URI; a test that calls it must not move later stages'

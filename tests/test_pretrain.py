@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 
+import _worlds
 from eee_ray.cli import main
 from eee_ray.errors import UserError
 from eee_ray.pretrain import PretrainConfig, run_pretrain
@@ -31,13 +32,12 @@ MIN_R1_OVER_CHANCE, MAX_P, MAX_RANK_OVER_CHANCE = 3.0, 0.01, 0.75
 
 
 @pytest.fixture(scope="module")
-def learning_set(ray_session, tmp_path_factory) -> Path:
-    """Synthetic data set (``synth/``) plus its real ingest (``ingest/``) sized for the proof of learning."""
+def learning_set(ray_session) -> Path:
+    """Synthetic data set (``synth/``, rendered in the background: tests/_worlds.py) plus its real ingest
+    (``ingest/``) sized for the proof of learning."""
     from eee_ray.ingest import IngestConfig, run_ingest
-    from eee_ray.synth import SynthConfig, generate
 
-    root = tmp_path_factory.mktemp("learning")
-    generate(root / "synth", SynthConfig(**LEARN_SYNTH))
+    root = _worlds.world("learning").parent
     run_ingest(IngestConfig(input=str(root / "synth" / "echo"), output=str(root / "ingest")))
     return root
 
@@ -57,6 +57,7 @@ def test_cli_errors_are_one_line(tmp_path, capsys):
 
 
 @pytest.mark.slow
+@pytest.mark.world("learning", LEARN_SYNTH)
 def test_pretraining_learns_cross_modal_retrieval(learning_set, tmp_path):
     """With every option at its default (recipe ``default``), a short CPU pretraining on a fresh synthetic set finds
     the true held-out match at Recall@1 >= 3 x chance with permutation p < 0.01 in both directions (mean rank < 0.75 x

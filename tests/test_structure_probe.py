@@ -16,27 +16,27 @@ import pandas as pd
 import pytest
 import torch
 
+import _worlds
 from eee_ray.pretrain import run_pretrain
 from eee_ray.recipes import pretrain_config
 from probe import PROBE_PAIRS, heldout_r2, pretrained_and_init, structure_world
 from eee_ray.synth.labels import LATENTS
 
 EPOCHS = 40
+WORLD = structure_world()   # 160 patients, four 2-3.3 s cines each: 40 held-out patients for the probe
 
 
 @pytest.fixture(scope="module")
-def probe_set(ray_session, tmp_path_factory) -> Path:
+def probe_set(ray_session) -> Path:
     from eee_ray.ingest import IngestConfig, run_ingest
-    from eee_ray.synth import SynthConfig, generate
 
-    root = tmp_path_factory.mktemp("probe")
-    world = structure_world()   # 160 patients, four 2-3.3 s cines each: 40 held-out patients for the probe
-    generate(root / "synth", SynthConfig(**world["synth"]))
-    run_ingest(IngestConfig(input=str(root / "synth" / "echo"), output=str(root / "ingest"), **world["ingest"]))
+    root = _worlds.world("probe").parent   # rendered in the background (tests/_worlds.py) into root / "synth"
+    run_ingest(IngestConfig(input=str(root / "synth" / "echo"), output=str(root / "ingest"), **WORLD["ingest"]))
     return root
 
 
 @pytest.mark.slow
+@pytest.mark.world("probe", WORLD["synth"])
 def test_pretrained_ecg_embedding_predicts_wall_thickness_better_than_its_init(probe_set, tmp_path):
     from eee_ray.echo_features import init_model
     from eee_ray.ingest import read_clips

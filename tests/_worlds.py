@@ -1,0 +1,76 @@
+"""Synthetic worlds of the slowest tests, rendered in the background from the session's start.
+
+Rendering a world is CPU work and nothing else: no Ray, no shared state, the same bytes whoever runs it (the
+generator is seeded; tests/test_synth.py checks it). The suite leaves a core idle for much of its time (Ray start-ups,
+health checks, processes that wait on each other), so a world that a later test needs is rendered by a child process
+at the lowest priority (nice 19) from the session's first test on: it takes the CPU the suite leaves idle and yields
+it as soon as a test wants it. The test then waits for its world (no longer than it would have taken to render it)
+and goes on as before.
+
+A module opts in with ``pytest.mark.world(name, synth_kwargs)``; ``world(name)`` waits and returns the data set's
+folder, ``<a temp folder named name>/synth``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+_WORLDS: dict[str, "_Render"] = {}
+_CODE = ("import json, os, sys\n"
+         "os.nice(19)\n"   # its render workers inherit it
+         "from eee_ray.synth import SynthConfig, generate\n"
+         "if __name__ == '__main__':\n"
+         "    generate(sys.argv[1], SynthConfig(**json.loads(sys.argv[2])))\n")
+
+
+class _Render:
+    def __init__(self, out: Path, synth: dict, env: dict[str, str]) -> None:
+        self.out = out
+        self.log = tempfile.NamedTemporaryFile("w+", prefix="eee_world_", suffix=".log", delete=False)
+        self.proc = subprocess.Popen([sys.executable, "-c", _CODE, str(out), json.dumps(synth)], env=env,
+                                     stdout=self.log, stderr=subprocess.STDOUT)
+
+    def wait(self, timeout: float) -> Path:
+        try:
+            rc = self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            raise
+        self.log.seek(0)
+        if rc != 0:
+            raise RuntimeError(f"rendering {self.out} failed ({rc}):\n{self.log.read()[-4000:]}")
+        return self.out
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        self.log.close()
+        os.unlink(self.log.name)
+
+
+def start_all(items, mktemp, env: dict[str, str]) -> None:
+    """Start rendering the world of every ``world`` marker of the selected tests (once per name) into
+    ``mktemp(name) / "synth"``."""
+    for item in items:
+        for mark in item.iter_markers("world"):
+            name, synth = mark.args
+            if name not in _WORLDS:
+                _WORLDS[name] = _Render(mktemp(name) / "synth", synth, env)
+
+
+def world(name: str, timeout: float = 1200) -> Path:
+    """The folder of world ``name`` once it is rendered."""
+    if name not in _WORLDS:
+        raise LookupError(f"world {name!r} was not started: its test module needs pytest.mark.world({name!r}, ...)")
+    return _WORLDS[name].wait(timeout)
+
+
+def stop_all() -> None:
+    while _WORLDS:
+        _WORLDS.popitem()[1].stop()
