@@ -25,11 +25,12 @@ SHARED_DATA = Path(os.environ.get("EEE_SHARED_DATA", REPO.parent / "shared" / "d
 
 @pytest.fixture(scope="session", autouse=True)
 def _background_worlds(request, tmp_path_factory):
-    """Make (render and ingest) the synthetic worlds of the selected slow tests in the background, at the lowest
-    priority (tests/_worlds.py)."""
+    """Render the synthetic worlds of the selected slow tests in the background, at the lowest priority
+    (tests/_worlds.py)."""
     import _worlds
+    from _platform_helpers import child_env
 
-    _worlds.start_all(request.session.items, tmp_path_factory.mktemp)
+    _worlds.start_all(request.session.items, tmp_path_factory.mktemp, child_env())
     yield
     _worlds.stop_all()
 

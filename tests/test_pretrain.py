@@ -5,6 +5,7 @@ stages read. Restart after a lost node and resume: tests/test_cluster.py."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -30,6 +31,17 @@ LEARN_SYNTH = dict(seed=11, patients=30, ecg_patients=30, rows=240, cols=320, ec
 MIN_R1_OVER_CHANCE, MAX_P, MAX_RANK_OVER_CHANCE = 3.0, 0.01, 0.75
 
 
+@pytest.fixture(scope="module")
+def learning_set(ray_session) -> Path:
+    """Synthetic data set (``synth/``, rendered in the background: tests/_worlds.py) plus its real ingest
+    (``ingest/``) sized for the proof of learning."""
+    from eee_ray.ingest import IngestConfig, run_ingest
+
+    root = _worlds.world("learning").parent
+    run_ingest(IngestConfig(input=str(root / "synth" / "echo"), output=str(root / "ingest")))
+    return root
+
+
 def test_cli_errors_are_one_line(tmp_path, capsys):
     assert main(["pretrain", "--output", str(tmp_path / "o")]) == 2
     assert "--clips is required" in capsys.readouterr().err
@@ -45,8 +57,8 @@ def test_cli_errors_are_one_line(tmp_path, capsys):
 
 
 @pytest.mark.slow
-@pytest.mark.world("learning", LEARN_SYNTH, {})
-def test_pretraining_learns_cross_modal_retrieval(ray_session, tmp_path):
+@pytest.mark.world("learning", LEARN_SYNTH)
+def test_pretraining_learns_cross_modal_retrieval(learning_set, tmp_path):
     """With every option at its default (recipe ``default``), a short CPU pretraining on a fresh synthetic set finds
     the true held-out match at Recall@1 >= 3 x chance with permutation p < 0.01 in both directions (mean rank < 0.75 x
     chance) and is not flagged as collapsed, while the same architecture at random init ranks like chance. Measured spread: docs/results.md (this
@@ -59,7 +71,6 @@ def test_pretraining_learns_cross_modal_retrieval(ray_session, tmp_path):
     from eee_ray.pretrain import model_config
     from eee_ray.retrieval import embed, retrieval_metrics, summary
 
-    learning_set = _worlds.world("learning")   # synth/ and its ingest/, made in the background (tests/_worlds.py)
     out = tmp_path / "pretrain"
     cfg = pretrain_config("default", clips=str(learning_set / "ingest"), output=str(out), **LEARN)
     m = run_pretrain(cfg)

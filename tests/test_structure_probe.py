@@ -9,6 +9,8 @@ patients' wall thickness clearly better than the same probe on the encoder's own
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -24,15 +26,23 @@ EPOCHS = 40
 WORLD = structure_world()   # 160 patients, four 2-3.3 s cines each: 40 held-out patients for the probe
 
 
+@pytest.fixture(scope="module")
+def probe_set(ray_session) -> Path:
+    from eee_ray.ingest import IngestConfig, run_ingest
+
+    root = _worlds.world("probe").parent   # rendered in the background (tests/_worlds.py) into root / "synth"
+    run_ingest(IngestConfig(input=str(root / "synth" / "echo"), output=str(root / "ingest"), **WORLD["ingest"]))
+    return root
+
+
 @pytest.mark.slow
-@pytest.mark.world("probe", WORLD["synth"], WORLD["ingest"])
-def test_pretrained_ecg_embedding_predicts_wall_thickness_better_than_its_init(ray_session, tmp_path):
+@pytest.mark.world("probe", WORLD["synth"])
+def test_pretrained_ecg_embedding_predicts_wall_thickness_better_than_its_init(probe_set, tmp_path):
     from eee_ray.echo_features import init_model
     from eee_ray.ingest import read_clips
     from eee_ray.pairs import build_pairs
     from eee_ray.pretrain import model_config
 
-    probe_set = _worlds.world("probe")   # synth/ and its ingest/, made in the background (tests/_worlds.py)
     out = tmp_path / "pretrain"
     cfg = pretrain_config("locked-study", clips=str(probe_set / "ingest"), output=str(out), seed=0, epochs=EPOCHS)
     m = run_pretrain(cfg)
