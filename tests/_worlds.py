@@ -4,10 +4,9 @@ Rendering a world is CPU work and nothing else: no Ray, no shared state, the sam
 generator is seeded; tests/test_synth.py checks it). The suite leaves a core idle for much of its time (Ray start-ups,
 health checks, processes that wait on each other), so a world that a later test needs is rendered by a child process
 at the lowest priority (nice 19) from the session's first test on: it takes the CPU the suite leaves idle and yields
-it as soon as a test wants it. The test then waits for its world (no longer than it would have taken to render it)
-and goes on as before.
+it as soon as a test wants it. The test then waits for what is left of its world and goes on as before.
 
-A module opts in with ``pytest.mark.world(name, synth_kwargs)``; ``world(name)`` waits and returns the data set's
+A test opts in with ``pytest.mark.world(name, synth_kwargs)``; ``world(name)`` waits and returns the data set's
 folder, ``<a temp folder named name>/synth``.
 """
 
@@ -67,7 +66,7 @@ def start_all(items, mktemp, env: dict[str, str]) -> None:
 def world(name: str, timeout: float = 1200) -> Path:
     """The folder of world ``name`` once it is rendered."""
     if name not in _WORLDS:
-        raise LookupError(f"world {name!r} was not started: its test module needs pytest.mark.world({name!r}, ...)")
+        raise LookupError(f"world {name!r} was not started: its test needs pytest.mark.world({name!r}, ...)")
     return _WORLDS[name].wait(timeout)
 
 
