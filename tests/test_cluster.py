@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from _cluster_run import PRETRAIN_EPOCHS
+from conftest import start_store
 from _platform_helpers import child_env, kill_processes_of, raw_manifest, short_temp_dir
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1500)]
@@ -33,8 +34,9 @@ def rows(df) -> set[tuple]:
 
 
 @pytest.fixture(scope="module")
-def cluster_run(synth_dir, tmp_path_factory) -> tuple[dict, Path]:
+def cluster_run(synth_dir, tmp_path_factory, _empty_mlflow_store) -> tuple[dict, Path]:
     out = tmp_path_factory.mktemp("cluster")
+    start_store(out, _empty_mlflow_store)   # the run's MLflow store (--mlflow-dir out), initialised
     ray_tmp = short_temp_dir("eee_cl_")
     try:
         res = subprocess.run([sys.executable, str(Path(__file__).with_name("_cluster_run.py")), str(synth_dir / "echo"),

@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from _platform_helpers import child_env, is_loopback, kill_processes_of, short_temp_dir
+from conftest import start_store
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1500)]
 
@@ -34,8 +35,9 @@ DRIVER_GROWTH_MB = 600
 
 
 @pytest.fixture(scope="module")
-def local_run(tmp_path_factory) -> dict:
+def local_run(tmp_path_factory, _empty_mlflow_store) -> dict:
     work = tmp_path_factory.mktemp("local_ray")
+    start_store(work, _empty_mlflow_store)   # the default store of both stages (beside their outputs), initialised
     ray_tmp = short_temp_dir("eee_local_")
     try:
         res = subprocess.run([sys.executable, str(Path(__file__).with_name("_scale_run.py")), str(work),
