@@ -35,6 +35,15 @@ def raw_manifest(out: Path):
     return pq.read_table(Path(out) / "manifest").to_pandas()
 
 
+def start_store(folder: Path, template: Path) -> None:
+    """Put an empty initialised MLflow store where a stage writing into ``folder/<output>`` looks for its default
+    store (a copy of ``template``)."""
+    import shutil
+
+    if not (folder / "mlflow.db").exists():
+        shutil.copy(template, folder / "mlflow.db")
+
+
 def free_ports(n: int) -> list[int]:
     """``n`` distinct loopback ports that were free a moment ago (held open together so they differ)."""
     socks = []

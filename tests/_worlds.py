@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -31,14 +32,15 @@ class _Render:
     def __init__(self, out: Path, synth: dict, env: dict[str, str]) -> None:
         self.out = out
         self.log = tempfile.NamedTemporaryFile("w+", prefix="eee_world_", suffix=".log", delete=False)
+        # its own process group: stop() kills its render workers with it
         self.proc = subprocess.Popen([sys.executable, "-c", _CODE, str(out), json.dumps(synth)], env=env,
-                                     stdout=self.log, stderr=subprocess.STDOUT)
+                                     stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
 
     def wait(self, timeout: float) -> Path:
         try:
             rc = self.proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
-            self.proc.kill()
+            os.killpg(self.proc.pid, signal.SIGKILL)
             raise
         self.log.seek(0)
         if rc != 0:
@@ -46,11 +48,14 @@ class _Render:
         return self.out
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
+        """Kill the render (an interrupted session) and its workers; drop the log."""
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        self.proc.wait()
         self.log.close()
-        os.unlink(self.log.name)
+        Path(self.log.name).unlink(missing_ok=True)
 
 
 def start_all(items, mktemp, env: dict[str, str]) -> None:

@@ -19,6 +19,8 @@ os.environ.setdefault("RAY_idle_worker_killing_time_threshold_ms", "60000")
 
 import pytest
 
+from _platform_helpers import start_store
+
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("EEE_SHARED_DATA", REPO.parent / "shared" / "data"))
 
@@ -56,14 +58,6 @@ def _empty_mlflow_store(tmp_path_factory) -> Path:
     db = tmp_path_factory.mktemp("mlflow_template") / "mlflow.db"
     MlflowClient(f"sqlite:///{db}").search_experiments()
     return db
-
-
-def start_store(folder: Path, template: Path) -> None:
-    """Put an empty initialised store where a stage writing into ``folder/<output>`` looks for its default store."""
-    import shutil
-
-    if not (folder / "mlflow.db").exists():
-        shutil.copy(template, folder / "mlflow.db")
 
 
 @pytest.fixture(autouse=True)

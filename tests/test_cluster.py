@@ -20,8 +20,7 @@ from pathlib import Path
 import pytest
 
 from _cluster_run import PRETRAIN_EPOCHS
-from conftest import start_store
-from _platform_helpers import child_env, kill_processes_of, raw_manifest, short_temp_dir
+from _platform_helpers import child_env, kill_processes_of, raw_manifest, short_temp_dir, start_store
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1500)]
 

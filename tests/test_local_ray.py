@@ -19,8 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from _platform_helpers import child_env, is_loopback, kill_processes_of, short_temp_dir
-from conftest import start_store
+from _platform_helpers import child_env, is_loopback, kill_processes_of, short_temp_dir, start_store
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1500)]
 
