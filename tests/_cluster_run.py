@@ -1,11 +1,12 @@
 """Run in a subprocess by test_cluster.py: a simulated Ray cluster on this machine (``ray.cluster_utils.Cluster``: a
-head and two worker nodes with the ``ingest`` resource of cluster.yaml, one CPU each) and, in order:
+head, two worker nodes with the ``ingest`` resource of cluster.yaml and a spare node without it, one CPU each,
+all started at once) and, in order:
 
 1. the real ingest across the worker nodes;
 2. a 2-worker pretraining (the default recipe, gather across workers) that loses the worker node of one of its Train
    workers at the start of epoch 2, once epoch 1's checkpoint is committed (the ``pretrain_hold`` fault holds the
-   workers there); the group restarts from the last checkpoint on the nodes left (a spare node joined before the
-   run, as an autoscaler would bring one) and finishes every epoch once (``--resume`` of a finished run into
+   workers there); the group restarts from the last checkpoint on the nodes left (the spare among them, as an
+   autoscaler would bring one) and finishes every epoch once (``--resume`` of a finished run into
    object storage: tests/test_object_storage.py);
 3. the benchmark's preparation, which loses a worker node once its first shards are staged.
 
@@ -106,8 +107,6 @@ def pretrain(cluster, out: Path) -> dict:
                 mlflow=MlflowConfig(dir=str(out)))
     log: list[str] = []
     release = out / "release"
-    cluster.add_node(**SPARE)   # here, from the main thread: Ray's node start-up sets signal handlers
-    cluster.wait_for_nodes()
     th = lose_node_when(cluster, train_worker_node_when_held(cluster, release), log, then=release_once_dead(release))
     t = time.perf_counter()
     with injected(pretrain_hold=f"{PRETRAIN_EPOCHS}:{release}"):
@@ -160,9 +159,10 @@ def main(echo_dir: str, out_dir: str, files: int, records: int) -> dict:
         "_system_config": {"health_check_initial_delay_ms": 0, "health_check_period_ms": 500,
                            "health_check_failure_threshold": 3}})
     try:
-        for _ in range(2):  # the workers are the "ingest" nodes of cluster.yaml: the ingest must stay off the head
-            cluster.add_node(**NODE)
-        t = time.perf_counter()
+        # the workers are the "ingest" nodes of cluster.yaml (the ingest must stay off the head); the spare has no
+        # ingest resource. All three start side by side (each node's start-up is mostly waiting for its processes).
+        for args in (NODE, NODE, SPARE):
+            cluster.add_node(wait=False, **args)
         cluster.wait_for_nodes()
         ray.init(address=cluster.address, runtime_env=env, log_to_driver=False)
         ray.data.DataContext.get_current().enable_progress_bars = False

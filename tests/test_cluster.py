@@ -1,4 +1,4 @@
-"""Multi-node behaviour and faults at scale, simulated (``ray.cluster_utils.Cluster``: a head and two worker nodes):
+"""Multi-node behaviour and faults at scale, simulated (``ray.cluster_utils.Cluster``: a head, two ingest worker nodes and a spare):
 
 - ingest spreads over the worker nodes (never the head) and gives the same manifest as the single-node run;
 - 2-worker pretraining runs across two nodes and survives losing the node of one of its workers at the start of an
@@ -50,7 +50,7 @@ def cluster_run(synth_dir, tmp_path_factory, _empty_mlflow_store) -> tuple[dict,
 
 def test_ingest_across_the_worker_nodes(cluster_run, ingested_dir):
     result, out = cluster_run
-    assert result["nodes"] == 3
+    assert result["nodes"] == 4   # the head, the two ingest nodes and the spare
     assert len(result["ingest_nodes"]) == 2, "the ingest actors did not spread over both ingest nodes"
     assert result["head_node"] not in result["ingest_nodes"], "an ingest actor ran on a node without `ingest`"
     multi = raw_manifest(out / "ingest")

@@ -42,7 +42,7 @@ def wait_for_job(address: str, job_id: str, timeout: float = 240.0) -> str:
         status = client.get_job_status(job_id)
         if status in (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.STOPPED):
             return f"{status.value}\n{client.get_job_logs(job_id)}"
-        time.sleep(1.0)
+        time.sleep(0.25)
     client.stop_job(job_id)
     return f"TIMEOUT\n{client.get_job_logs(job_id)}"
 

@@ -134,31 +134,32 @@ def test_served_and_loaded_model_match_predict(tiny_benchmark, synth_dir, tmp_pa
     model_uri = "models:/eee-ecg-all/1"
     records, rows = _records(synth_dir, tmp_path / "wfdb")
 
-    # eee-ray predict with the registry URI
-    pred_out = tmp_path / "pred"
-    assert cli.main(["predict", "--input", str(records), "--output", str(pred_out), "--model", model_uri,
-                     "--mlflow-dir", str(work)]) == 0
-    predicted = pd.read_parquet(pred_out).set_index("record_id").sort_index()
-    label_names = [c for c in predicted.columns if c != "reason"]
-    assert len(predicted) == N_RECORDS and (predicted["reason"] == "").all() and label_names
-
     env = {**os.environ, "MLFLOW_TRACKING_URI": uri, "PYTHONPATH": str(REPO)}
-    # a fresh process: mlflow.pyfunc.load_model on the registry URI
-    (tmp_path / "rows.json").write_text(json.dumps(rows))
-    code = ("import json, sys, mlflow, pandas as pd; m = mlflow.pyfunc.load_model(sys.argv[1]); "
-            "rows = json.load(open(sys.argv[2])); "
-            "m.predict(pd.DataFrame(rows)).to_json(sys.argv[3], orient='records')")
-    subprocess.run([sys.executable, "-c", code, model_uri, str(tmp_path / "rows.json"), str(tmp_path / "loaded.json")],
-                   env=env, check=True, timeout=300, cwd=tmp_path)
-    loaded = pd.read_json(tmp_path / "loaded.json", dtype={"record_id": str}).set_index("record_id").sort_index()
-
-    # mlflow models serve on loopback, one REST request
+    # mlflow models serve on loopback (started first: it boots while predict and the fresh-process load run)
     port = _free_port()
     log = open(tmp_path / "serve.log", "w")
     proc = subprocess.Popen([sys.executable, "-m", "mlflow", "models", "serve", "-m", model_uri, "--env-manager",
                              "local", "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
                             env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, cwd=tmp_path)
     try:
+        # eee-ray predict with the registry URI
+        pred_out = tmp_path / "pred"
+        assert cli.main(["predict", "--input", str(records), "--output", str(pred_out), "--model", model_uri,
+                         "--mlflow-dir", str(work)]) == 0
+        predicted = pd.read_parquet(pred_out).set_index("record_id").sort_index()
+        label_names = [c for c in predicted.columns if c != "reason"]
+        assert len(predicted) == N_RECORDS and (predicted["reason"] == "").all() and label_names
+
+        # a fresh process: mlflow.pyfunc.load_model on the registry URI
+        (tmp_path / "rows.json").write_text(json.dumps(rows))
+        code = ("import json, sys, mlflow, pandas as pd; m = mlflow.pyfunc.load_model(sys.argv[1]); "
+                "rows = json.load(open(sys.argv[2])); "
+                "m.predict(pd.DataFrame(rows)).to_json(sys.argv[3], orient='records')")
+        subprocess.run([sys.executable, "-c", code, model_uri, str(tmp_path / "rows.json"),
+                        str(tmp_path / "loaded.json")], env=env, check=True, timeout=300, cwd=tmp_path)
+        loaded = pd.read_json(tmp_path / "loaded.json", dtype={"record_id": str}).set_index("record_id").sort_index()
+
+        # the served model: one REST request once it answers
         deadline = time.time() + 240
         while True:
             try:
@@ -166,7 +167,7 @@ def test_served_and_loaded_model_match_predict(tiny_benchmark, synth_dir, tmp_pa
                     break
             except OSError:
                 assert proc.poll() is None and time.time() < deadline, (tmp_path / "serve.log").read_text()[-3000:]
-                time.sleep(1)
+                time.sleep(0.25)
         req = urllib.request.Request(f"http://127.0.0.1:{port}/invocations",
                                      data=json.dumps({"dataframe_records": rows}).encode(),
                                      headers={"Content-Type": "application/json"})
