@@ -67,7 +67,7 @@ def test_pretraining_learns_cross_modal_retrieval(learning_set, tmp_path):
     import mlflow
 
     from eee_ray.models.eee import EEEModel
-    from eee_ray.pairs import Collate, load_pairs
+    from eee_ray.pairs import Collate, stream_pairs
     from eee_ray.pretrain import model_config
     from eee_ray.retrieval import embed, retrieval_metrics, summary
 
@@ -92,7 +92,8 @@ def test_pretraining_learns_cross_modal_retrieval(learning_set, tmp_path):
     # is no measure here: an untrained echo tower maps every clip to nearly one point, so every pairing has almost the
     # same mean rank and the permutation null is degenerate)
     torch.manual_seed(LEARN["seed"])
-    _, held, _ = load_pairs(cfg.clips, cfg.pairs, cfg.heldout_fraction, cfg.seed)
+    held = stream_pairs(cfg.clips, cfg.pairs, cfg.heldout_fraction, cfg.seed, cfg.retrieval_max_clips).heldout
+    assert held.count() == m["heldout_clips"]   # the run's own held-out clips (only their samples are built)
     emb = embed(EEEModel(model_config(cfg)), held.iter_torch_batches(batch_size=64, collate_fn=Collate()))
     control = retrieval_metrics(emb["ecg"], emb["echo"])
     print(f"random init: held-out {summary(control)}")
