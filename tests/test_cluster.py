@@ -1,4 +1,5 @@
-"""Multi-node behaviour and faults at scale, simulated (``ray.cluster_utils.Cluster``: a head, two ingest worker nodes and a spare):
+"""Multi-node behaviour and faults at scale, simulated (``ray.cluster_utils.Cluster``: a head, two ingest worker
+nodes and a spare):
 
 - ingest spreads over the worker nodes (never the head) and gives the same manifest as the single-node run;
 - 2-worker pretraining runs across two nodes and survives losing the node of one of its workers at the start of an
