@@ -201,11 +201,13 @@ def reconcile(out: str | Path) -> int:
 INGEST_RESOURCE = "ingest"
 
 
-def _actor_pool(cfg: IngestConfig, res: dict):
+def _actor_pool(cfg: IngestConfig, res: dict, batches: int):
+    """One actor per CPU (or ``ingest`` unit), never more than there are batches of files: a resumed run with a few
+    files left on a large cluster starts a few actors, not one per CPU (each imports the decoder stack)."""
     from ray.data import ActorPoolStrategy
 
     total = int(res.get(INGEST_RESOURCE) or res.get("CPU", 1))
-    workers = max(1, min(cfg.num_cpus or total, total))
+    workers = max(1, min(cfg.num_cpus or total, total, batches))
     # start all actors at once, but run as soon as one is up: CPUs held by other work never deadlock the ingest
     return ActorPoolStrategy(min_size=1, max_size=workers, initial_size=workers), workers
 
@@ -217,7 +219,7 @@ def run_pipeline(todo: list[InputFile], cfg: IngestConfig) -> Counter:
 
     init_ray(cfg.num_cpus)
     res = ray.cluster_resources()
-    compute, workers = _actor_pool(cfg, res)
+    compute, workers = _actor_pool(cfg, res, -(-len(todo) // cfg.batch_files))
     cpus = min(cfg.cpus_per_worker, max(int(res.get("CPU", 1)) / workers, 0.01))
     items = [{"path": f.path, "fs": f.fs, "subject_id": _id(f.subject_id), "study_id": _id(f.study_id),
               "problem": f.problem or ""} for f in todo]
