@@ -29,10 +29,16 @@ SHARED_DATA = Path(os.environ.get("EEE_SHARED_DATA", REPO.parent / "shared" / "d
 def _background_worlds(request, tmp_path_factory):
     """Render the synthetic worlds of the selected slow tests in the background, at the lowest priority
     (tests/_worlds.py)."""
+    import functools
+
     import _worlds
     from _platform_helpers import child_env
 
-    _worlds.start_all(request.session.items, tmp_path_factory.mktemp, child_env())
+    start = functools.partial(_worlds.start_all, request.session.items, tmp_path_factory.mktemp, child_env())
+    if any("synth_dir" in item.fixturenames for item in request.session.items):
+        _worlds.start_after(start)   # synth_dir renders first, on both cores (it says when: _worlds.started)
+    else:
+        start()
     yield
     _worlds.stop_all()
 
@@ -94,8 +100,11 @@ def synth_dir(tmp_path_factory) -> Path:
     """A small synthetic MIMIC-like data set (echo tree, ECG tree, truth), generated once per session."""
     from eee_ray.synth import SynthConfig, generate
 
+    import _worlds
+
     out = tmp_path_factory.mktemp("synth")
     generate(out, SynthConfig(seed=0, patients=12))
+    _worlds.started()   # the background worlds wait for this one (tests/_worlds.py)
     return out
 
 
