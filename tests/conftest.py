@@ -19,7 +19,8 @@ os.environ.setdefault("RAY_idle_worker_killing_time_threshold_ms", "60000")
 
 import pytest
 
-from _platform_helpers import start_store
+import _worlds
+from _platform_helpers import child_env, start_store
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("EEE_SHARED_DATA", REPO.parent / "shared" / "data"))
@@ -30,9 +31,6 @@ def _background_worlds(request, tmp_path_factory):
     """Render the synthetic worlds of the selected slow tests in the background, at the lowest priority
     (tests/_worlds.py)."""
     import functools
-
-    import _worlds
-    from _platform_helpers import child_env
 
     start = functools.partial(_worlds.start_all, request.session.items, tmp_path_factory.mktemp, child_env())
     if any("synth_dir" in item.fixturenames for item in request.session.items):
@@ -99,8 +97,6 @@ def ray_session():
 def synth_dir(tmp_path_factory) -> Path:
     """A small synthetic MIMIC-like data set (echo tree, ECG tree, truth), generated once per session."""
     from eee_ray.synth import SynthConfig, generate
-
-    import _worlds
 
     out = tmp_path_factory.mktemp("synth")
     generate(out, SynthConfig(seed=0, patients=12))

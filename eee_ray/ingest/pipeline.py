@@ -219,12 +219,13 @@ def run_pipeline(todo: list[InputFile], cfg: IngestConfig) -> Counter:
 
     init_ray(cfg.num_cpus)
     res = ray.cluster_resources()
-    compute, workers = _actor_pool(cfg, res, -(-len(todo) // cfg.batch_files))
+    batches = -(-len(todo) // cfg.batch_files)
+    compute, workers = _actor_pool(cfg, res, batches)
     cpus = min(cfg.cpus_per_worker, max(int(res.get("CPU", 1)) / workers, 0.01))
     items = [{"path": f.path, "fs": f.fs, "subject_id": _id(f.subject_id), "study_id": _id(f.study_id),
               "problem": f.problem or ""} for f in todo]
     # one task per block, one Parquet part per batch of `batch_files` inside it; cap the block count for big trees
-    blocks = max(1, min(-(-len(items) // cfg.batch_files), 64 * workers))
+    blocks = max(1, min(batches, 64 * workers))
     ds = ray.data.from_items(items, override_num_blocks=blocks)
     # Ray Data's actor pools restart dead actors and retry their tasks by default (max_restarts=-1).
     routing = {"resources": {INGEST_RESOURCE: 1}} if res.get(INGEST_RESOURCE) else {}
