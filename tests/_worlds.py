@@ -1,4 +1,4 @@
-"""Synthetic worlds of the slowest tests, rendered in the background early in the session.
+"""Background work of the slowest tests, started early in the session: synthetic worlds and whole subprocess runs.
 
 Rendering a world is CPU work and nothing else: no Ray, no shared state, the same bytes whoever runs it (the
 generator is seeded; tests/test_synth.py checks it). The suite leaves a core idle for much of its time (Ray start-ups,
@@ -10,10 +10,18 @@ nice 19 is no shield (``start_after``).
 
 A test opts in with ``pytest.mark.world(name, synth_kwargs)``; ``world(name)`` waits and returns the data set's
 folder, ``<a temp folder named name>/synth``.
+
+A test module whose checks share one run with a Ray of its own (the simulated cluster, the local Ray) opts in with
+``pytest.mark.background(name, starter, phase=...)``: ``starter(synth_dir, mktemp, store)`` starts the run (a
+``Job``) beside the quick tests (phase "session", with the worlds) or once the first slow test starts (phase
+"slow"); conftest runs the quick tests first and the tests of background runs last, and ``background(name)`` gives
+the test what the starter returned. The quick tests are mostly single-threaded: a run beside them uses the other
+core.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import signal
@@ -23,6 +31,8 @@ import tempfile
 from pathlib import Path
 
 _WORLDS: dict[str, "_Render"] = {}
+_RUNS: dict[str, object] = {}   # background runs: whatever their starter returned
+_LATER: dict[str, object] = {}  # background runs held until the first slow test (slow_phase)
 _PENDING = None   # start_all, held until the session's own world is rendered (start_after)
 _CODE = ("import json, os, sys\n"
          "os.nice(19)\n"   # its render workers inherit it
@@ -61,14 +71,70 @@ class _Render:
         Path(self.log.name).unlink(missing_ok=True)
 
 
-def start_all(items, mktemp, env: dict[str, str]) -> None:
+class Job:
+    """A whole run in a child process with its own Ray (temp dir ``ray_tmp``), started early; its test waits for it.
+    Whatever of that Ray is left when it ends (or the session stops) is killed by its temp dir."""
+
+    def __init__(self, argv: list[str], env: dict[str, str], ray_tmp: str) -> None:
+        self.ray_tmp = ray_tmp
+        self._out = tempfile.TemporaryFile("w+")
+        self._err = tempfile.TemporaryFile("w+")
+        self.proc = subprocess.Popen(argv, env=env, stdout=self._out, stderr=self._err, text=True,
+                                     start_new_session=True)
+
+    def wait(self, timeout: float) -> subprocess.CompletedProcess:
+        try:
+            rc = self.proc.wait(timeout=timeout)
+        finally:
+            self.stop()
+        self._out.seek(0)
+        self._err.seek(0)
+        return subprocess.CompletedProcess(self.proc.args, rc, self._out.read(), self._err.read())
+
+    def stop(self) -> None:
+        import shutil
+
+        from _platform_helpers import kill_processes_of
+
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+        kill_processes_of(self.ray_tmp)
+        shutil.rmtree(self.ray_tmp, ignore_errors=True)
+
+
+def start_all(items, mktemp, env: dict[str, str], synth_dir: Path | None = None, store: Path | None = None) -> None:
     """Start rendering the world of every ``world`` marker of the selected tests (once per name) into
-    ``mktemp(name) / "synth"``."""
+    ``mktemp(name) / "synth"``, and every ``background`` run of phase "session"
+    (``starter(synth_dir, mktemp, store)``); those of phase "slow" wait for ``slow_phase()``."""
     for item in items:
         for mark in item.iter_markers("world"):
             name, synth = mark.args
             if name not in _WORLDS:
                 _WORLDS[name] = _Render(mktemp(name) / "synth", synth, env)
+        for mark in item.iter_markers("background"):
+            name, starter = mark.args
+            if name not in _RUNS and name not in _LATER:
+                if mark.kwargs.get("phase", "session") == "session":
+                    _RUNS[name] = starter(synth_dir, mktemp, store)
+                else:
+                    _LATER[name] = functools.partial(starter, synth_dir, mktemp, store)
+
+
+def slow_phase() -> None:
+    """The first slow test starts: start the background runs that wait for it."""
+    started()
+    while _LATER:
+        name, start = _LATER.popitem()
+        _RUNS[name] = start()
+
+
+def background(name: str):
+    """What the starter of background run ``name`` returned (None if it was not selected)."""
+    started()
+    if name in _LATER:
+        _RUNS[name] = _LATER.pop(name)()
+    return _RUNS.get(name)
 
 
 def start_after(first) -> None:
@@ -79,12 +145,12 @@ def start_after(first) -> None:
     _PENDING = first
 
 
-def started() -> None:
+def started(synth_dir: Path | None = None) -> None:
     """Start the held renders (no-op when none are held)."""
     global _PENDING
     first, _PENDING = _PENDING, None
     if first is not None:
-        first()
+        first(synth_dir=synth_dir)
 
 
 def world(name: str, timeout: float = 1200) -> Path:
@@ -98,5 +164,11 @@ def world(name: str, timeout: float = 1200) -> Path:
 def stop_all() -> None:
     global _PENDING
     _PENDING = None
+    _LATER.clear()
     while _WORLDS:
         _WORLDS.popitem()[1].stop()
+    while _RUNS:
+        run = _RUNS.popitem()[1]
+        for job in run if isinstance(run, tuple) else (run,):
+            if isinstance(job, Job):
+                job.stop()

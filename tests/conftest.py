@@ -27,18 +27,35 @@ SHARED_DATA = Path(os.environ.get("EEE_SHARED_DATA", REPO.parent / "shared" / "d
 
 
 @pytest.fixture(scope="session", autouse=True)
-def _background_worlds(request, tmp_path_factory):
-    """Render the synthetic worlds of the selected slow tests in the background, at the lowest priority
-    (tests/_worlds.py)."""
+def _background_work(request, tmp_path_factory):
+    """Render the synthetic worlds of the selected slow tests in the background, at the lowest priority, and start
+    their background runs (tests/_worlds.py)."""
     import functools
 
-    start = functools.partial(_worlds.start_all, request.session.items, tmp_path_factory.mktemp, child_env())
-    if any("synth_dir" in item.fixturenames for item in request.session.items):
+    items = request.session.items
+    store = request.getfixturevalue("_empty_mlflow_store") if any(
+        item.get_closest_marker("background") for item in items) else None
+    start = functools.partial(_worlds.start_all, items, tmp_path_factory.mktemp, child_env(), store=store)
+    if any("synth_dir" in item.fixturenames for item in items):
         _worlds.start_after(start)   # synth_dir renders first, on both cores (it says when: _worlds.started)
+        if store is not None:
+            request.getfixturevalue("synth_dir")
     else:
         start()
     yield
     _worlds.stop_all()
+
+
+def pytest_collection_modifyitems(items):
+    """The quick tests first (they leave a core idle for the background runs), the tests of background runs last."""
+    items.sort(key=lambda item: (item.get_closest_marker("slow") is not None,
+                                 item.get_closest_marker("background") is not None))
+
+
+def pytest_runtest_setup(item):
+    """The first slow test starts the background runs of phase "slow"."""
+    if item.get_closest_marker("slow"):
+        _worlds.slow_phase()
 
 
 @pytest.fixture(autouse=True)
@@ -100,7 +117,7 @@ def synth_dir(tmp_path_factory) -> Path:
 
     out = tmp_path_factory.mktemp("synth")
     generate(out, SynthConfig(seed=0, patients=12))
-    _worlds.started()   # the background worlds wait for this one (tests/_worlds.py)
+    _worlds.started(out)   # the background worlds wait for this one (tests/_worlds.py)
     return out
 
 

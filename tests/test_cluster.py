@@ -13,17 +13,14 @@ subprocess with its own Ray temp dir, once for the module; whatever it leaves be
 from __future__ import annotations
 
 import json
-import shutil
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+import _worlds
 from _cluster_run import PRETRAIN_EPOCHS
-from _platform_helpers import child_env, kill_processes_of, raw_manifest, short_temp_dir, start_store
-
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(1500)]
+from _platform_helpers import child_env, raw_manifest, short_temp_dir, start_store
 
 FILES, RECORDS = 16, 40
 MANIFEST_COLUMNS = ["path", "subject_id", "study_id", "sop_class_uid", "n_frames", "status", "reason", "detail"]
@@ -33,18 +30,22 @@ def rows(df) -> set[tuple]:
     return {tuple(None if v != v else v for v in r) for r in df[MANIFEST_COLUMNS].itertuples(index=False)}
 
 
+def start_cluster_run(synth_dir: Path, mktemp, store: Path) -> tuple[_worlds.Job, Path]:
+    out = mktemp("cluster")
+    start_store(out, store)   # the run's MLflow store (--mlflow-dir out), initialised
+    ray_tmp = short_temp_dir("eee_cl_")
+    return _worlds.Job([sys.executable, str(Path(__file__).with_name("_cluster_run.py")), str(synth_dir / "echo"),
+                        str(out), str(FILES), str(RECORDS)], child_env(RAY_TMPDIR=ray_tmp), ray_tmp), out
+
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(1500), pytest.mark.background("cluster", start_cluster_run)]
+
+
 @pytest.fixture(scope="module")
 def cluster_run(synth_dir, tmp_path_factory, _empty_mlflow_store) -> tuple[dict, Path]:
-    out = tmp_path_factory.mktemp("cluster")
-    start_store(out, _empty_mlflow_store)   # the run's MLflow store (--mlflow-dir out), initialised
-    ray_tmp = short_temp_dir("eee_cl_")
-    try:
-        res = subprocess.run([sys.executable, str(Path(__file__).with_name("_cluster_run.py")), str(synth_dir / "echo"),
-                              str(out), str(FILES), str(RECORDS)], env=child_env(RAY_TMPDIR=ray_tmp),
-                             capture_output=True, text=True, timeout=1400)
-    finally:
-        kill_processes_of(ray_tmp)
-        shutil.rmtree(ray_tmp, ignore_errors=True)
+    job, out = (_worlds.background("cluster")
+                or start_cluster_run(synth_dir, tmp_path_factory.mktemp, _empty_mlflow_store))
+    res = job.wait(1400)
     assert res.returncode == 0, res.stdout[-4000:] + res.stderr[-4000:]
     return json.loads(next(line for line in res.stdout.splitlines() if line.startswith("RESULT "))[7:]), out
 
