@@ -19,7 +19,7 @@ os.environ.setdefault("RAY_idle_worker_killing_time_threshold_ms", "60000")
 
 import pytest
 
-import _worlds
+import _background
 from _platform_helpers import child_env, start_store
 
 REPO = Path(__file__).resolve().parents[1]
@@ -29,21 +29,21 @@ SHARED_DATA = Path(os.environ.get("EEE_SHARED_DATA", REPO.parent / "shared" / "d
 @pytest.fixture(scope="session", autouse=True)
 def _background_work(request, tmp_path_factory):
     """Render the synthetic worlds of the selected slow tests in the background, at the lowest priority, and start
-    their background runs (tests/_worlds.py)."""
+    their background runs (tests/_background.py)."""
     import functools
 
     items = request.session.items
     store = request.getfixturevalue("_empty_mlflow_store") if any(
         item.get_closest_marker("background") for item in items) else None
-    start = functools.partial(_worlds.start_all, items, tmp_path_factory.mktemp, child_env(), store=store)
+    start = functools.partial(_background.start_all, items, tmp_path_factory.mktemp, child_env(), store=store)
     if any("synth_dir" in item.fixturenames for item in items):
-        _worlds.start_after(start)   # synth_dir renders first, on both cores (it says when: _worlds.started)
+        _background.start_after(start)   # synth_dir renders first, on both cores (it says when: _background.started)
         if store is not None:
             request.getfixturevalue("synth_dir")
     else:
         start()
     yield
-    _worlds.stop_all()
+    _background.stop_all()
 
 
 def pytest_collection_modifyitems(items):
@@ -55,7 +55,7 @@ def pytest_collection_modifyitems(items):
 def pytest_runtest_setup(item):
     """The first slow test starts the background runs of phase "slow"."""
     if item.get_closest_marker("slow"):
-        _worlds.slow_phase()
+        _background.slow_phase()
 
 
 @pytest.fixture(autouse=True)
@@ -117,7 +117,7 @@ def synth_dir(tmp_path_factory) -> Path:
 
     out = tmp_path_factory.mktemp("synth")
     generate(out, SynthConfig(seed=0, patients=12))
-    _worlds.started(out)   # the background worlds wait for this one (tests/_worlds.py)
+    _background.started(out)   # the background worlds wait for this one (tests/_background.py)
     return out
 
 

@@ -7,7 +7,8 @@ nodes and a spare):
 - the benchmark's preparation loses a node and still stores every record exactly once, each with its own signal.
 
 The cluster cannot live in the test process (it already holds the session's Ray), so ``_cluster_run.py`` runs it in a
-subprocess with its own Ray temp dir, once for the module; whatever it leaves behind is killed by that temp dir.
+subprocess with its own Ray temp dir, once for the module, started in the background beside the quick tests
+(tests/_background.py); whatever it leaves behind is killed by that temp dir.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-import _worlds
+import _background
 from _cluster_run import PRETRAIN_EPOCHS
 from _platform_helpers import child_env, raw_manifest, short_temp_dir, start_store
 
@@ -30,11 +31,11 @@ def rows(df) -> set[tuple]:
     return {tuple(None if v != v else v for v in r) for r in df[MANIFEST_COLUMNS].itertuples(index=False)}
 
 
-def start_cluster_run(synth_dir: Path, mktemp, store: Path) -> tuple[_worlds.Job, Path]:
+def start_cluster_run(synth_dir: Path, mktemp, store: Path) -> tuple[_background.Job, Path]:
     out = mktemp("cluster")
     start_store(out, store)   # the run's MLflow store (--mlflow-dir out), initialised
     ray_tmp = short_temp_dir("eee_cl_")
-    return _worlds.Job([sys.executable, str(Path(__file__).with_name("_cluster_run.py")), str(synth_dir / "echo"),
+    return _background.Job([sys.executable, str(Path(__file__).with_name("_cluster_run.py")), str(synth_dir / "echo"),
                         str(out), str(FILES), str(RECORDS)], child_env(RAY_TMPDIR=ray_tmp), ray_tmp), out
 
 
@@ -43,7 +44,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(1500), pytest.mark.backgroun
 
 @pytest.fixture(scope="module")
 def cluster_run(synth_dir, tmp_path_factory, _empty_mlflow_store) -> tuple[dict, Path]:
-    job, out = (_worlds.background("cluster")
+    job, out = (_background.background("cluster")
                 or start_cluster_run(synth_dir, tmp_path_factory.mktemp, _empty_mlflow_store))
     res = job.wait(1400)
     assert res.returncode == 0, res.stdout[-4000:] + res.stderr[-4000:]

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-import _worlds
+import _background
 from _platform_helpers import child_env, is_loopback, short_temp_dir, start_store
 
 CLIPS, RECORDS, STORE_MB = 48, 400, 80
@@ -30,23 +30,23 @@ MAX_SPILLED_MB = STORE_MB / 10
 DRIVER_GROWTH_MB = 600
 
 
-def start_local_run(synth_dir, mktemp, store: Path) -> _worlds.Job:
+def start_local_run(synth_dir, mktemp, store: Path) -> _background.Job:
     work = mktemp("local_ray")
     start_store(work, store)   # the default store of both stages (beside their outputs), initialised
     ray_tmp = short_temp_dir("eee_local_")
-    return _worlds.Job([sys.executable, str(Path(__file__).with_name("_scale_run.py")), str(work), "--clips",
+    return _background.Job([sys.executable, str(Path(__file__).with_name("_scale_run.py")), str(work), "--clips",
                         str(CLIPS), "--records", str(RECORDS), "--object-store-mb", str(STORE_MB), "--marker", ray_tmp],
                        child_env(RAY_TMPDIR=ray_tmp), ray_tmp)
 
 
-# started in the background once the slow tests begin (tests/_worlds.py)
+# started in the background once the slow tests begin (tests/_background.py)
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1500),
               pytest.mark.background("local", start_local_run, phase="slow")]
 
 
 @pytest.fixture(scope="module")
 def local_run(tmp_path_factory, _empty_mlflow_store) -> dict:
-    job = _worlds.background("local") or start_local_run(None, tmp_path_factory.mktemp, _empty_mlflow_store)
+    job = _background.background("local") or start_local_run(None, tmp_path_factory.mktemp, _empty_mlflow_store)
     res = job.wait(1200)
     assert res.returncode == 0, res.stdout[-4000:] + res.stderr[-4000:]
     return json.loads(next(line for line in res.stdout.splitlines() if line.startswith("SCALE "))[6:])

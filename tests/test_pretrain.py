@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-import _worlds
+import _background
 from eee_ray.cli import main
 from eee_ray.errors import UserError
 from eee_ray.pretrain import PretrainConfig, run_pretrain
@@ -33,11 +33,11 @@ MIN_R1_OVER_CHANCE, MAX_P, MAX_RANK_OVER_CHANCE = 3.0, 0.01, 0.75
 
 @pytest.fixture(scope="module")
 def learning_set(ray_session) -> Path:
-    """Synthetic data set (``synth/``, rendered in the background: tests/_worlds.py) plus its real ingest
+    """Synthetic data set (``synth/``, rendered in the background: tests/_background.py) plus its real ingest
     (``ingest/``) sized for the proof of learning."""
     from eee_ray.ingest import IngestConfig, run_ingest
 
-    root = _worlds.world("learning").parent
+    root = _background.world("learning").parent
     run_ingest(IngestConfig(input=str(root / "synth" / "echo"), output=str(root / "ingest")))
     return root
 

@@ -16,7 +16,7 @@ import pandas as pd
 import pytest
 import torch
 
-import _worlds
+import _background
 from eee_ray.pretrain import run_pretrain
 from eee_ray.recipes import pretrain_config
 from probe import PROBE_PAIRS, heldout_r2, pretrained_and_init, structure_world
@@ -30,7 +30,7 @@ WORLD = structure_world()   # 160 patients, four 2-3.3 s cines each: 40 held-out
 def probe_set(ray_session) -> Path:
     from eee_ray.ingest import IngestConfig, run_ingest
 
-    root = _worlds.world("probe").parent   # rendered in the background (tests/_worlds.py) into root / "synth"
+    root = _background.world("probe").parent   # rendered in the background (tests/_background.py) into root / "synth"
     run_ingest(IngestConfig(input=str(root / "synth" / "echo"), output=str(root / "ingest"), **WORLD["ingest"]))
     return root
 
