@@ -12,10 +12,10 @@ A test opts in with ``pytest.mark.world(name, synth_kwargs)``; ``world(name)`` w
 folder, ``<a temp folder named name>/synth``.
 
 A test module whose checks share one run with a Ray of its own (the simulated cluster, the local Ray) opts in with
-``pytest.mark.background(name, starter, phase=...)``: ``starter(synth_dir, mktemp, store)`` starts the run (a
-``Job``) beside the quick tests (phase "session", with the worlds) or once the first slow test starts (phase
+``pytest.mark.background(name, starter, phase=...)``: ``starter(synth_dir, mktemp, store)`` starts the run and returns
+its ``Job``, beside the quick tests (phase "session", with the worlds) or once the first slow test starts (phase
 "slow"); conftest runs the quick tests first and the tests of background runs last, and ``background(name)`` gives
-the test what the starter returned. The quick tests are mostly single-threaded: a run beside them uses the other
+the test its ``Job``. The quick tests are mostly single-threaded: a run beside them uses the other
 core.
 """
 
@@ -24,6 +24,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -31,8 +32,8 @@ import tempfile
 from pathlib import Path
 
 _WORLDS: dict[str, "_Render"] = {}
-_RUNS: dict[str, object] = {}   # background runs: whatever their starter returned
-_LATER: dict[str, object] = {}  # background runs held until the first slow test (slow_phase)
+_RUNS: dict[str, Job] = {}   # background runs, started
+_LATER: dict[str, functools.partial] = {}   # background runs held until the first slow test (slow_phase)
 _PENDING = None   # start_all, held until the session's own world is rendered (start_after)
 _CODE = ("import json, os, sys\n"
          "os.nice(19)\n"   # its render workers inherit it
@@ -72,11 +73,12 @@ class _Render:
 
 
 class Job:
-    """A whole run in a child process with its own Ray (temp dir ``ray_tmp``), started early; its test waits for it.
-    Whatever of that Ray is left when it ends (or the session stops) is killed by its temp dir."""
+    """A whole run in a child process with its own Ray (temp dir ``ray_tmp``), started early; its test waits for it
+    and reads what it wrote in ``workdir``. Whatever of that Ray is left when it ends (or the session stops) is killed
+    by its temp dir."""
 
-    def __init__(self, argv: list[str], env: dict[str, str], ray_tmp: str) -> None:
-        self.ray_tmp = ray_tmp
+    def __init__(self, argv: list[str], env: dict[str, str], ray_tmp: str, workdir: Path) -> None:
+        self.ray_tmp, self.workdir = ray_tmp, workdir
         self._out = tempfile.TemporaryFile("w+")
         self._err = tempfile.TemporaryFile("w+")
         self.proc = subprocess.Popen(argv, env=env, stdout=self._out, stderr=self._err, text=True,
@@ -92,8 +94,6 @@ class Job:
         return subprocess.CompletedProcess(self.proc.args, rc, self._out.read(), self._err.read())
 
     def stop(self) -> None:
-        import shutil
-
         from _platform_helpers import kill_processes_of
 
         if self.proc.poll() is None:
@@ -129,8 +129,8 @@ def slow_phase() -> None:
         _RUNS[name] = start()
 
 
-def background(name: str):
-    """What the starter of background run ``name`` returned (None if it was not selected)."""
+def background(name: str) -> Job | None:
+    """The ``Job`` of background run ``name`` (None if it was not selected)."""
     started()
     if name in _LATER:
         _RUNS[name] = _LATER.pop(name)()
@@ -168,7 +168,4 @@ def stop_all() -> None:
     while _WORLDS:
         _WORLDS.popitem()[1].stop()
     while _RUNS:
-        run = _RUNS.popitem()[1]
-        for job in run if isinstance(run, tuple) else (run,):
-            if isinstance(job, Job):
-                job.stop()
+        _RUNS.popitem()[1].stop()

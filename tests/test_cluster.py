@@ -31,12 +31,12 @@ def rows(df) -> set[tuple]:
     return {tuple(None if v != v else v for v in r) for r in df[MANIFEST_COLUMNS].itertuples(index=False)}
 
 
-def start_cluster_run(synth_dir: Path, mktemp, store: Path) -> tuple[_background.Job, Path]:
+def start_cluster_run(synth_dir: Path, mktemp, store: Path) -> _background.Job:
     out = mktemp("cluster")
     start_store(out, store)   # the run's MLflow store (--mlflow-dir out), initialised
     ray_tmp = short_temp_dir("eee_cl_")
     return _background.Job([sys.executable, str(Path(__file__).with_name("_cluster_run.py")), str(synth_dir / "echo"),
-                        str(out), str(FILES), str(RECORDS)], child_env(RAY_TMPDIR=ray_tmp), ray_tmp), out
+                            str(out), str(FILES), str(RECORDS)], child_env(RAY_TMPDIR=ray_tmp), ray_tmp, out)
 
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1500), pytest.mark.background("cluster", start_cluster_run)]
@@ -44,9 +44,9 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(1500), pytest.mark.backgroun
 
 @pytest.fixture(scope="module")
 def cluster_run(synth_dir, tmp_path_factory, _empty_mlflow_store) -> tuple[dict, Path]:
-    job, out = (_background.background("cluster")
-                or start_cluster_run(synth_dir, tmp_path_factory.mktemp, _empty_mlflow_store))
-    res = job.wait(1400)
+    job = (_background.background("cluster")
+           or start_cluster_run(synth_dir, tmp_path_factory.mktemp, _empty_mlflow_store))
+    res, out = job.wait(1400), job.workdir
     assert res.returncode == 0, res.stdout[-4000:] + res.stderr[-4000:]
     return json.loads(next(line for line in res.stdout.splitlines() if line.startswith("RESULT "))[7:]), out
 

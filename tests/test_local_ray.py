@@ -35,8 +35,8 @@ def start_local_run(synth_dir, mktemp, store: Path) -> _background.Job:
     start_store(work, store)   # the default store of both stages (beside their outputs), initialised
     ray_tmp = short_temp_dir("eee_local_")
     return _background.Job([sys.executable, str(Path(__file__).with_name("_scale_run.py")), str(work), "--clips",
-                        str(CLIPS), "--records", str(RECORDS), "--object-store-mb", str(STORE_MB), "--marker", ray_tmp],
-                       child_env(RAY_TMPDIR=ray_tmp), ray_tmp)
+                            str(CLIPS), "--records", str(RECORDS), "--object-store-mb", str(STORE_MB),
+                            "--marker", ray_tmp], child_env(RAY_TMPDIR=ray_tmp), ray_tmp, work)
 
 
 # started in the background once the slow tests begin (tests/_background.py)
