@@ -74,6 +74,14 @@ def object_store_stats() -> dict[str, int]:
             "restored": int(st.restored_bytes_total)}
 
 
+def session_dir() -> str:
+    """The session folder of the Ray this process started (every one of its processes names it on its command line;
+    tests find them by it). No public API gives it."""
+    import ray
+
+    return ray._private.worker._global_node.get_session_dir_path()
+
+
 def actor_nodes(class_fragment: str, alive_only: bool = False) -> list[str]:
     """Node ids of the actors (alive or dead) whose class name contains ``class_fragment``. The public state API needs
     the dashboard, which a simulated cluster (``ray.cluster_utils.Cluster``) does not start; the GCS's actor table

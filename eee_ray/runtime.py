@@ -16,9 +16,11 @@ log = logging.getLogger(__name__)
 LOCAL_ENV_VARS = {"RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": "0.25", "RAY_TRAIN_ENABLE_PREEMPTION_WATCHER": "0"}
 
 
-def init_ray(num_cpus: int | None = None, num_gpus: int | None = None, object_store_mb: int | None = None) -> None:
+def init_ray(num_cpus: int | None = None, num_gpus: int | None = None, object_store_mb: int | None = None,
+             log_to_driver: bool = True) -> None:
     """Connect to ``RAY_ADDRESS`` when set (``ray job submit`` sets it), else start a local Ray bound to loopback
-    (with an object store of ``object_store_mb`` when given, else Ray's share of the memory).
+    (with an object store of ``object_store_mb`` when given, else Ray's share of the memory). ``log_to_driver``:
+    print the workers' output here (a test session keeps it off).
 
     A Ray that is already initialised in this process (a test session, a job driver) is reused as is.
     """
@@ -28,9 +30,9 @@ def init_ray(num_cpus: int | None = None, num_gpus: int | None = None, object_st
         return
     address = os.environ.get("RAY_ADDRESS")
     if address:
-        ray.init(address=address, log_to_driver=True)
+        ray.init(address=address, log_to_driver=log_to_driver)
         return
-    kwargs: dict = {"include_dashboard": False, "log_to_driver": True}
+    kwargs: dict = {"include_dashboard": False, "log_to_driver": log_to_driver}
     if num_cpus is not None:
         kwargs["num_cpus"] = num_cpus
     if num_gpus is not None:

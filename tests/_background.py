@@ -11,17 +11,15 @@ nice 19 is no shield (``start_after``).
 A test opts in with ``pytest.mark.world(name, synth_kwargs)``; ``world(name)`` waits and returns the data set's
 folder, ``<a temp folder named name>/synth``.
 
-A test module whose checks share one run with a Ray of its own (the simulated cluster, the local Ray) opts in with
-``pytest.mark.background(name, starter, phase=...)``: ``starter(synth_dir, mktemp, store)`` starts the run and returns
-its ``Job``, beside the quick tests (phase "session", with the worlds) or once the first slow test starts (phase
-"slow"); conftest runs the quick tests first and the tests of background runs last, and ``background(name)`` gives
-the test its ``Job``. The quick tests are mostly single-threaded: a run beside them uses the other
-core.
+A test module whose checks share one run with a Ray of its own (the simulated cluster) opts in with
+``pytest.mark.background(name, starter)``: ``starter(synth_dir, mktemp, store)`` starts the run beside the quick
+tests, as soon as the worlds start, and returns its ``Job``; conftest runs the quick tests first and the tests of
+background runs last, and ``background(name)`` gives the test its ``Job``. The quick tests are mostly
+single-threaded: a run beside them uses the other core.
 """
 
 from __future__ import annotations
 
-import functools
 import json
 import os
 import shutil
@@ -33,7 +31,6 @@ from pathlib import Path
 
 _WORLDS: dict[str, "_Render"] = {}
 _RUNS: dict[str, Job] = {}   # background runs, started
-_LATER: dict[str, functools.partial] = {}   # background runs held until the first slow test (slow_phase)
 _PENDING = None   # start_all, held until the session's own world is rendered (start_after)
 _CODE = ("import json, os, sys\n"
          "os.nice(19)\n"   # its render workers inherit it
@@ -105,8 +102,7 @@ class Job:
 
 def start_all(items, mktemp, env: dict[str, str], synth_dir: Path | None = None, store: Path | None = None) -> None:
     """Start rendering the world of every ``world`` marker of the selected tests (once per name) into
-    ``mktemp(name) / "synth"``, and every ``background`` run of phase "session"
-    (``starter(synth_dir, mktemp, store)``); those of phase "slow" wait for ``slow_phase()``."""
+    ``mktemp(name) / "synth"``, and every ``background`` run (``starter(synth_dir, mktemp, store)``)."""
     for item in items:
         for mark in item.iter_markers("world"):
             name, synth = mark.args
@@ -114,26 +110,13 @@ def start_all(items, mktemp, env: dict[str, str], synth_dir: Path | None = None,
                 _WORLDS[name] = _Render(mktemp(name) / "synth", synth, env)
         for mark in item.iter_markers("background"):
             name, starter = mark.args
-            if name not in _RUNS and name not in _LATER:
-                if mark.kwargs.get("phase", "session") == "session":
-                    _RUNS[name] = starter(synth_dir, mktemp, store)
-                else:
-                    _LATER[name] = functools.partial(starter, synth_dir, mktemp, store)
-
-
-def slow_phase() -> None:
-    """The first slow test starts: start the background runs that wait for it."""
-    started()
-    while _LATER:
-        name, start = _LATER.popitem()
-        _RUNS[name] = start()
+            if name not in _RUNS:
+                _RUNS[name] = starter(synth_dir, mktemp, store)
 
 
 def background(name: str) -> Job | None:
     """The ``Job`` of background run ``name`` (None if it was not selected)."""
     started()
-    if name in _LATER:
-        _RUNS[name] = _LATER.pop(name)()
     return _RUNS.get(name)
 
 
@@ -164,7 +147,6 @@ def world(name: str, timeout: float = 1200) -> Path:
 def stop_all() -> None:
     global _PENDING
     _PENDING = None
-    _LATER.clear()
     while _WORLDS:
         _WORLDS.popitem()[1].stop()
     while _RUNS:

@@ -21,6 +21,7 @@ from pathlib import Path
 
 
 REPO = Path(__file__).resolve().parents[1]
+SESSION_STORE_MB = 80   # the test session's object store (conftest ``ray_session``; tests/test_local_ray.py)
 
 
 def reasons(df, column: str = "reason") -> dict[str, str | None]:

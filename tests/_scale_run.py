@@ -138,21 +138,14 @@ class Monitor:
         self._thread.join()
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("workdir")
-    ap.add_argument("--clips", type=int, required=True)
-    ap.add_argument("--records", type=int, required=True)
-    ap.add_argument("--object-store-mb", type=int, default=80)
-    ap.add_argument("--marker", default=None, help="the Ray temp dir: record the listening sockets of its processes")
-    args = ap.parse_args()
-    work = Path(args.workdir)
+def measure(work: Path, clips: int, records: int, marker: str | None = None) -> dict:
+    """Write the data (``clips`` clips, ``records`` records) under ``work``, then run one epoch of pretraining and a
+    one-trial benchmark on the Ray this process is connected to, measuring as the module says. The spilled bytes are
+    those of these two runs (the store's counter before and after)."""
     (work / "ingest").mkdir(parents=True, exist_ok=True)
     (work / "ptbxl").mkdir(parents=True, exist_ok=True)
-    clip_bytes = write_clips(work / "ingest", args.clips)
-    record_bytes = write_ptbxl(work / "ptbxl", args.records)
-
-    import logging
+    clip_bytes = write_clips(work / "ingest", clips)
+    record_bytes = write_ptbxl(work / "ptbxl", records)
 
     import ray
 
@@ -160,19 +153,15 @@ def main() -> None:
     from eee_ray.pairs import PairsConfig
     from eee_ray.pretrain import PretrainConfig, run_pretrain
     from eee_ray.ray_internals import object_store_stats
-    from eee_ray.runtime import init_ray
 
-    logging.basicConfig(level=logging.WARNING)
-    init_ray(num_cpus=2, object_store_mb=args.object_store_mb)
-    ray.data.DataContext.get_current().enable_progress_bars = False
     task = ray.get([ray.remote(lambda x: x + 1).remote(i) for i in range(4)])
-    out = {"clips": args.clips, "records": args.records, "clip_mb": clip_bytes / 2**20,
-           "record_mb": record_bytes / 2**20, "object_store_mb": args.object_store_mb}
-    base_rss = rss()
-    out["driver_rss_start_mb"] = base_rss / 2**20
+    out = {"clips": clips, "records": records, "clip_mb": clip_bytes / 2**20, "record_mb": record_bytes / 2**20,
+           "object_store_mb": ray.cluster_resources().get("object_store_memory", 0) / 2**20}
+    spilled_before = object_store_stats()["spilled"]
+    out["driver_rss_start_mb"] = rss() / 2**20
 
     listening: dict[tuple, dict] = {}
-    with Monitor(marker=args.marker) as m:
+    with Monitor(marker=marker) as m:
         t = time.perf_counter()
         metrics = run_pretrain(PretrainConfig(clips=str(work / "ingest"), output=str(work / "pretrain"), epochs=1,
                                               workers=2, cpus_per_worker=0.5, batch_size=4, preset="tiny",
@@ -182,10 +171,10 @@ def main() -> None:
         out["pretrain_s"] = time.perf_counter() - t
     listening.update(m.listeners)
     out.update(pretrain_train_clips=metrics["train_clips"], pairs_store=metrics["pairs_store"],
-               pretrain_peak_rss_mb=m.peak_rss / 2**20,
-               pretrain_peak_store_mb=m.peak_store / 2**20, spilled_after_pretrain_mb=object_store_stats()["spilled"] / 2**20)
+               pretrain_peak_rss_mb=m.peak_rss / 2**20, pretrain_peak_store_mb=m.peak_store / 2**20,
+               spilled_after_pretrain_mb=(object_store_stats()["spilled"] - spilled_before) / 2**20)
 
-    with Monitor(marker=args.marker) as m:
+    with Monitor(marker=marker) as m:
         t = time.perf_counter()
         results = run_benchmark(BenchmarkConfig(
             dataset="ptbxl", data=str(work / "ptbxl"), output=str(work / "bench"), ptbxl_sample_rate=500,
@@ -197,12 +186,32 @@ def main() -> None:
     out.update(task=task, listeners=list(listening.values()),
                benchmark_trials=len(results), benchmark_records=summary["records"],
                benchmark_peak_rss_mb=m.peak_rss / 2**20, benchmark_peak_store_mb=m.peak_store / 2**20,
-               spilled_mb=object_store_stats()["spilled"] / 2**20)
-    print("SCALE " + json.dumps(out), flush=True)
+               spilled_mb=(object_store_stats()["spilled"] - spilled_before) / 2**20)
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("workdir")
+    ap.add_argument("--clips", type=int, required=True)
+    ap.add_argument("--records", type=int, required=True)
+    ap.add_argument("--object-store-mb", type=int, default=80)
+    ap.add_argument("--marker", default=None, help="the Ray temp dir: record the listening sockets of its processes")
+    args = ap.parse_args()
+
+    import logging
+
+    import ray
+
+    from eee_ray.runtime import init_ray
+
+    logging.basicConfig(level=logging.WARNING)
+    init_ray(num_cpus=2, object_store_mb=args.object_store_mb)
+    ray.data.DataContext.get_current().enable_progress_bars = False
+    print("SCALE " + json.dumps(measure(Path(args.workdir), args.clips, args.records, args.marker)), flush=True)
 
 
 if __name__ == "__main__":
     main()
-    # no graceful stop of this Ray (about 4 s): the caller kills every process of its temp dir
-    # (tests/test_local_ray.py, benchmarks/scale.py)
+    # no graceful stop of this Ray (about 4 s): the caller kills every process of its temp dir (benchmarks/scale.py)
     os._exit(0)

@@ -20,7 +20,7 @@ os.environ.setdefault("RAY_idle_worker_killing_time_threshold_ms", "60000")
 import pytest
 
 import _background
-from _platform_helpers import child_env, start_store
+from _platform_helpers import SESSION_STORE_MB, child_env, start_store
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("EEE_SHARED_DATA", REPO.parent / "shared" / "data"))
@@ -50,12 +50,6 @@ def pytest_collection_modifyitems(items):
     """The quick tests first (they leave a core idle for the background runs), the tests of background runs last."""
     items.sort(key=lambda item: (item.get_closest_marker("slow") is not None,
                                  item.get_closest_marker("background") is not None))
-
-
-def pytest_runtest_setup(item):
-    """The first slow test starts the background runs of phase "slow"."""
-    if item.get_closest_marker("slow"):
-        _background.slow_phase()
 
 
 @pytest.fixture(autouse=True)
@@ -98,14 +92,14 @@ def shared_data() -> Path:
 
 @pytest.fixture(scope="session")
 def ray_session():
-    """One local Ray for the whole test session (2 CPUs, like CI)."""
+    """One local Ray for the whole test session: the one a user gets (``init_ray``: bound to loopback), with 2 CPUs
+    like CI and an object store of ``SESSION_STORE_MB``, far below the data of tests/test_local_ray.py."""
     import ray
 
-    from eee_ray.runtime import LOCAL_ENV_VARS
+    from eee_ray.runtime import init_ray
 
     if not ray.is_initialized():
-        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
-                 runtime_env={"env_vars": {"OMP_NUM_THREADS": "1", "RAY_AUTH_MODE": "disabled", **LOCAL_ENV_VARS}})
+        init_ray(num_cpus=2, object_store_mb=SESSION_STORE_MB, log_to_driver=False)
     yield ray
     # left running until the interpreter exits: other session fixtures may still use it
 
