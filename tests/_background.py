@@ -11,15 +11,20 @@ nice 19 is no shield (``start_after``).
 A test opts in with ``pytest.mark.world(name, synth_kwargs)``; ``world(name)`` waits and returns the data set's
 folder, ``<a temp folder named name>/synth``.
 
-A test module whose checks share one run with a Ray of its own (the simulated cluster) opts in with
-``pytest.mark.background(name, starter)``: ``starter(synth_dir, mktemp, store)`` starts the run beside the quick
-tests, as soon as the worlds start, and returns its ``Job``; conftest runs the quick tests first and the tests of
-background runs last, and ``background(name)`` gives the test its ``Job``. The quick tests are mostly
-single-threaded: a run beside them uses the other core.
+A test module whose checks share one run with a Ray of its own (the simulated cluster, a `ray start` head for
+``ray job submit``, the local Ray of an interrupted ingest) opts in with ``pytest.mark.background(name, starter,
+phase=...)``: ``starter(synth_dir, mktemp, store)`` starts the run and returns its ``Job``; conftest runs the quick
+tests first and the tests of background runs last, and ``background(name)`` gives the test its ``Job``.
+
+- phase "session": beside the quick tests, as soon as the worlds start. The quick tests are mostly single-threaded:
+  a run beside them uses the other core.
+- phase "slow": from the first slow test on, one run at a time, each once the one before has ended. The slow tests
+  leave about half a core idle; two Rays at once beside them would take more than that.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import shutil
@@ -27,10 +32,15 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
+import time
 from pathlib import Path
 
 _WORLDS: dict[str, "_Render"] = {}
 _RUNS: dict[str, Job] = {}   # background runs, started
+_LATER: list[tuple[str, functools.partial]] = []   # runs of phase "slow", not started yet, in order
+_LOCK = threading.Lock()   # guards _RUNS and _LATER (the slow lane starts runs from its own thread)
+_LANE: threading.Thread | None = None   # the slow lane, once started
 _PENDING = None   # start_all, held until the session's own world is rendered (start_after)
 _CODE = ("import json, os, sys\n"
          "os.nice(19)\n"   # its render workers inherit it
@@ -102,7 +112,8 @@ class Job:
 
 def start_all(items, mktemp, env: dict[str, str], synth_dir: Path | None = None, store: Path | None = None) -> None:
     """Start rendering the world of every ``world`` marker of the selected tests (once per name) into
-    ``mktemp(name) / "synth"``, and every ``background`` run (``starter(synth_dir, mktemp, store)``)."""
+    ``mktemp(name) / "synth"``, and every ``background`` run of phase "session" (``starter(synth_dir, mktemp,
+    store)``); those of phase "slow" wait for ``slow_phase()``."""
     for item in items:
         for mark in item.iter_markers("world"):
             name, synth = mark.args
@@ -110,14 +121,46 @@ def start_all(items, mktemp, env: dict[str, str], synth_dir: Path | None = None,
                 _WORLDS[name] = _Render(mktemp(name) / "synth", synth, env)
         for mark in item.iter_markers("background"):
             name, starter = mark.args
-            if name not in _RUNS:
-                _RUNS[name] = starter(synth_dir, mktemp, store)
+            with _LOCK:
+                if name in _RUNS or any(name == queued for queued, _ in _LATER):
+                    continue
+                if mark.kwargs.get("phase", "session") == "session":
+                    _RUNS[name] = starter(synth_dir, mktemp, store)
+                else:
+                    _LATER.append((name, functools.partial(starter, synth_dir, mktemp, store)))
+
+
+def slow_phase() -> None:
+    """The first slow test starts: the runs of phase "slow" start, one after another, on a thread (once)."""
+    global _LANE
+    started()
+    with _LOCK:
+        if _LANE is None and _LATER:
+            _LANE = threading.Thread(target=_slow_lane, name="background-slow-lane", daemon=True)
+            _LANE.start()
+
+
+def _slow_lane() -> None:
+    while True:
+        with _LOCK:
+            if not _LATER:
+                return
+            name, start = _LATER.pop(0)
+            job = _RUNS[name] = start()
+        while job.proc.poll() is None:
+            time.sleep(0.5)
 
 
 def background(name: str) -> Job | None:
     """The ``Job`` of background run ``name`` (None if it was not selected)."""
     started()
-    return _RUNS.get(name)
+    with _LOCK:
+        for i, (queued, start) in enumerate(_LATER):
+            if queued == name:   # its test comes before the lane reached it: start it now
+                del _LATER[i]
+                _RUNS[name] = start()
+                break
+        return _RUNS.get(name)
 
 
 def start_after(first) -> None:
@@ -147,7 +190,10 @@ def world(name: str, timeout: float = 1200) -> Path:
 def stop_all() -> None:
     global _PENDING
     _PENDING = None
+    with _LOCK:
+        _LATER.clear()
     while _WORLDS:
         _WORLDS.popitem()[1].stop()
-    while _RUNS:
-        _RUNS.popitem()[1].stop()
+    with _LOCK:
+        while _RUNS:
+            _RUNS.popitem()[1].stop()

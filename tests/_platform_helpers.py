@@ -145,9 +145,10 @@ class Head:
     dashboard_url: str      # http://127.0.0.1:PORT, for `ray job submit --address`
 
 
-def start_head(num_cpus: int = 1, object_store_mb: int = 200) -> Head:
-    """``ray start --head`` on loopback with every port chosen free, in a fresh temp dir; raises with Ray's output."""
-    temp_dir = short_temp_dir("eee_head_")
+def start_head(num_cpus: int = 1, object_store_mb: int = 200, temp_dir: str | None = None) -> Head:
+    """``ray start --head`` on loopback with every port chosen free, in ``temp_dir`` (a fresh one if None); raises
+    with Ray's output."""
+    temp_dir = temp_dir or short_temp_dir("eee_head_")
     gcs, dash, client, agent, agent_grpc, metrics, env_agent, node_mgr, obj_mgr = free_ports(9)
     cmd = [sys.executable, "-m", "ray.scripts.scripts", "start", "--head", "--node-ip-address", "127.0.0.1",
            "--port", str(gcs), "--temp-dir", temp_dir, "--num-cpus", str(num_cpus), "--num-gpus", "0",

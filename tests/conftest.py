@@ -52,6 +52,12 @@ def pytest_collection_modifyitems(items):
                                  item.get_closest_marker("background") is not None))
 
 
+def pytest_runtest_setup(item):
+    """The first slow test starts the background runs of phase "slow"."""
+    if item.get_closest_marker("slow"):
+        _background.slow_phase()
+
+
 @pytest.fixture(autouse=True)
 def _own_mlflow_uri():
     """``mlflow.set_tracking_uri`` exports MLFLOW_TRACKING_URI; a test that calls it must not move later stages'

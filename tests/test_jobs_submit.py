@@ -2,66 +2,52 @@
 Cluster).
 
 The head runs as separate processes (`ray start --head`, its own temp dir and free loopback ports), because the test
-session already holds an in-process Ray; it is torn down by killing exactly its own processes, never `ray stop`.
+session already holds an in-process Ray. ``_job_submit_run.py`` starts it, submits the job and waits for it, in a
+subprocess started in the background once the slow tests begin (tests/_background.py); the head is torn down by
+killing exactly its own processes, never `ray stop`.
 """
 
 from __future__ import annotations
 
 import json
-import shutil
-import subprocess
 import sys
-import time
+from pathlib import Path
 
 import pandas as pd
+import pyarrow.parquet as pq
 import pytest
 
-from _platform_helpers import REPO, child_env, kill_processes_of, reasons, start_head
-
-pytestmark = pytest.mark.slow
+import _background
+from _platform_helpers import child_env, reasons, short_temp_dir, start_store
 
 FILES = 8
 
 
-@pytest.fixture()
-def head():
-    h = start_head(num_cpus=1)
-    try:
-        yield h
-    finally:
-        kill_processes_of(h.temp_dir)
-        shutil.rmtree(h.temp_dir, ignore_errors=True)
+def start_job_submit(synth_dir: Path, mktemp, store: Path) -> _background.Job:
+    work = mktemp("job_submit")
+    start_store(work, store)   # the ingest's default MLflow store (beside its output), initialised
+    out, temp_dir = work / "ingested", short_temp_dir("eee_head_")
+    return _background.Job([sys.executable, str(Path(__file__).with_name("_job_submit_run.py")), temp_dir,
+                            str(synth_dir / "echo"), str(out), str(FILES)], child_env(), temp_dir, out)
 
 
-def wait_for_job(address: str, job_id: str, timeout: float = 240.0) -> str:
-    from ray.job_submission import JobStatus, JobSubmissionClient
-
-    client = JobSubmissionClient(address)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        status = client.get_job_status(job_id)
-        if status in (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.STOPPED):
-            return f"{status.value}\n{client.get_job_logs(job_id)}"
-        time.sleep(0.25)
-    client.stop_job(job_id)
-    return f"TIMEOUT\n{client.get_job_logs(job_id)}"
+pytestmark = [pytest.mark.slow, pytest.mark.background("job_submit", start_job_submit, phase="slow")]
 
 
-def test_ray_job_submit_ingest(head, synth_dir, tmp_path):
-    out = tmp_path / "ingested"
-    job_id = "eee-ingest-test"
-    runtime_env = {"excludes": ["runs/", "eee_workdir/", "*.db", ".git/"],
-                   "env_vars": {"OMP_NUM_THREADS": "1", "RAY_AUTH_MODE": "disabled"}}
-    cmd = [sys.executable, "-m", "ray.scripts.scripts", "job", "submit", "--address", head.dashboard_url,
-           "--submission-id", job_id, "--no-wait", "--working-dir", ".", "--runtime-env-json", json.dumps(runtime_env),
-           "--", "python", "jobs/ingest.py", "--input", str(synth_dir / "echo"), "--output", str(out),
-           "--limit", str(FILES)]
-    res = subprocess.run(cmd, cwd=REPO, env=child_env(), capture_output=True, text=True, timeout=120)
-    assert res.returncode == 0, res.stdout + res.stderr
+@pytest.fixture(scope="module")
+def submitted(synth_dir, tmp_path_factory, _empty_mlflow_store) -> tuple[dict, Path]:
+    job = (_background.background("job_submit")
+           or start_job_submit(synth_dir, tmp_path_factory.mktemp, _empty_mlflow_store))
+    res = job.wait(600)
+    assert res.returncode == 0, res.stdout[-4000:] + res.stderr[-4000:]
+    return json.loads(next(line for line in res.stdout.splitlines() if line.startswith("JOB "))[4:]), job.workdir
 
-    status, _, logs = wait_for_job(head.dashboard_url, job_id).partition("\n")
-    assert status == "SUCCEEDED", logs
-    assert f"{FILES} files found" in logs
+
+def test_ray_job_submit_ingest(submitted, synth_dir):
+    result, out = submitted
+    assert result["submit_rc"] == 0, result["submit_output"]
+    assert result["status"] == "SUCCEEDED", result["logs"]
+    assert f"{FILES} files found" in result["logs"]
 
     from eee_ray.ingest import read_manifest
 
@@ -72,6 +58,4 @@ def test_ray_job_submit_ingest(head, synth_dir, tmp_path):
     assert reasons(manifest) == reasons(truth, "expected_reason")
     n_ok = int((manifest["status"] == "ok").sum())
     assert n_ok > 0
-    import pyarrow.parquet as pq
-
     assert pq.read_table(out / "clips", columns=["path"]).num_rows == n_ok

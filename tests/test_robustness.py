@@ -6,7 +6,9 @@ to those of a clean run, and an interrupted ingest re-run on the same output mus
 
 from __future__ import annotations
 
+import json
 import shutil
+import sys
 from collections import Counter
 from pathlib import Path
 
@@ -15,8 +17,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from _platform_helpers import (child_env, ingest_cmd, interrupt_ingest, kill_processes_of, raw_manifest, reasons,
-                               short_temp_dir)
+import _background
+from _platform_helpers import child_env, ingest_cmd, raw_manifest, reasons, short_temp_dir, start_store
 from eee_ray.synth.bad_inputs import write_bad_input_corpus
 
 pytestmark = pytest.mark.slow
@@ -76,18 +78,28 @@ def test_corpus_good_files_identical_to_a_clean_run(corpus_run, ingested_dir):
         assert mixed.column(name).equals(clean.column(name)), name
 
 
-def test_ctrl_c_then_rerun_resumes_without_loss_or_duplicates(synth_dir, ray_session, tmp_path, capsys):
-    """A real Ctrl-C (SIGINT to the process group of `eee-ray ingest`, with the local Ray it started) mid-run, then
-    the same command again (in this process, on the session's Ray: a second local Ray start adds nothing)."""
+def start_ctrl_c(synth_dir: Path, mktemp, store: Path) -> _background.Job:
+    work = mktemp("ctrl_c")
+    start_store(work, store)   # the ingest's default MLflow store (beside its output), initialised
+    ray_tmp = short_temp_dir("eee_ctrlc_")
+    return _background.Job([sys.executable, str(Path(__file__).with_name("_ctrl_c_run.py")), str(synth_dir / "echo"),
+                            str(work / "out"), str(CTRL_C_FILES)], child_env(RAY_TMPDIR=ray_tmp), ray_tmp,
+                           work / "out")
+
+
+@pytest.mark.background("ctrl_c", start_ctrl_c, phase="slow")
+def test_ctrl_c_then_rerun_resumes_without_loss_or_duplicates(synth_dir, ray_session, tmp_path_factory,
+                                                             _empty_mlflow_store, capsys):
+    """A real Ctrl-C (SIGINT to the process group of `eee-ray ingest`, with the local Ray it started) mid-run, in a
+    subprocess started in the background (tests/_ctrl_c_run.py), then the same command again (in this process, on
+    the session's Ray: a second local Ray start adds nothing)."""
     from eee_ray import cli
 
-    out = tmp_path / "out"
-    ray_tmp = short_temp_dir("eee_ctrlc_")
-    try:
-        rc, log1 = interrupt_ingest(synth_dir / "echo", out, CTRL_C_FILES, child_env(RAY_TMPDIR=ray_tmp))
-    finally:
-        kill_processes_of(ray_tmp)
-        shutil.rmtree(ray_tmp, ignore_errors=True)
+    job = _background.background("ctrl_c") or start_ctrl_c(synth_dir, tmp_path_factory.mktemp, _empty_mlflow_store)
+    res, out = job.wait(600), job.workdir
+    assert res.returncode == 0, res.stdout[-4000:] + res.stderr[-4000:]
+    interrupted = json.loads(next(line for line in res.stdout.splitlines() if line.startswith("CTRLC "))[6:])
+    rc, log1 = interrupted["rc"], interrupted["log"]
     assert rc != 0, f"the ingest finished before Ctrl-C reached it:\n{log1}"
     before = raw_manifest(out)
     assert 0 < len(before) < CTRL_C_FILES, log1
