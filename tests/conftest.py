@@ -131,31 +131,44 @@ def ingested_dir(synth_dir, ray_session, tmp_path_factory) -> Path:
     return out
 
 
-TINY_BENCHMARK_ARGS = ["--dataset", "synthetic", "--preset", "tiny", "--epochs", "1", "--models", "xresnet1d50",
-                       "--leads", "II,all", "--max-records", "48"]
+TINY_BENCHMARK_ARGS = ["--dataset", "synthetic", "--preset", "tiny", "--epochs", "1", "--models", "xresnet1d50,eee",
+                       "--pretrained", "enc.pt", "--strategies", "scratch,finetune", "--leads", "II,all",
+                       "--label-fractions", "0.5,1", "--max-records", "72"]
 
 
 @pytest.fixture(scope="session")
 def tiny_benchmark(synth_dir, ray_session, tmp_path_factory, _empty_mlflow_store):
-    """One tiny benchmark through the CLI (xresnet1d50 x leads II and all, 1 epoch, 48 records) in its own work
-    folder, run once per session: ``(workdir, output folder, CLI stdout)``; the MLflow store is
-    ``workdir/mlflow.db``. Tests read it, never change it."""
+    """One tiny benchmark through the CLI, run once per session as a user runs it from their work folder: relative
+    paths (``--output bench``, ``--pretrained enc.pt``: a randomly initialised ECG encoder saved there), no shared
+    data folder (the synthetic set carries its own CCSR mapping). xresnet1d50 from scratch and eee fine-tuned, x
+    leads II and all, x label fractions 0.5 and 1: 8 trials of 1 epoch on 72 records. ``(workdir, output folder, CLI
+    stdout)``; the MLflow store is ``workdir/mlflow.db``. Tests read it, never change it."""
     import contextlib
     import io
 
+    import torch
+
     from eee_ray import cli
+    from eee_ray.models.ecg_encoder import save_pretrained
+    from eee_ray.models.eee import EEEModel
+    from eee_ray.pairs import NORMALIZATION
+    from eee_ray.pretrain import PretrainConfig, model_config
 
     work = tmp_path_factory.mktemp("tinybench")
     start_store(work, _empty_mlflow_store)
-    out = work / "bench"
+    torch.manual_seed(0)
+    save_pretrained(EEEModel(model_config(PretrainConfig())).ecg, work / "enc.pt", token_len=50, sample_rate=100,
+                    normalization=dict(NORMALIZATION))
     (work / "c.yaml").write_text("n_bootstrap: 50\nbatch_size: 32\ncrops_per_record: 1\n")
     stdout = io.StringIO()
     with pytest.MonkeyPatch.context() as mp, contextlib.redirect_stdout(stdout):
         mp.delenv("MLFLOW_TRACKING_URI", raising=False)
-        rc = cli.main(["benchmark", "--data", str(synth_dir), "--output", str(out), "--config", str(work / "c.yaml"),
+        mp.chdir(work)
+        mp.setenv("EEE_SHARED_DATA", str(work / "no-shared-data"))
+        rc = cli.main(["benchmark", "--data", str(synth_dir), "--output", "bench", "--config", "c.yaml",
                        *TINY_BENCHMARK_ARGS])
     assert rc == 0, stdout.getvalue()
-    return work, out, stdout.getvalue()
+    return work, work / "bench", stdout.getvalue()
 
 
 @pytest.fixture

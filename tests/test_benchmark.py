@@ -20,42 +20,29 @@ from eee_ray.models.registry import build_model
 from eee_ray.runtime import setup_mlflow
 
 
-@pytest.mark.slow
-def test_tiny_benchmark_end_to_end(synth_dir, ray_session, tmp_path, monkeypatch, capsys):
-    """A user's relative paths (the pretrained encoder, the output) work although Tune trials run elsewhere, and the
-    synthetic data set carries its own CCSR mapping (nothing read from the shared data folder)."""
-    from eee_ray.models.eee import EEEModel
-    from eee_ray.models.ecg_encoder import save_pretrained
-    from eee_ray.pairs import NORMALIZATION
-    from eee_ray.pretrain import PretrainConfig, model_config
+LEADS, FRACTIONS = ("II", "all"), (0.5, 1.0)
 
-    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("EEE_SHARED_DATA", str(tmp_path / "no-shared-data"))
-    torch.manual_seed(0)
-    save_pretrained(EEEModel(model_config(PretrainConfig())).ecg, "enc.pt", token_len=50, sample_rate=100,
-                    normalization=dict(NORMALIZATION))
-    out = tmp_path / "bench"
-    (tmp_path / "c.yaml").write_text("n_bootstrap: 50\nbatch_size: 32\ncrops_per_record: 1\n")
-    rc = cli.main(["benchmark", "--dataset", "synthetic", "--data", str(synth_dir), "--output", "bench",
-                   "--preset", "tiny", "--epochs", "1", "--models", "xresnet1d50,eee", "--pretrained", "enc.pt",
-                   "--strategies", "scratch,finetune", "--leads", "all", "--label-fractions", "0.5,1",
-                   "--max-records", "72", "--config", str(tmp_path / "c.yaml")])
-    assert rc == 0
-    assert "4 trial(s) done" in capsys.readouterr().out
+
+@pytest.mark.slow
+def test_tiny_benchmark_end_to_end(tiny_benchmark):
+    """The session's tiny benchmark (conftest ``tiny_benchmark``): a user's relative paths (the pretrained encoder,
+    the output) work although Tune trials run elsewhere, and the synthetic data set carries its own CCSR mapping
+    (nothing read from the shared data folder)."""
+    work, out, stdout = tiny_benchmark
+    assert "8 trial(s) done" in stdout
 
     res = pd.read_csv(out / "results.csv")
     assert list(res.columns) == RESULT_COLUMNS
     assert set(zip(res["model"], res["leads"], res["strategy"], res["label_fraction"], res["label_seed"])) == {
-        ("xresnet1d50", "all", "scratch", 0.5, 0), ("xresnet1d50", "all", "scratch", 1.0, 0),
-        ("eee", "all", "finetune", 0.5, 0), ("eee", "all", "finetune", 1.0, 0)}
+        (model, lead, strategy, fraction, 0) for model, strategy in (("xresnet1d50", "scratch"), ("eee", "finetune"))
+        for lead in LEADS for fraction in FRACTIONS}
     assert (res["n_test_records"] > 0).all() and (res["n_labels"] > 0).all()
-    n_train = res.groupby("label_fraction")["n_train_records"].agg(["min", "max"])
+    n_train = res.groupby(["leads", "label_fraction"])["n_train_records"].agg(["min", "max"])
     assert (n_train["min"] == n_train["max"]).all()  # every model learns from the same subset at a fraction
-    assert 0 < n_train.loc[0.5, "min"] < n_train.loc[1.0, "min"]
-    assert set(res.groupby("label_fraction")["n_test_records"].nunique()) == {1}  # the test set stays whole
-    assert res.loc[res.label_fraction == 0.5, "n_test_records"].iloc[0] == \
-        res.loc[res.label_fraction == 1.0, "n_test_records"].iloc[0]
+    for lead in LEADS:
+        assert 0 < n_train.loc[(lead, 0.5), "min"] < n_train.loc[(lead, 1.0), "min"]
+        # the test set stays whole at every fraction
+        assert res.loc[res.leads == lead, "n_test_records"].nunique() == 1
     for row in res.itertuples():  # the table's figures are the metrics of the trial's own test outputs
         z = np.load(out / "trials" / trial_name(row._asdict()) / "test_outputs.npz")
         y, p = z["y_true"], z["y_score"]
@@ -67,7 +54,7 @@ def test_tiny_benchmark_end_to_end(synth_dir, ray_session, tmp_path, monkeypatch
     md = (out / "results.md").read_text()
     assert "| Model | Configuration |" in md and "Label efficiency, All-leads" in md
     eff = pd.read_csv(out / "label_efficiency.csv")
-    assert len(eff) == 4 and (eff["n_seeds"] == 1).all()
+    assert len(eff) == 8 and (eff["n_seeds"] == 1).all()
     per_label = pd.read_csv(out / "per_label_auroc.csv")
     assert set(per_label["label_fraction"]) == {0.5, 1.0}
     assert set(per_label["model"]) == {"xresnet1d50", "eee"} and per_label["label"].str.startswith("CIR").all()
@@ -91,13 +78,13 @@ def test_tiny_benchmark_end_to_end(synth_dir, ray_session, tmp_path, monkeypatch
     summary = json.loads((out / "summary.json").read_text())
     assert summary["records"] + summary["skipped"] == 72 and summary["failed"] == 0
 
-    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")  # the default store: beside the output folder
-    assert summary["tracking_uri"] == f"sqlite:///{tmp_path / 'mlflow.db'}"
+    mlflow.set_tracking_uri(f"sqlite:///{work / 'mlflow.db'}")  # the default store: beside the output folder
+    assert summary["tracking_uri"] == f"sqlite:///{work / 'mlflow.db'}"
     exp = mlflow.get_experiment_by_name("eee-benchmark")
     assert exp.tags["mlflow.experimentKind"] == "custom_model_development"  # the UI opens on the runs table
     runs = mlflow.search_runs(experiment_names=["eee-benchmark"])
     trials = runs[runs["tags.kind"] == "trial"]
-    assert len(trials) == 4 and set(runs["status"]) == {"FINISHED"}
+    assert len(trials) == 8 and set(runs["status"]) == {"FINISHED"}
     assert set(trials["tags.mlflow.runName"]) == {trial_name(r._asdict()) for r in res.itertuples()}
     assert (runs["tags.kind"] == "summary").sum() == 1
     client = mlflow.MlflowClient()

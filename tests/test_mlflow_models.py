@@ -1,5 +1,5 @@
 """The benchmark as users browse it in MLflow and take a model from it, on the session's tiny benchmark
-(conftest.py ``tiny_benchmark``: xresnet1d50 x leads II and all, 1 epoch):
+(conftest.py ``tiny_benchmark``: xresnet1d50 and eee x leads II and all x label fractions 0.5 and 1, 1 epoch):
 
 - one parent run per benchmark, the trials and the summary nested under it, headline metrics and tags;
 - each trial's train / val / test record listings as dataset inputs;
@@ -54,8 +54,8 @@ def test_benchmark_is_one_parent_run_with_datasets_models_and_registry(tiny_benc
     assert len(parents) == 1
     parent = parents[0]
     children = [r for r in runs if r.data.tags.get(PARENT_TAG) == parent.info.run_id]
-    assert sorted(r.data.tags["kind"] for r in children) == ["summary"] + ["trial"] * 2
-    assert len(runs) == 3 + 1  # nothing left outside the parent
+    assert sorted(r.data.tags["kind"] for r in children) == ["summary"] + ["trial"] * 8
+    assert len(runs) == 9 + 1  # nothing left outside the parent
     parent_inputs = {i.tags[0].value: i.dataset.digest for i in parent.inputs.dataset_inputs}
     assert set(parent_inputs) == {"training", "validation", "testing"}  # the splits its trials read
     assert {r.info.status for r in runs} == {"FINISHED"}
@@ -71,7 +71,7 @@ def test_benchmark_is_one_parent_run_with_datasets_models_and_registry(tiny_benc
         tags = trial.data.tags
         assert trial.info.run_name == trial_name({k: tags[k] for k in ("model", "leads", "strategy", "label_fraction",
                                                                        "label_seed")})
-        assert tags["label_fraction"] == "1.0" and tags["label_seed"] == "0"  # the grid's axes as tags
+        assert tags["label_fraction"] in ("0.5", "1.0") and tags["label_seed"] == "0"  # the grid's axes as tags
         assert tags["benchmark_id"] == summary["benchmark_id"]
         inputs = {i.tags[0].value: i.dataset for i in trial.inputs.dataset_inputs}
         assert set(inputs) == {"training", "validation", "testing"}
@@ -87,9 +87,13 @@ def test_benchmark_is_one_parent_run_with_datasets_models_and_registry(tiny_benc
         assert logged.source_run_id == trial.info.run_id and logged.status == "READY"
 
     for lead, group in metrics.groupby("leads"):  # the best by validation macro AUROC, version 1
-        best = group.loc[group["val_macro_auroc"].fillna(-np.inf).idxmax()]  # nan: no label both ways in val
+        val = group["val_macro_auroc"].fillna(-np.inf)   # nan: no label both ways in val
+        top = group[val == val.max()]
+        top = top[top["label_fraction"] == top["label_fraction"].max()]   # a tie goes to the one with more labels
         mv = client.get_model_version(f"eee-ecg-{lead}", "1")
-        assert mv.run_id == best["run_id"] and mv.tags["model"] == best["model"]
+        assert mv.run_id in set(top["run_id"]), (mv.run_id, group)
+        best = top[top["run_id"] == mv.run_id].iloc[0]
+        assert mv.tags["model"] == best["model"]
         assert float(mv.tags["test_macro_auroc"]) == pytest.approx(best["macro_auroc"], abs=1e-4)
     assert {r["name"] for r in summary["registered_models"]} == {"eee-ecg-II", "eee-ecg-all"}
 
@@ -215,3 +219,13 @@ def test_predict_refuses_a_bad_model_uri_in_one_line(tmp_path, capsys, monkeypat
     assert cli.main([*base, "--model", "models:/eee-ecg-nope/1"]) == 2
     errors = [line for line in capsys.readouterr().err.splitlines() if "error" in line.lower()]  # MLflow logs INFO
     assert len(errors) == 1 and "eee-ray predict: error: cannot read MLflow model models:/eee-ecg-nope/1" in errors[0]
+
+
+def test_best_trial_breaks_ties_by_label_fraction_then_grid_order():
+    from eee_ray.serving import best_trial
+
+    rows = pd.DataFrame({"val_macro_auroc": [0.7, 0.9, 0.9, np.nan, 0.9],
+                         "label_fraction": [1.0, 0.5, 1.0, 1.0, 1.0], "model": ["a", "b", "c", "d", "e"]})
+    assert best_trial(rows)["model"] == "c"   # 0.9 ties: the full label fraction, then the first in grid order
+    assert best_trial(rows.iloc[[3, 0]])["model"] == "a"   # no validation AUROC ranks last
+    assert best_trial(rows.drop(columns="label_fraction"))["model"] == "b"
