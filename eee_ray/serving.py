@@ -121,17 +121,17 @@ def registry_name(lead_config: str) -> str:
 def best_trial(group: pd.DataFrame) -> pd.Series:
     """The highest validation macro AUROC (a trial without one last); on a tie, the trial that learned from more
     labels, then the first in ``group``'s order (the grid's). Tiny validation sets tie often."""
-    n = len(group)
-    key = group["val_macro_auroc"].fillna(-np.inf) if "val_macro_auroc" in group else pd.Series(np.zeros(n), group.index)
-    labels = group["label_fraction"] if "label_fraction" in group else pd.Series(np.ones(n), group.index)
+    none = pd.Series(np.zeros(len(group)), group.index)
+    key = group["val_macro_auroc"].fillna(-np.inf) if "val_macro_auroc" in group else none
+    labels = group["label_fraction"] if "label_fraction" in group else none
     order = pd.DataFrame({"key": key, "labels": labels}).sort_values(["key", "labels"], ascending=False, kind="stable")
     return group.loc[order.index[0]]
 
 
 def register_best(tracking_uri: str, results: pd.DataFrame, benchmark_id: str) -> list[dict[str, Any]]:
-    """Register the best finished trial of each lead configuration (highest validation macro AUROC of its selected
-    epoch, ties to the larger label fraction; the test set plays no part in the choice) as a new version of ``eee-ecg-<leads>``, tagged with its
-    metrics. ``results`` holds one row per trial with ``model_uri``. Returns what was registered."""
+    """Register the best finished trial of each lead configuration (``best_trial``: highest validation macro AUROC
+    of its selected epoch; the test set plays no part in the choice) as a new version of ``eee-ecg-<leads>``, tagged
+    with its metrics. ``results`` holds one row per trial with ``model_uri``. Returns what was registered."""
     import mlflow
 
     client = mlflow.MlflowClient(tracking_uri, registry_uri=tracking_uri)

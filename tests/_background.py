@@ -149,6 +149,7 @@ def _slow_lane() -> None:
             job = _RUNS[name] = start()
         while job.proc.poll() is None:
             time.sleep(0.5)
+        job.stop()   # what its Ray left behind (a `ray start` head outlives the run) goes now, not at its test
 
 
 def background(name: str) -> Job | None:
