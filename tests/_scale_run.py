@@ -1,14 +1,15 @@
 """Pretraining and the benchmark on the local Ray a user gets (``init_ray``: bound to loopback), with a capped object
-store; prints one JSON line of measurements. Run as a subprocess (a test cannot restart the session's Ray) by
-tests/test_local_ray.py and benchmarks/scale.py:
+store, measured. ``measure`` runs on the Ray this process is connected to: tests/test_local_ray.py calls it on the
+test session's own (80 MB store). As a script it starts that Ray itself and prints one JSON line of measurements
+(benchmarks/scale.py runs it once per size, each on a Ray of its own):
 
     python tests/_scale_run.py WORKDIR --clips N --records M [--object-store-mb 80] [--marker RAY_TMPDIR]
 
-Writes its own data first (before Ray starts): ``N`` clips of random 224 px pixels in the ingest's ``clips/``
-schema (3 MB each, 2 clips a patient) and a PTB-XL-shaped tree of ``M`` 12-lead 10 s records at 500 Hz. Then runs
-one epoch of pretraining (tiny preset, two workers that meet through gloo) and a one-trial benchmark (tiny
-xresnet1d50, lead II, one epoch), sampling the driver's RSS and the object store every 0.2 s and, with
-``--marker`` (the Ray temp dir), the listening sockets of every process of that Ray every second.
+Writes its own data first: ``N`` clips of random 224 px pixels in the ingest's ``clips/`` schema (3 MB each, 2 clips
+a patient) and a PTB-XL-shaped tree of ``M`` 12-lead 10 s records at 500 Hz. Then runs one epoch of pretraining
+(tiny preset, two workers that meet through gloo) and a one-trial benchmark (tiny xresnet1d50, lead II, one epoch),
+sampling the driver's RSS and the object store every 0.2 s and, with a marker (the Ray's temp or session folder),
+the listening sockets of every process of that Ray every second.
 """
 
 from __future__ import annotations
