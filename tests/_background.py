@@ -100,6 +100,13 @@ class Job:
         self._err.seek(0)
         return subprocess.CompletedProcess(self.proc.args, rc, self._out.read(), self._err.read())
 
+    def result(self, prefix: str, timeout: float) -> dict:
+        """Wait for the run and return its one ``PREFIX {json}`` line; a failed run fails the test with its output."""
+        res = self.wait(timeout)
+        line = next((x for x in res.stdout.splitlines() if x.startswith(prefix + " ")), None)
+        assert res.returncode == 0 and line is not None, res.stdout[-4000:] + res.stderr[-4000:]
+        return json.loads(line[len(prefix) + 1:])
+
     def stop(self) -> None:
         from _platform_helpers import kill_processes_of
 
@@ -121,10 +128,13 @@ def start_all(items, mktemp, env: dict[str, str], synth_dir: Path | None = None,
                 _WORLDS[name] = _Render(mktemp(name) / "synth", synth, env)
         for mark in item.iter_markers("background"):
             name, starter = mark.args
+            phase = mark.kwargs.get("phase", "session")
+            if phase not in ("session", "slow"):
+                raise ValueError(f"background run {name!r}: phase must be 'session' or 'slow', not {phase!r}")
             with _LOCK:
                 if name in _RUNS or any(name == queued for queued, _ in _LATER):
                     continue
-                if mark.kwargs.get("phase", "session") == "session":
+                if phase == "session":
                     _RUNS[name] = starter(synth_dir, mktemp, store)
                 else:
                     _LATER.append((name, functools.partial(starter, synth_dir, mktemp, store)))

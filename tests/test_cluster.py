@@ -13,7 +13,6 @@ subprocess with its own Ray temp dir, once for the module, started in the backgr
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
@@ -46,9 +45,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(1500), pytest.mark.backgroun
 def cluster_run(synth_dir, tmp_path_factory, _empty_mlflow_store) -> tuple[dict, Path]:
     job = (_background.background("cluster")
            or start_cluster_run(synth_dir, tmp_path_factory.mktemp, _empty_mlflow_store))
-    res, out = job.wait(1400), job.workdir
-    assert res.returncode == 0, res.stdout[-4000:] + res.stderr[-4000:]
-    return json.loads(next(line for line in res.stdout.splitlines() if line.startswith("RESULT "))[7:]), out
+    return job.result("RESULT", 1400), job.workdir
 
 
 def test_ingest_across_the_worker_nodes(cluster_run, ingested_dir):

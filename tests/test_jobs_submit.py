@@ -9,7 +9,6 @@ killing exactly its own processes, never `ray stop`.
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
@@ -38,9 +37,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.background("job_submit", start_job_s
 def submitted(synth_dir, tmp_path_factory, _empty_mlflow_store) -> tuple[dict, Path]:
     job = (_background.background("job_submit")
            or start_job_submit(synth_dir, tmp_path_factory.mktemp, _empty_mlflow_store))
-    res = job.wait(600)
-    assert res.returncode == 0, res.stdout[-4000:] + res.stderr[-4000:]
-    return json.loads(next(line for line in res.stdout.splitlines() if line.startswith("JOB "))[4:]), job.workdir
+    return job.result("JOB", 600), job.workdir
 
 
 def test_ray_job_submit_ingest(submitted, synth_dir):

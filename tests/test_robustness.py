@@ -6,7 +6,6 @@ to those of a clean run, and an interrupted ingest re-run on the same output mus
 
 from __future__ import annotations
 
-import json
 import shutil
 import sys
 from collections import Counter
@@ -96,9 +95,7 @@ def test_ctrl_c_then_rerun_resumes_without_loss_or_duplicates(synth_dir, ray_ses
     from eee_ray import cli
 
     job = _background.background("ctrl_c") or start_ctrl_c(synth_dir, tmp_path_factory.mktemp, _empty_mlflow_store)
-    res, out = job.wait(600), job.workdir
-    assert res.returncode == 0, res.stdout[-4000:] + res.stderr[-4000:]
-    interrupted = json.loads(next(line for line in res.stdout.splitlines() if line.startswith("CTRLC "))[6:])
+    interrupted, out = job.result("CTRLC", 600), job.workdir
     rc, log1 = interrupted["rc"], interrupted["log"]
     assert rc != 0, f"the ingest finished before Ctrl-C reached it:\n{log1}"
     before = raw_manifest(out)
