@@ -174,6 +174,13 @@ def background(name: str) -> Job | None:
         return _RUNS.get(name)
 
 
+def result(name: str, starter, prefix: str, timeout: float, synth_dir: Path, mktemp, store: Path) -> tuple[dict, Path]:
+    """The ``PREFIX {json}`` result of background run ``name`` and its work folder; the run starts here when the
+    session did not start it (``starter(synth_dir, mktemp, store)``)."""
+    job = background(name) or starter(synth_dir, mktemp, store)
+    return job.result(prefix, timeout), job.workdir
+
+
 def start_after(first) -> None:
     """Hold the start until ``started()`` is called (or a world is asked for): ``first`` renders on every core
     before any world does. Measured alone: the session's 12-patient world took 8.5-12 s to render, and 21-27 s beside

@@ -43,9 +43,8 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(1500), pytest.mark.backgroun
 
 @pytest.fixture(scope="module")
 def cluster_run(synth_dir, tmp_path_factory, _empty_mlflow_store) -> tuple[dict, Path]:
-    job = (_background.background("cluster")
-           or start_cluster_run(synth_dir, tmp_path_factory.mktemp, _empty_mlflow_store))
-    return job.result("RESULT", 1400), job.workdir
+    return _background.result("cluster", start_cluster_run, "RESULT", 1400, synth_dir, tmp_path_factory.mktemp,
+                              _empty_mlflow_store)
 
 
 def test_ingest_across_the_worker_nodes(cluster_run, ingested_dir):

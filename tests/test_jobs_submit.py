@@ -35,9 +35,8 @@ pytestmark = [pytest.mark.slow, pytest.mark.background("job_submit", start_job_s
 
 @pytest.fixture(scope="module")
 def submitted(synth_dir, tmp_path_factory, _empty_mlflow_store) -> tuple[dict, Path]:
-    job = (_background.background("job_submit")
-           or start_job_submit(synth_dir, tmp_path_factory.mktemp, _empty_mlflow_store))
-    return job.result("JOB", 600), job.workdir
+    return _background.result("job_submit", start_job_submit, "JOB", 600, synth_dir, tmp_path_factory.mktemp,
+                              _empty_mlflow_store)
 
 
 def test_ray_job_submit_ingest(submitted, synth_dir):

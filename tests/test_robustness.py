@@ -94,8 +94,8 @@ def test_ctrl_c_then_rerun_resumes_without_loss_or_duplicates(synth_dir, ray_ses
     the session's Ray: a second local Ray start adds nothing)."""
     from eee_ray import cli
 
-    job = _background.background("ctrl_c") or start_ctrl_c(synth_dir, tmp_path_factory.mktemp, _empty_mlflow_store)
-    interrupted, out = job.result("CTRLC", 600), job.workdir
+    interrupted, out = _background.result("ctrl_c", start_ctrl_c, "CTRLC", 600, synth_dir, tmp_path_factory.mktemp,
+                                          _empty_mlflow_store)
     rc, log1 = interrupted["rc"], interrupted["log"]
     assert rc != 0, f"the ingest finished before Ctrl-C reached it:\n{log1}"
     before = raw_manifest(out)
