@@ -95,7 +95,7 @@ def ingest(echo_dir: str, out: Path, limit: int) -> dict:
     from eee_ray.ingest import IngestConfig, run_ingest
 
     summary = run_ingest(IngestConfig(input=echo_dir, output=str(out / "ingest"), limit=limit))
-    return {"ingest_total": summary.total, "ingest_nodes": actor_nodes("IngestWorker")}
+    return {"ingest_total": summary.total, "ingest_nodes": sorted(summary.nodes)}
 
 
 def pretrain(cluster, out: Path) -> dict:

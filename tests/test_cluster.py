@@ -50,8 +50,8 @@ def cluster_run(synth_dir, tmp_path_factory, _empty_mlflow_store) -> tuple[dict,
 def test_ingest_across_the_worker_nodes(cluster_run, ingested_dir):
     result, out = cluster_run
     assert result["nodes"] == 4   # the head, the two ingest nodes and the spare
-    assert len(result["ingest_nodes"]) == 2, "the ingest actors did not spread over both ingest nodes"
-    assert result["head_node"] not in result["ingest_nodes"], "an ingest actor ran on a node without `ingest`"
+    assert len(result["ingest_nodes"]) == 2, "the ingest tasks did not spread over both ingest nodes"
+    assert result["head_node"] not in result["ingest_nodes"], "an ingest task ran on a node without `ingest`"
     multi = raw_manifest(out / "ingest")
     assert len(multi) == result["ingest_total"] == FILES
     assert multi["path"].is_unique

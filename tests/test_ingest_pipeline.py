@@ -233,16 +233,16 @@ def test_command_refuses_a_missing_input_with_a_user_error(tmp_path):
     assert not (tmp_path / "o").exists()
 
 
-def test_actor_pool_never_outnumbers_the_batches():
-    """A resumed run with three batches of files left on a 64-CPU cluster starts three ingest actors, not 64 (each
-    imports the decoder stack); a large tree gets one per CPU, or per unit of the ``ingest`` resource where nodes
-    advertise it, and ``--num-cpus`` caps it."""
-    from eee_ray.ingest.pipeline import _actor_pool
+def test_task_pool_never_outnumbers_the_batches():
+    """A resumed run with three batches of files left on a 64-CPU cluster runs three ingest tasks at a time, not 64;
+    a large tree gets one per CPU, or per unit of the ``ingest`` resource where nodes advertise it, and
+    ``--num-cpus`` caps it."""
+    from eee_ray.ingest.pipeline import _task_pool
 
     cfg = IngestConfig(input="in", output="out")
-    assert _actor_pool(cfg, {"CPU": 64.0}, batches=3)[1] == 3
-    assert _actor_pool(cfg, {"CPU": 64.0}, batches=1000)[1] == 64
-    assert _actor_pool(cfg, {"CPU": 64.0, "ingest": 8.0}, batches=1000)[1] == 8
-    assert _actor_pool(IngestConfig(input="in", output="out", num_cpus=4), {"CPU": 64.0}, batches=1000)[1] == 4
-    strategy, workers = _actor_pool(cfg, {"CPU": 2.0}, batches=1)
-    assert workers == 1 and strategy.max_size == 1
+    assert _task_pool(cfg, {"CPU": 64.0}, batches=3)[1] == 3
+    assert _task_pool(cfg, {"CPU": 64.0}, batches=1000)[1] == 64
+    assert _task_pool(cfg, {"CPU": 64.0, "ingest": 8.0}, batches=1000)[1] == 8
+    assert _task_pool(IngestConfig(input="in", output="out", num_cpus=4), {"CPU": 64.0}, batches=1000)[1] == 4
+    strategy, workers = _task_pool(cfg, {"CPU": 2.0}, batches=1)
+    assert workers == 1 and strategy.size == 1

@@ -26,7 +26,7 @@ class IngestConfig:
     max_frames: int = 120                # more frames: too_many_frames (paper)
     max_pixels: int = 200_000_000        # Rows*Columns*Frames above this is refused from the header
     dct_min_ratio: float = 0.9           # DCT downscaling keeps the echo region >= ratio * echo_size pixels
-    batch_files: int = 4                 # files per actor call (one manifest/clips part file each)
+    batch_files: int = 4                 # files per task call (one manifest/clips part file each)
     cpus_per_worker: float = 1.0
     trace: TraceConfig = field(default_factory=TraceConfig)
     mlflow: MlflowConfig = field(default_factory=MlflowConfig)

@@ -1,12 +1,12 @@
-"""The Ray Data ingest: a path list streamed through an actor pool whose actors read, decode and trace each file
-themselves (raw bytes never enter the object store) and write their batch's Parquet parts atomically.
+"""The Ray Data ingest: a path list streamed through Ray Data tasks that read, decode and trace each file themselves
+(raw bytes never enter the object store) and write their batch's Parquet parts atomically.
 
 Exactly-once: a batch's parts are named by a hash of its paths, so a batch that Ray retries after a worker died
 overwrites its own parts; clips are written before the manifest (the manifest part is the commit mark), orphaned
 clips parts are dropped on the next run, and any path that still ends up in two parts is kept once (``reconcile``).
 Resume: paths already in the manifest are skipped.
 
-``--input`` and ``--output`` may be bucket prefixes (``s3://...``, ``eee_ray.storage``): the actors read each object
+``--input`` and ``--output`` may be bucket prefixes (``s3://...``, ``eee_ray.storage``): the tasks read each object
 and upload each part as one object, which is the same commit (a part is there whole or not at all).
 """
 
@@ -49,6 +49,7 @@ class IngestSummary:
     by_status: dict = field(default_factory=dict)
     by_reason: dict = field(default_factory=dict)
     qa_pngs: list = field(default_factory=list)
+    nodes: dict = field(default_factory=dict)    # files processed in this run per Ray node id
     mlflow_tracking_uri: str = ""
     mlflow_run_id: str = ""
 
@@ -92,53 +93,46 @@ def clips_table(clips: list[dict], echo_storage: str = "tensor") -> pa.Table:
     return pa.table(cols, schema=schema)
 
 
-class IngestWorker:
-    """One Ray Data actor: processes a batch of paths and writes that batch's manifest/clips parts.
+def ingest_batch(batch: dict, cfg: dict, plan: dict, filesystems: dict) -> dict:
+    """One Ray Data task: processes a batch of paths and writes that batch's manifest/clips parts.
 
-    The config travels baked into a subclass (``worker_class``), not as constructor arguments in the object store,
-    so Ray can always restart a dead actor.
+    A task, not an actor: Ray runs tasks in its pooled worker processes, which keep the decoder stack imported from
+    one batch (and one run) to the next, where every actor is a new process that imports it again. The config, the
+    fault plan and the driver's file systems travel as arguments.
     """
+    import cv2
 
-    CFG: dict = {}
+    from eee_ray.config import from_dict
+    from eee_ray.ingest.process import process_file
 
-    def __init__(self):
-        import cv2
+    cv2.setNumThreads(1)
+    storage.adopt(filesystems)
+    logging.getLogger("pydicom").setLevel(logging.ERROR)  # charset complaints of odd files, once per file
+    config = from_dict(IngestConfig, cfg)
+    items = [InputFile(str(p), bytes(fs), _opt_int(sub), _opt_int(stu), str(pr) if pr else None)
+             for p, fs, sub, stu, pr in zip(batch["path"], batch["fs"], batch["subject_id"], batch["study_id"],
+                                            batch["problem"])]
+    outcomes = [process_file(it, config) for it in items]
+    name = batch_name([it.path for it in items])
+    clips = [o.clip for o in outcomes if o.clip is not None]
+    if clips:
+        write_table(storage.join(config.output, "clips", name), clips_table(clips, config.echo_storage))
+    crash_once(plan)  # between the clips and the manifest write: the worst moment to die
+    rows = [o.manifest for o in outcomes]
+    write_table(storage.join(config.output, "manifest", name), pa.Table.from_pylist(rows, schema=S.MANIFEST_SCHEMA))
+    return {"status": np.array([r["status"] for r in rows]),
+            "reason": np.array([r["reason"] or "" for r in rows]),
+            "node": np.array([_node_id()] * len(rows))}
 
-        from eee_ray.config import from_dict
 
-        cv2.setNumThreads(1)
-        storage.adopt(self.FILESYSTEMS)
-        logging.getLogger("pydicom").setLevel(logging.ERROR)  # charset complaints of odd files, once per file
-        self.cfg = from_dict(IngestConfig, self.CFG)
-        self.out = self.cfg.output
+def _node_id() -> str:
+    import ray
 
-    def __call__(self, batch: dict) -> dict:
-        from eee_ray.ingest.process import process_file
-
-        items = [InputFile(str(p), bytes(fs), _opt_int(sub), _opt_int(stu), str(pr) if pr else None)
-                 for p, fs, sub, stu, pr in zip(batch["path"], batch["fs"], batch["subject_id"], batch["study_id"],
-                                                batch["problem"])]
-        outcomes = [process_file(it, self.cfg) for it in items]
-        name = batch_name([it.path for it in items])
-        clips = [o.clip for o in outcomes if o.clip is not None]
-        if clips:
-            write_table(storage.join(self.out, "clips", name), clips_table(clips, self.cfg.echo_storage))
-        crash_once(self.FAULTS)  # between the clips and the manifest write: the worst moment to die
-        rows = [o.manifest for o in outcomes]
-        write_table(storage.join(self.out, "manifest", name), pa.Table.from_pylist(rows, schema=S.MANIFEST_SCHEMA))
-        return {"status": np.array([r["status"] for r in rows]),
-                "reason": np.array([r["reason"] or "" for r in rows])}
+    return ray.get_runtime_context().get_node_id()
 
 
 def _id(v: int | None) -> int:
     return NO_ID if v is None else v
-
-
-def worker_class(cfg: IngestConfig) -> type:
-    from eee_ray import faults
-
-    return type("IngestWorker", (IngestWorker,), {"CFG": to_dict(cfg), "FAULTS": faults.plan(),
-                                                  "FILESYSTEMS": storage.carry()})
 
 
 NO_ID = -1  # how an unknown ID travels through Ray Data (a null would turn the column into floats)
@@ -197,44 +191,47 @@ def reconcile(out: str | Path) -> int:
 
 
 # Nodes meant for ingest advertise this custom resource (cluster.yaml's CPU group); where the cluster has it, every
-# ingest actor asks for one unit, so ingest never lands on the GPU nodes.
+# ingest task asks for one unit, so ingest never lands on the GPU nodes.
 INGEST_RESOURCE = "ingest"
 
 
-def _actor_pool(cfg: IngestConfig, res: dict, batches: int):
-    """One actor per CPU (or ``ingest`` unit), never more than there are batches of files: a resumed run with a few
-    files left on a large cluster starts a few actors, not one per CPU (each imports the decoder stack)."""
-    from ray.data import ActorPoolStrategy
+def _task_pool(cfg: IngestConfig, res: dict, batches: int):
+    """At most one task per CPU (or ``ingest`` unit) at a time, and never more than there are batches of files."""
+    from ray.data import TaskPoolStrategy
 
     total = int(res.get(INGEST_RESOURCE) or res.get("CPU", 1))
     workers = max(1, min(cfg.num_cpus or total, total, batches))
-    # start all actors at once, but run as soon as one is up: CPUs held by other work never deadlock the ingest
-    return ActorPoolStrategy(min_size=1, max_size=workers, initial_size=workers), workers
+    return TaskPoolStrategy(size=workers), workers
 
 
-def run_pipeline(todo: list[InputFile], cfg: IngestConfig) -> Counter:
+def run_pipeline(todo: list[InputFile], cfg: IngestConfig) -> tuple[Counter, Counter]:
+    """Process ``todo``; returns the files per (status, reason) and per Ray node that processed them."""
     import ray
 
+    from eee_ray import faults
     from eee_ray.runtime import init_ray
 
     init_ray(cfg.num_cpus)
     res = ray.cluster_resources()
     batches = -(-len(todo) // cfg.batch_files)
-    compute, workers = _actor_pool(cfg, res, batches)
+    compute, workers = _task_pool(cfg, res, batches)
     cpus = min(cfg.cpus_per_worker, max(int(res.get("CPU", 1)) / workers, 0.01))
     items = [{"path": f.path, "fs": f.fs, "subject_id": _id(f.subject_id), "study_id": _id(f.study_id),
               "problem": f.problem or ""} for f in todo]
     # one task per block, one Parquet part per batch of `batch_files` inside it; cap the block count for big trees
     blocks = max(1, min(batches, 64 * workers))
     ds = ray.data.from_items(items, override_num_blocks=blocks)
-    # Ray Data's actor pools restart dead actors and retry their tasks by default (max_restarts=-1).
+    # Ray Data retries a task whose worker died (max_retries=-1): the batch rewrites its own parts.
     routing = {"resources": {INGEST_RESOURCE: 1}} if res.get(INGEST_RESOURCE) else {}
-    ds = ds.map_batches(worker_class(cfg), batch_size=cfg.batch_files, compute=compute, num_cpus=cpus,
-                        batch_format="numpy", **routing)
+    ds = ds.map_batches(ingest_batch, batch_size=cfg.batch_files, compute=compute, num_cpus=cpus,
+                        batch_format="numpy", fn_kwargs={"cfg": to_dict(cfg), "plan": faults.plan(),
+                                                         "filesystems": storage.carry()}, **routing)
     counts: Counter = Counter()
+    nodes: Counter = Counter()
     for batch in ds.iter_batches(batch_size=None, batch_format="numpy"):
         counts.update(zip(batch["status"].tolist(), batch["reason"].tolist()))
-    return counts
+        nodes.update(batch["node"].tolist())
+    return counts, nodes
 
 
 def run_ingest(cfg: IngestConfig) -> IngestSummary:
@@ -261,7 +258,8 @@ def run_ingest(cfg: IngestConfig) -> IngestSummary:
     log.info("ingest: %d files found, %d already in the manifest, %d to process", len(files),
              summary.skipped, len(todo))
     if todo:
-        counts = run_pipeline(todo, dataclasses.replace(cfg, input=inp, output=out))
+        counts, nodes = run_pipeline(todo, dataclasses.replace(cfg, input=inp, output=out))
+        summary.nodes = dict(nodes)
         log.info("ingest: this run %s", ", ".join(f"{r or s}: {n}" for (s, r), n in counts.most_common()))
     reconcile(out)
     manifest = read_manifest_table(out, ["path", "status", "reason"])
