@@ -4,9 +4,9 @@
 (b) decode-only: every frame through the fast decoder (libjpeg-turbo, DCT-downscaled grayscale), nothing else;
 (c) the full ingest (``run_ingest``: header filter, decode, resize, ECG tracing, Parquet) on 1 and on 2 Ray CPUs,
     once per ``echo_storage`` (the default tensor type, and raw bytes),
-    each in a fresh local Ray (Ray start-up excluded, actor start-up included), over ``--repeat`` symlinked replicas
-    of the same files so that the actors' start-up is amortised as on a real data set;
-(c-steady) the same runs without their fixed costs (Ray Data and actor start-up before the first batch, the MLflow
+    each in a fresh local Ray (Ray start-up excluded, worker start-up included), over ``--repeat`` symlinked replicas
+    of the same files so that the workers' start-up is amortised as on a real data set;
+(c-steady) the same runs without their fixed costs (Ray Data and worker start-up before the first batch, the MLflow
     run after the last: seconds that a 525,000-file run does not notice): the files in the manifest parts written
     after the first one, over the time from the first part to the last (parts' modification times). The ratios and
     the MIMIC projection use it.
@@ -123,7 +123,7 @@ def replicate(src: Path, dst: Path, files: list[Path], k: int) -> None:
 
 def in_process(files: list[Path], out: Path, echo_storage: str = "tensor") -> None:
     """The full ingest's per-file work (header, decode, resize, tracing, Parquet) without Ray: where (c) would be
-    without Ray's scheduling and actor start-up."""
+    without Ray's scheduling and worker start-up."""
     from eee_ray.ingest import IngestConfig
     from eee_ray.ingest.discover import InputFile
     from eee_ray.ingest.pipeline import clips_table, write_table
@@ -186,7 +186,7 @@ def main() -> None:
     ap.add_argument("--tracer-passes", type=int, default=5, help="alternating passes of both tracers per round")
     ap.add_argument("--workdir", default=None, help="keep the generated files here (default: a temp folder)")
     args = ap.parse_args()
-    cv2.setNumThreads(1)  # one core per measurement, like one Ray actor
+    cv2.setNumThreads(1)  # one core per measurement, like one Ray task
     from eee_ray.synth import SynthConfig, generate
 
     work = Path(args.workdir or tempfile.mkdtemp(prefix="eee_ingest_bench_"))
@@ -204,7 +204,7 @@ def main() -> None:
     baseline = load_baseline(args.baseline_ref) if args.baseline_ref else None
     load_before = os.getloadavg()[0]
     naive_s = timed(naive, files)
-    timed(in_process, files[:2], work / "warm")  # imports and first-call costs, as an actor's start-up
+    timed(in_process, files[:2], work / "warm")  # imports and first-call costs, as a worker's start-up
     runs: dict[str, list[float]] = {}  # key -> seconds per pass, one per round
     labels: dict[str, tuple[str, int]] = {}
 
