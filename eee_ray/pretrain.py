@@ -533,7 +533,8 @@ def run_pretrain(cfg: PretrainConfig) -> dict[str, Any]:
                                        failure_config=ray.train.FailureConfig(max_failures=cfg.max_failures),
                                        checkpoint_config=ray.train.CheckpointConfig(num_to_keep=2)),
         datasets={"train": train_ds, "heldout": held_ds},
-        dataset_config=ray.train.DataConfig(datasets_to_split=["train"]),
+        # one worker reads the training set whole: a split would start a coordinator actor (a process) for nothing
+        dataset_config=ray.train.DataConfig(datasets_to_split=["train"] if cfg.workers > 1 else []),
     )
     from mlflow.tracking import MlflowClient
 
