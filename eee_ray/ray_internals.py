@@ -82,14 +82,19 @@ def session_dir() -> str:
     return ray._private.worker._global_node.get_session_dir_path()
 
 
-def actor_nodes(class_fragment: str, alive_only: bool = False) -> list[str]:
-    """Node ids of the actors (alive or dead) whose class name contains ``class_fragment``. The public state API needs
-    the dashboard, which a simulated cluster (``ray.cluster_utils.Cluster``) does not start; the GCS's actor table
-    is the only other source."""
+def actors(class_fragment: str, alive_only: bool = False) -> dict[str, str]:
+    """Actor id -> node id of the actors (alive or dead) whose class name contains ``class_fragment``. The public
+    state API needs the dashboard, which a simulated cluster (``ray.cluster_utils.Cluster``) and a local Ray of
+    ``init_ray`` do not start; the GCS's actor table is the only other source."""
     from ray._private.state import state
 
-    return sorted({a["Address"]["NodeID"] for a in state.actor_table(None).values()
-                   if class_fragment in a.get("ActorClassName", "") and (not alive_only or a["State"] == "ALIVE")})
+    return {actor_id: a["Address"]["NodeID"] for actor_id, a in state.actor_table(None).items()
+            if class_fragment in a.get("ActorClassName", "") and (not alive_only or a["State"] == "ALIVE")}
+
+
+def actor_nodes(class_fragment: str, alive_only: bool = False) -> list[str]:
+    """Node ids of the actors (alive or dead) whose class name contains ``class_fragment``."""
+    return sorted(set(actors(class_fragment, alive_only).values()))
 
 
 def check_hooks() -> list[str]:

@@ -3,6 +3,7 @@ hostile inputs, resume, exactly-once under a worker crash, PHI absence, QA pictu
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -63,6 +64,9 @@ def test_output_contract(ingested_dir, ray_session):
     manifest = read_manifest(ingested_dir)
     assert set(manifest.reason.dropna()) <= set(S.REASONS) and set(manifest.status) <= {S.OK, S.REJECTED}
     assert manifest[manifest.status == S.OK].reason.isna().all()
+    # summary.json says where the files were processed: every one of them on this single node
+    summary = json.loads((ingested_dir / "summary.json").read_text())
+    assert summary["nodes"] == {ray_session.get_runtime_context().get_node_id(): len(manifest)}
     row = read_clips(ingested_dir).take(1)[0]
     assert isinstance(row["echo"], np.ndarray) and row["echo"].dtype == np.uint8
     assert row["echo"].shape == (row["n_frames"], 224, 224)

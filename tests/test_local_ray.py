@@ -14,6 +14,7 @@ from __future__ import annotations
 import pytest
 
 from _platform_helpers import SESSION_STORE_MB as STORE_MB, is_loopback
+from eee_ray.ray_internals import actors
 
 CLIPS, RECORDS = 48, 400
 # What the old materialising paths held: every clip's samples in the object store (spilled, since 48 x 3 MB of clips
@@ -40,6 +41,7 @@ def test_both_stages_finish_with_a_store_far_below_the_data(local_run):
     assert m["object_store_mb"] == pytest.approx(STORE_MB, rel=0.01)
     assert m["clip_mb"] + m["record_mb"] > 2 * STORE_MB  # the data really is far beyond the store
     assert m["pairs_store"] == "disk (built)"  # the training samples went through the on-disk pairs cache
+    assert actors("SplitCoordinator"), "two workers share the training pairs through Ray Data's split coordinator"
     assert m["pretrain_train_clips"] > 0 and m["benchmark_trials"] == 1 and m["benchmark_records"] == RECORDS
     assert m["spilled_mb"] < STORE_MB / 10, m
     for stage in ("pretrain", "benchmark"):

@@ -71,9 +71,14 @@ def test_pretraining_learns_cross_modal_retrieval(learning_set, tmp_path):
     from eee_ray.pretrain import model_config
     from eee_ray.retrieval import embed, retrieval_metrics, summary
 
+    from eee_ray.ray_internals import actors
+
     out = tmp_path / "pretrain"
     cfg = pretrain_config("default", clips=str(learning_set / "ingest"), output=str(out), **LEARN)
+    coordinators = len(actors("SplitCoordinator"))
     m = run_pretrain(cfg)
+    # one worker reads its training pairs whole: no split coordinator (an actor of its own) was started for it
+    assert len(actors("SplitCoordinator")) == coordinators
     on_disk = json.loads((out / "metrics.json").read_text())
     for key in ("ecg2echo_r1", "echo2ecg_r1", "chance_r1", "epochs", "train_clips", "heldout_clips", "loss_total",
                 "loss_token", "loss_sid", "loss_pid", "loss_align", "ecg2echo_mean_rank", "chance_mean_rank",
