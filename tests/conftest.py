@@ -157,8 +157,9 @@ def tiny_benchmark(synth_dir, ray_session, tmp_path_factory, _empty_mlflow_store
     work = tmp_path_factory.mktemp("tinybench")
     start_store(work, _empty_mlflow_store)
     torch.manual_seed(0)
-    save_pretrained(EEEModel(model_config(PretrainConfig())).ecg, work / "enc.pt", token_len=50, sample_rate=100,
-                    normalization=dict(NORMALIZATION))
+    pairs = PretrainConfig().pairs
+    save_pretrained(EEEModel(model_config(PretrainConfig())).ecg, work / "enc.pt", token_len=pairs.token_len,
+                    sample_rate=pairs.sample_rate, normalization=dict(NORMALIZATION))
     (work / "c.yaml").write_text("n_bootstrap: 50\nbatch_size: 32\ncrops_per_record: 1\n")
     stdout = io.StringIO()
     with pytest.MonkeyPatch.context() as mp, contextlib.redirect_stdout(stdout):

@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import pytest
 
-from _platform_helpers import SESSION_STORE_MB as STORE_MB, is_loopback
-from eee_ray.ray_internals import actors
+from _platform_helpers import SESSION_STORE_MB as STORE_MB, is_loopback, start_store
+from eee_ray.ray_internals import actors, session_dir
 
 CLIPS, RECORDS = 48, 400
 # What the old materialising paths held: every clip's samples in the object store (spilled, since 48 x 3 MB of clips
@@ -28,12 +28,13 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def local_run(ray_session, tmp_path_factory) -> dict:
+def local_run(ray_session, tmp_path_factory, _empty_mlflow_store) -> dict:
     """One epoch of pretraining and a one-trial benchmark on the session's Ray, measured (tests/_scale_run.py)."""
     from _scale_run import measure
-    from eee_ray.ray_internals import session_dir
 
-    return measure(tmp_path_factory.mktemp("local_ray"), CLIPS, RECORDS, marker=session_dir())
+    work = tmp_path_factory.mktemp("local_ray")
+    start_store(work, _empty_mlflow_store)   # the default store of both stages (beside their outputs), initialised
+    return measure(work, CLIPS, RECORDS, marker=session_dir())
 
 
 def test_both_stages_finish_with_a_store_far_below_the_data(local_run):
